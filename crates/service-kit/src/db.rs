@@ -1,0 +1,181 @@
+//! PostgreSQL through diesel-async: the pool, migrations, and error classification.
+//!
+//! Every service keeps its tables and its migration bookkeeping in a schema named after it. At
+//! start it takes a PostgreSQL advisory lock (so two replicas booting at once do not race),
+//! creates the schema if missing and runs its embedded migrations with the schema first on the
+//! `search_path`, so diesel's `__diesel_schema_migrations` table lives there too.
+
+use std::time::Duration;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::pooled_connection::deadpool::{Object, Pool as DeadPool, PoolError};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::EmbeddedMigrations;
+
+use crate::settings::DatabaseSettings;
+
+pub type Pool = DeadPool<AsyncPgConnection>;
+pub type Conn = Object<AsyncPgConnection>;
+
+/// Builds the pool. Connections are opened lazily, so this succeeds even when the database is
+/// down (`/readyz` says so until it is back).
+pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
+    let mut config = ManagerConfig::default();
+    // `Verified` would send an extra query on every checkout; a broken connection is detected
+    // by the driver and discarded anyway.
+    config.recycling_method = RecyclingMethod::Fast;
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(settings.url.expose(), config);
+    Ok(DeadPool::builder(manager)
+        .max_size(settings.pool_size)
+        .wait_timeout(Some(settings.timeout))
+        .create_timeout(Some(settings.timeout))
+        .recycle_timeout(Some(settings.timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()?)
+}
+
+/// A connection from the pool.
+pub async fn conn(pool: &Pool) -> Result<Conn, DbError> {
+    pool.get().await.map_err(DbError::from)
+}
+
+/// Whether the database answers a trivial query within `timeout`.
+pub async fn ping(pool: &Pool, timeout: Duration) -> Result<(), DbError> {
+    let check = async {
+        let mut conn = conn(pool).await?;
+        diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+        Ok::<_, DbError>(())
+    };
+    tokio::time::timeout(timeout, check)
+        .await
+        .map_err(|_| DbError::Unavailable("database did not answer in time".into()))?
+}
+
+/// A 64-bit advisory lock key derived from a name (FNV-1a), stable across builds.
+pub fn advisory_key(name: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// Creates `schema` if missing and runs the pending `migrations` in it, under an advisory lock.
+/// Returns how many migrations ran.
+pub async fn migrate(
+    database_url: &str,
+    schema: &'static str,
+    migrations: EmbeddedMigrations,
+) -> anyhow::Result<usize> {
+    anyhow::ensure!(
+        !schema.is_empty() && schema.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+        "schema name {schema:?} must be lower-case letters and underscores"
+    );
+    let url = database_url.to_owned();
+    // diesel's migration harness is synchronous: run it on a blocking thread with the async
+    // connection wrapped (no libpq needed).
+    tokio::task::spawn_blocking(move || blocking::migrate(&url, schema, migrations)).await?
+}
+
+mod blocking {
+    use diesel::{Connection, RunQueryDsl};
+    use diesel_async::AsyncPgConnection;
+    use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+    use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+
+    pub(super) fn migrate(url: &str, schema: &str, migrations: EmbeddedMigrations) -> anyhow::Result<usize> {
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(url)
+            .map_err(|e| anyhow::anyhow!("cannot connect to the database to migrate: {e}"))?;
+        let key = super::advisory_key(&format!("migrations:{schema}"));
+        diesel::sql_query(format!("SELECT pg_advisory_lock({key})")).execute(&mut conn)?;
+        let run = || -> anyhow::Result<usize> {
+            diesel::sql_query(format!("CREATE SCHEMA IF NOT EXISTS {schema}")).execute(&mut conn)?;
+            diesel::sql_query(format!("SET search_path TO {schema}")).execute(&mut conn)?;
+            let applied = conn
+                .run_pending_migrations(migrations)
+                .map_err(|e| anyhow::anyhow!("migrations of schema {schema} failed: {e}"))?;
+            Ok(applied.len())
+        };
+        let outcome = run();
+        // The lock also goes when the connection closes; release it explicitly anyway.
+        let _unlocked = diesel::sql_query(format!("SELECT pg_advisory_unlock({key})")).execute(&mut conn);
+        outcome
+    }
+}
+
+/// A database failure sorted by what the API should answer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("row not found")]
+    NotFound,
+    #[error("unique constraint {constraint} violated")]
+    UniqueViolation { constraint: String },
+    #[error("foreign key constraint {constraint} violated")]
+    ForeignKeyViolation { constraint: String },
+    #[error("check constraint {constraint} violated")]
+    CheckViolation { constraint: String },
+    /// Every pooled connection is busy: the service is overloaded (503, retry later).
+    #[error("no database connection became free in time")]
+    PoolTimeout,
+    /// The database cannot be reached (503).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Other(#[source] DieselError),
+}
+
+impl DbError {
+    /// The constraint name for unique, foreign-key and check violations.
+    pub fn constraint(&self) -> Option<&str> {
+        match self {
+            DbError::UniqueViolation { constraint }
+            | DbError::ForeignKeyViolation { constraint }
+            | DbError::CheckViolation { constraint } => Some(constraint),
+            _ => None,
+        }
+    }
+
+    /// Whether the failure is the database being away or overloaded rather than a bug.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, DbError::PoolTimeout | DbError::Unavailable(_))
+    }
+}
+
+impl From<DieselError> for DbError {
+    fn from(error: DieselError) -> Self {
+        match error {
+            DieselError::NotFound => DbError::NotFound,
+            DieselError::DatabaseError(kind, ref info) => {
+                let constraint = info.constraint_name().unwrap_or_default().to_owned();
+                match kind {
+                    DatabaseErrorKind::UniqueViolation => DbError::UniqueViolation { constraint },
+                    DatabaseErrorKind::ForeignKeyViolation => DbError::ForeignKeyViolation { constraint },
+                    DatabaseErrorKind::CheckViolation => DbError::CheckViolation { constraint },
+                    DatabaseErrorKind::ClosedConnection => DbError::Unavailable(info.message().to_owned()),
+                    _ => DbError::Other(error),
+                }
+            }
+            other => DbError::Other(other),
+        }
+    }
+}
+
+impl From<PoolError> for DbError {
+    fn from(error: PoolError) -> Self {
+        match error {
+            PoolError::Timeout(_) => DbError::PoolTimeout,
+            other => DbError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn advisory_keys_are_stable_and_distinct() {
+        assert_eq!(super::advisory_key("migrations:giistr"), super::advisory_key("migrations:giistr"));
+        assert_ne!(super::advisory_key("migrations:giistr"), super::advisory_key("migrations:dokko"));
+    }
+}

@@ -1,0 +1,313 @@
+//! The actix server every service runs.
+//!
+//! A service describes itself with a [`ServiceApp`] (its name, pool, OpenAPI document and a
+//! `configure` function that registers its routes) and [`serve`] wraps it with what every
+//! service needs:
+//!
+//! - a request id per request (`X-Request-Id`, taken from the caller when sane), a tracing span
+//!   around the request and one log line when it completes;
+//! - request counts and latencies by route and status for `GET /metrics`;
+//! - `GET /healthz` (alive, touches nothing), `GET /readyz` (503 when the database does not
+//!   answer), `GET /openapi.json`;
+//! - actix's own errors (malformed JSON, bad path or query parameters, oversized bodies, unknown
+//!   routes, wrong methods) answered with the JSON error body, never plain text;
+//! - CORS for the configured origins;
+//! - graceful shutdown on SIGTERM/SIGINT, draining requests for the configured timeout, then the
+//!   pool is closed ([`Running::run`]).
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_cors::Cors;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::error::{InternalError, JsonPayloadError, PathError, QueryPayloadError, UrlencodedError};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::{Condition, ErrorHandlerResponse, ErrorHandlers, Next, from_fn};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use domain::ErrorBody;
+use tracing::Instrument;
+
+use crate::db::{self, Pool};
+use crate::metrics::Metrics;
+use crate::settings::HttpSettings;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A response with the JSON error body `{"error": message}`.
+pub fn error_response(status: StatusCode, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).content_type("application/json").body(ErrorBody::new(message).to_json())
+}
+
+/// The statuses a service answers bad input with. The seeds differ: Giistr uses 400, Dokko 422
+/// for malformed bodies and parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct BadInputStatus {
+    /// Malformed JSON or a field of the wrong type.
+    pub json: StatusCode,
+    /// A path parameter that does not parse (an invalid UUID, say).
+    pub path: StatusCode,
+    /// A query parameter that does not parse.
+    pub query: StatusCode,
+    /// A form field that is missing or does not parse.
+    pub form: StatusCode,
+}
+
+impl BadInputStatus {
+    pub const ALL_400: Self = Self {
+        json: StatusCode::BAD_REQUEST,
+        path: StatusCode::BAD_REQUEST,
+        query: StatusCode::BAD_REQUEST,
+        form: StatusCode::BAD_REQUEST,
+    };
+}
+
+/// What a service brings to [`serve`].
+pub struct ServiceApp<F> {
+    /// The service's name, as in logs and metrics.
+    pub name: &'static str,
+    pub pool: Pool,
+    /// The service's OpenAPI document, served at `/openapi.json`.
+    pub openapi: utoipa::openapi::OpenApi,
+    /// Registers the service's routes and app data.
+    pub configure: F,
+    pub bad_input: BadInputStatus,
+    /// Request headers a browser may send cross-origin (besides the CORS-safelisted ones).
+    pub cors_headers: &'static [&'static str],
+}
+
+/// A started server and the pool it uses.
+pub struct Running {
+    server: Server,
+    pool: Pool,
+    addr: SocketAddr,
+}
+
+impl Running {
+    /// Where the server listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle to stop the server (gracefully or not).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// The service's database pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Serves until the server is stopped (SIGTERM, SIGINT or a handle), then closes the pool.
+    pub async fn run(self) -> std::io::Result<()> {
+        let outcome = self.server.await;
+        self.pool.close();
+        tracing::info!("stopped");
+        outcome
+    }
+}
+
+struct Probe {
+    pool: Pool,
+    openapi_json: web::Bytes,
+}
+
+/// Starts the service on `listener`. The returned server runs once awaited ([`Running::run`]).
+pub fn serve<F>(listener: TcpListener, settings: &HttpSettings, app: ServiceApp<F>) -> std::io::Result<Running>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    let addr = listener.local_addr()?;
+    let ServiceApp { name, pool, openapi, configure, bad_input, cors_headers } = app;
+    let openapi_json = openapi.to_json().map_err(std::io::Error::other)?;
+    let probe = web::Data::new(Probe { pool: pool.clone(), openapi_json: web::Bytes::from(openapi_json) });
+    let metrics = web::Data::new(Metrics::new(name));
+    let json_limit = settings.json_body_limit;
+    let origins = Arc::new(settings.cors_allowed_origins.clone());
+
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(probe.clone())
+            .app_data(metrics.clone())
+            .app_data(json_config(json_limit, bad_input.json))
+            .app_data(path_config(bad_input.path))
+            .app_data(query_config(bad_input.query))
+            .app_data(form_config(bad_input.form))
+            .wrap(ErrorHandlers::new().handler(StatusCode::METHOD_NOT_ALLOWED, json_method_not_allowed))
+            .wrap(Condition::new(!origins.is_empty(), cors(&origins, cors_headers)))
+            .wrap(from_fn(observe))
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+            .route("/metrics", web::get().to(metrics_text))
+            .route("/openapi.json", web::get().to(openapi_doc))
+            .configure(configure.clone())
+            .default_service(web::to(no_route))
+    })
+    .workers(settings.workers)
+    .shutdown_timeout(settings.shutdown_timeout.as_secs())
+    .listen(listener)?
+    .run();
+    tracing::info!(service = name, %addr, "listening");
+    Ok(Running { server, pool, addr })
+}
+
+fn cors(origins: &[String], headers: &[&str]) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allowed_header(header::CONTENT_TYPE)
+        .allowed_header(header::AUTHORIZATION)
+        .allowed_header(REQUEST_ID)
+        .expose_headers([REQUEST_ID])
+        .max_age(3600);
+    for name in headers {
+        cors = cors.allowed_header(*name);
+    }
+    if origins.iter().any(|o| o == "*") {
+        cors.allow_any_origin()
+    } else {
+        origins.iter().fold(cors, |cors, origin| cors.allowed_origin(origin))
+    }
+}
+
+/// Request id, span, metrics and the completion log line.
+async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %req.path());
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+
+    let mut res = next.call(req).instrument(span.clone()).await?;
+
+    let latency = started.elapsed();
+    let status = res.status();
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    if let Some(metrics) = metrics {
+        metrics.record(method.as_str(), &route, status.as_u16(), latency);
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert(REQUEST_ID, value);
+    }
+    let quiet = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics");
+    let latency_ms = latency.as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), route, latency_ms, "request failed");
+        } else if quiet {
+            tracing::debug!(status = status.as_u16(), route, latency_ms, "request completed");
+        } else {
+            tracing::info!(status = status.as_u16(), route, latency_ms, "request completed");
+        }
+    });
+    Ok(res)
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(probe: web::Data<Probe>) -> HttpResponse {
+    match db::ping(&probe.pool, Duration::from_secs(2)).await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            error_response(StatusCode::SERVICE_UNAVAILABLE, "database is unreachable")
+        }
+    }
+}
+
+async fn metrics_text(metrics: web::Data<Metrics>, probe: web::Data<Probe>) -> HttpResponse {
+    let status = probe.pool.status();
+    let extra = format!(
+        "# HELP db_pool_connections Database connections by state.\n# TYPE db_pool_connections gauge\n\
+         db_pool_connections{{state=\"open\"}} {}\ndb_pool_connections{{state=\"idle\"}} {}\n\
+         db_pool_connections{{state=\"max\"}} {}\n\
+         # HELP db_pool_waiting Requests waiting for a database connection.\n# TYPE db_pool_waiting gauge\n\
+         db_pool_waiting {}\n",
+        status.size, status.available, status.max_size, status.waiting
+    );
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(metrics.render(&extra))
+}
+
+async fn openapi_doc(probe: web::Data<Probe>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(probe.openapi_json.clone())
+}
+
+async fn no_route(req: HttpRequest) -> HttpResponse {
+    error_response(StatusCode::NOT_FOUND, format!("no route for {} {}", req.method(), req.path()))
+}
+
+fn json_method_not_allowed<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let message = format!("method {} is not allowed on {}", res.request().method(), res.request().path());
+    let (req, _) = res.into_parts();
+    let res = ServiceResponse::new(req, error_response(StatusCode::METHOD_NOT_ALLOWED, message)).map_into_right_body();
+    Ok(ErrorHandlerResponse::Response(res))
+}
+
+fn json_config(limit: usize, status: StatusCode) -> web::JsonConfig {
+    web::JsonConfig::default().limit(limit).content_type_required(false).error_handler(move |err, _req| {
+        let (status, message) = match &err {
+            JsonPayloadError::OverflowKnownLength { length, limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body of {length} bytes is larger than the limit of {limit} bytes"),
+            ),
+            JsonPayloadError::Overflow { limit } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than the limit of {limit} bytes"))
+            }
+            JsonPayloadError::Deserialize(e) if e.is_eof() && e.line() == 1 && e.column() == 0 => {
+                (status, "request body is empty: expected a JSON object".to_owned())
+            }
+            JsonPayloadError::Deserialize(e) => (status, format!("invalid JSON body: {e}")),
+            other => (status, format!("invalid JSON body: {other}")),
+        };
+        InternalError::from_response(err, error_response(status, message)).into()
+    })
+}
+
+fn path_config(status: StatusCode) -> web::PathConfig {
+    web::PathConfig::default().error_handler(move |err, _req| {
+        let message = match &err {
+            PathError::Deserialize(e) => format!("invalid path parameter: {e}"),
+            other => format!("invalid path parameter: {other}"),
+        };
+        InternalError::from_response(err, error_response(status, message)).into()
+    })
+}
+
+fn query_config(status: StatusCode) -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(move |err, _req| {
+        let message = match &err {
+            QueryPayloadError::Deserialize(e) => format!("invalid query string: {e}"),
+            other => format!("invalid query string: {other}"),
+        };
+        InternalError::from_response(err, error_response(status, message)).into()
+    })
+}
+
+fn form_config(status: StatusCode) -> web::FormConfig {
+    web::FormConfig::default().limit(64 * 1024).error_handler(move |err, _req| {
+        let (status, message) = match &err {
+            UrlencodedError::Overflow { .. } => (StatusCode::PAYLOAD_TOO_LARGE, format!("form body too large: {err}")),
+            UrlencodedError::ContentType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected Content-Type: application/x-www-form-urlencoded".to_owned(),
+            ),
+            UrlencodedError::Parse(e) => (status, format!("invalid form body: {e}")),
+            other => (status, format!("invalid form body: {other}")),
+        };
+        InternalError::from_response(err, error_response(status, message)).into()
+    })
+}

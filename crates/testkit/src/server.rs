@@ -1,0 +1,67 @@
+//! Runs a service in-process on a loopback port, through the same `start` function its `main`
+//! calls, on a thread with its own actix system (so any test runtime can talk to it).
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use actix_web::dev::ServerHandle;
+use service_kit::http::Running;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    handle: ServerHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server: `start` gets a listener on `127.0.0.1:<free port>` and returns the
+    /// running service.
+    pub fn start<F, Fut>(start: F) -> anyhow::Result<TestServer>
+    where
+        F: FnOnce(TcpListener) -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<Running>> + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                match start(listener).await {
+                    Ok(running) => {
+                        let _ = tx.send(Ok(running.handle()));
+                        if let Err(e) = running.run().await {
+                            eprintln!("testkit: server ended with an error: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        });
+        let handle = rx.recv().map_err(|_| anyhow::anyhow!("the server thread ended before starting"))??;
+        Ok(TestServer { addr, handle, thread: Some(thread) })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the server now and waits for its thread.
+    pub fn stop(&mut self) {
+        // `stop` sends the command at once; the returned future only reports completion.
+        drop(self.handle.stop(false));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

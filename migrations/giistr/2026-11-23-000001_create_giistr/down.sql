@@ -1,0 +1,4 @@
+DROP TABLE giistr.repo_tag_assocs;
+DROP TABLE giistr.repos;
+DROP TABLE giistr.tags;
+DROP TABLE giistr.users;
