@@ -286,6 +286,12 @@ impl TestDb {
         Ok(TestDb { url: replace_database(&admin_url()?, &name), name })
     }
 
+    /// A connection to the server's `postgres` database, as superuser (to cut this database off,
+    /// for instance).
+    pub async fn admin_conn(&self) -> anyhow::Result<AsyncPgConnection> {
+        admin_conn().await
+    }
+
     /// A new connection to this test's database, for assertions on what was left behind.
     pub async fn conn(&self) -> anyhow::Result<AsyncPgConnection> {
         AsyncPgConnection::establish(&self.url).await.context("connecting to the test database")

@@ -26,7 +26,8 @@ impl TestApp {
 
     /// Spawns with extra settings on top of the test defaults.
     pub async fn spawn_with(adjust: impl FnOnce(Env) -> Env) -> TestApp {
-        let db = TestDb::new("giistr", |url| async move { giistr_tags::migrate(&url).await }).await.expect("test database");
+        let db =
+            TestDb::new("giistr", |url| async move { giistr_tags::migrate(&url).await }).await.expect("test database");
         let github = FakeGithub::start();
         let env = adjust(
             Env::default()
