@@ -6,7 +6,7 @@ use rand::RngCore;
 ///
 /// `hex_len` must be even (two characters a byte).
 pub fn prefixed_hex(prefix: &str, hex_len: usize) -> String {
-    debug_assert!(hex_len % 2 == 0, "hex_len must be even");
+    debug_assert!(hex_len.is_multiple_of(2), "hex_len must be even");
     let mut bytes = vec![0u8; hex_len / 2];
     rand::rng().fill_bytes(&mut bytes);
     let mut id = String::with_capacity(prefix.len() + hex_len);

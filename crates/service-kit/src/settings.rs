@@ -85,6 +85,11 @@ impl Env {
         self
     }
 
+    /// Sets a variable only when it is unset or blank.
+    pub fn with_default(self, name: &str, value: impl Into<String>) -> Self {
+        if self.get(name).is_some() { self } else { self.with(name, value) }
+    }
+
     /// The variable's value, `None` when unset or blank.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())

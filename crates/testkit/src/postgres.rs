@@ -213,12 +213,12 @@ async fn drop_stale(conn: &mut AsyncPgConnection) -> anyhow::Result<()> {
         diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'tk\\_%'").load(conn).await?;
     for Datname { datname } in names {
         let pid = datname.split('_').nth(1).and_then(|p| p.parse::<u32>().ok());
-        if let Some(pid) = pid {
-            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{datname}\" WITH (FORCE)"))
-                    .execute(conn)
-                    .await;
-            }
+        if let Some(pid) = pid
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ =
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{datname}\" WITH (FORCE)")).execute(conn).await;
         }
     }
     Ok(())

@@ -1,0 +1,27 @@
+# Everyday tasks. Each is a thin wrapper over cargo or a script; CI runs `.ci/run`.
+
+# Start the whole platform locally (PostgreSQL + every service).
+run:
+    cargo run -p stack
+
+# The test suite (what the README and CI run).
+test:
+    cargo test --workspace
+
+# Everything CI checks: format, clippy, tests, manifests.
+ci:
+    bash .ci/run
+
+fmt:
+    cargo fmt --all
+
+lint:
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Load benchmark of giistr-tags (wrk, release build).
+bench-giistr:
+    bench/giistr-load.sh
+
+# Validate the Kubernetes manifests offline.
+manifests:
+    deploy/validate.sh
