@@ -94,6 +94,15 @@ async fn user_by_digest(conn: &mut db::Conn, digest: &[u8; 32]) -> Result<Option
     Ok(users::table.filter(users::token_digest.eq(&digest[..])).select(users::id).first(conn).await.optional()?)
 }
 
+#[derive(AsChangeset)]
+#[diesel(table_name = users)]
+struct TokenChange<'a> {
+    token_digest: &'a [u8],
+    token_id: Option<Uuid>,
+    github_login: &'a str,
+    updated_at: OffsetDateTime,
+}
+
 /// Creates the user on first sight, or records the new token of a known GitHub user.
 async fn record_token(conn: &mut db::Conn, github_user: &GithubUser, digest: &[u8; 32]) -> Result<Uuid, ApiError> {
     let github_user_id = i64::try_from(github_user.id)
@@ -127,16 +136,15 @@ async fn record_token(conn: &mut db::Conn, github_user: &GithubUser, digest: &[u
     if stored_digest != digest[..] || login != github_user.login {
         let token_changed = stored_digest != digest[..];
         diesel::update(users::table.find(id))
-            .set((
-                users::token_digest.eq(&digest[..]),
-                users::github_login.eq(&github_user.login),
-                users::updated_at.eq(now),
-            ))
+            .set(&TokenChange {
+                token_digest: &digest[..],
+                // A new token gets a new opaque id; a renamed GitHub login keeps it.
+                token_id: token_changed.then(Uuid::new_v4),
+                github_login: &github_user.login,
+                updated_at: now,
+            })
             .execute(conn)
             .await?;
-        if token_changed {
-            diesel::update(users::table.find(id)).set(users::token_id.eq(Uuid::new_v4())).execute(conn).await?;
-        }
     }
     Ok(id)
 }
