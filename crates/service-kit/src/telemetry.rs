@@ -1,6 +1,8 @@
 //! Logs: tracing to stdout, filtered by `RUST_LOG` (default `info`), as JSON lines when
 //! `LOG_FORMAT=json` and as readable text otherwise.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber from `LOG_FORMAT` and `RUST_LOG`. Calling it again is harmless.
@@ -16,6 +18,6 @@ pub fn init(json: bool) {
     let _already_set = if json {
         builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
     } else {
-        builder.with_target(false).try_init()
+        builder.with_target(false).with_ansi(std::io::stdout().is_terminal()).try_init()
     };
 }
