@@ -79,6 +79,17 @@ pub async fn migrate(
     tokio::task::spawn_blocking(move || blocking::migrate(&url, schema, migrations)).await?
 }
 
+/// Reverts every applied migration of `schema` (each `down.sql`), newest first. Used by tests to
+/// prove the down migrations work; an operator rolling back a release can call it too.
+pub async fn revert_all(
+    database_url: &str,
+    schema: &'static str,
+    migrations: EmbeddedMigrations,
+) -> anyhow::Result<usize> {
+    let url = database_url.to_owned();
+    tokio::task::spawn_blocking(move || blocking::revert_all(&url, schema, migrations)).await?
+}
+
 mod blocking {
     use diesel::{Connection, RunQueryDsl};
     use diesel_async::AsyncPgConnection;
@@ -102,6 +113,16 @@ mod blocking {
         // The lock also goes when the connection closes; release it explicitly anyway.
         let _unlocked = diesel::sql_query(format!("SELECT pg_advisory_unlock({key})")).execute(&mut conn);
         outcome
+    }
+
+    pub(super) fn revert_all(url: &str, schema: &str, migrations: EmbeddedMigrations) -> anyhow::Result<usize> {
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(url)
+            .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
+        diesel::sql_query(format!("SET search_path TO {schema}")).execute(&mut conn)?;
+        let reverted = conn
+            .revert_all_migrations(migrations)
+            .map_err(|e| anyhow::anyhow!("reverting migrations of schema {schema} failed: {e}"))?;
+        Ok(reverted.len())
     }
 }
 

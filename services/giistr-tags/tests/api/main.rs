@@ -2,6 +2,7 @@
 //! its own per test, and the fake GitHub of the test kit.
 
 mod associations;
+mod binary;
 mod identity;
 mod platform;
 mod repos;
