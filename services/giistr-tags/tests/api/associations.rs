@@ -59,18 +59,8 @@ async fn deleting_a_tag_or_a_repository_deletes_its_associations() {
     assert_eq!(alice.get(&format!("/api/v1/repos/tag/{keep_id}")).await.body, json!([other]));
 
     // And in the database: only keep↔other is left.
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
     let mut conn = app.db.conn().await.expect("db");
-    let left: Count = diesel::sql_query("SELECT count(*) AS n FROM giistr.repo_tag_assocs")
-        .get_result(&mut conn)
-        .await
-        .expect("count");
-    assert_eq!(left.n, 1);
+    assert_eq!(crate::count(&mut conn, "SELECT count(*) AS n FROM giistr.repo_tag_assocs").await, 1);
 }
 
 #[tokio::test]

@@ -75,27 +75,20 @@ async fn concurrent_migrations_do_not_race_and_down_migrations_revert_everything
     let (a, b, c) = tokio::join!(giistr_tags::migrate(&url), giistr_tags::migrate(&url), giistr_tags::migrate(&url));
     a.and(b).and(c).expect("every replica migrates");
 
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
     let mut conn =
         <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&url).await.expect("conn");
-    let tables = |schema: &'static str| {
-        diesel::sql_query(format!(
-            "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = '{schema}'"
-        ))
-    };
-    let n: Count = tables("giistr").get_result(&mut conn).await.expect("count");
-    assert_eq!(n.n, 5, "four tables and diesel's bookkeeping, all in the giistr schema");
-    let public: Count = tables("public").get_result(&mut conn).await.expect("count");
-    assert_eq!(public.n, 0, "nothing outside the service's schema");
+    let tables =
+        |schema: &str| format!("SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = '{schema}'");
+    assert_eq!(
+        crate::count(&mut conn, &tables("giistr")).await,
+        5,
+        "four tables and diesel's bookkeeping, all in the giistr schema"
+    );
+    assert_eq!(crate::count(&mut conn, &tables("public")).await, 0, "nothing outside the service's schema");
 
     let reverted = service_kit::db::revert_all(&url, giistr_tags::SCHEMA, giistr_tags::MIGRATIONS).await.expect("down");
     assert!(reverted >= 1);
-    let n: Count = tables("giistr").get_result(&mut conn).await.expect("count");
-    assert_eq!(n.n, 1, "only diesel's bookkeeping table is left");
+    assert_eq!(crate::count(&mut conn, &tables("giistr")).await, 1, "only diesel's bookkeeping table is left");
     giistr_tags::migrate(&url).await.expect("up again after down");
     drop(conn);
     diesel::sql_query(format!("DROP DATABASE \"{name}\" WITH (FORCE)")).execute(&mut admin).await.expect("drop");

@@ -48,22 +48,11 @@ async fn a_new_token_for_a_known_github_user_replaces_the_old_one() {
     assert_eq!(old.get("/api/v1/tags").await.status, 401, "the revoked token is refused");
 
     // The token itself is nowhere in the database: only its digest.
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Hit {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
     let mut conn = app.db.conn().await.expect("db");
-    let hit: Hit = diesel::sql_query(
-        "SELECT count(*) AS n FROM giistr.users u WHERE u::text LIKE '%' || $1 || '%' OR u::text LIKE '%' || $2 || '%'",
-    )
-    .bind::<diesel::sql_types::Text, _>(&new_token)
-    .bind::<diesel::sql_types::Text, _>(&old_token)
-    .get_result(&mut conn)
-    .await
-    .expect("query");
-    assert_eq!(hit.n, 0);
+    let sql = format!(
+        "SELECT count(*) AS n FROM giistr.users u WHERE u::text LIKE '%{new_token}%' OR u::text LIKE '%{old_token}%'"
+    );
+    assert_eq!(crate::count(&mut conn, &sql).await, 0);
     assert_ne!(str_of(&after[0], "token_id"), new_token);
 }
 

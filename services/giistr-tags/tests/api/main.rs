@@ -75,6 +75,18 @@ pub async fn create_repo(client: &Client, github_repo_id: &str) -> Value {
     res.body
 }
 
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// Runs a `SELECT count(*) AS n …` and returns `n`.
+pub async fn count(conn: &mut diesel_async::AsyncPgConnection, sql: &str) -> i64 {
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query(sql).get_result::<Count>(conn).await.unwrap_or_else(|e| panic!("{sql}: {e}")).n
+}
+
 /// `value[key]` as a string.
 pub fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
     value[key].as_str().unwrap_or_else(|| panic!("{key} is not a string in {value}"))
