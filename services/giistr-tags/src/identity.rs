@@ -5,6 +5,8 @@
 //! - A resolution is cached in memory by the token's digest for `TOKEN_CACHE_TTL_SECS`, so a
 //!   request does not call GitHub (or the database) each time; after that GitHub is asked again,
 //!   so a revoked token stops working within the TTL.
+//! - A token GitHub refuses is remembered as refused for a short while (at most a minute), so a
+//!   client retrying with a bad token in a loop does not spend GitHub's rate limit for everyone.
 //! - When GitHub is unreachable or rate-limited, a token we already stored is trusted (the seed:
 //!   "if the token already exists, we just assume you are the right user"); an unknown token
 //!   gets 503.
@@ -35,8 +37,17 @@ pub type Caller = Authenticated<GithubTokens>;
 pub struct GithubTokens {
     pool: Pool,
     github: GithubClient,
-    cache: TtlCache<[u8; 32], Uuid>,
+    cache: TtlCache<[u8; 32], Resolution>,
 }
+
+/// What a token resolved to.
+#[derive(Debug, Clone, Copy)]
+enum Resolution {
+    User(Uuid),
+    Refused,
+}
+
+const REFUSAL_TTL: Duration = Duration::from_secs(60);
 
 impl GithubTokens {
     pub fn new(pool: Pool, github: GithubClient, ttl: Duration) -> Self {
@@ -58,25 +69,28 @@ impl Authenticator for GithubTokens {
 
     async fn authenticate(&self, token: String) -> Result<CallerId, ApiError> {
         let digest = auth::token::digest(&token);
-        if let Some(user_id) = self.cache.get(&digest) {
-            return Ok(CallerId { user_id });
+        match self.cache.get(&digest) {
+            Some(Resolution::User(user_id)) => return Ok(CallerId { user_id }),
+            Some(Resolution::Refused) => return Err(refused()),
+            None => {}
         }
         match self.github.current_user(&token).await {
             Ok(github_user) => {
                 let mut conn = db::conn(&self.pool).await?;
                 let user_id = record_token(&mut conn, &github_user, &digest).await?;
-                self.cache.insert(digest, user_id);
+                self.cache.insert(digest, Resolution::User(user_id));
                 Ok(CallerId { user_id })
             }
             Err(GithubError::Unauthorized) => {
-                Err(ApiError::Unauthorized("GitHub rejected the token in X-Github-Token".into()))
+                self.cache.insert_for(digest, Resolution::Refused, REFUSAL_TTL);
+                Err(refused())
             }
             Err(e) if e.is_transient() => {
                 let mut conn = db::conn(&self.pool).await?;
                 match user_by_digest(&mut conn, &digest).await? {
                     Some(user_id) => {
                         tracing::warn!(error = %e, "GitHub unavailable; trusting a known token");
-                        self.cache.insert_for(digest, user_id, Duration::from_secs(30));
+                        self.cache.insert_for(digest, Resolution::User(user_id), Duration::from_secs(30));
                         Ok(CallerId { user_id })
                     }
                     None => Err(ApiError::Unavailable(format!("cannot verify the GitHub token: {e}"))),
@@ -88,6 +102,10 @@ impl Authenticator for GithubTokens {
             }
         }
     }
+}
+
+fn refused() -> ApiError {
+    ApiError::Unauthorized("GitHub rejected the token in X-Github-Token".into())
 }
 
 async fn user_by_digest(conn: &mut db::Conn, digest: &[u8; 32]) -> Result<Option<Uuid>, ApiError> {

@@ -13,6 +13,8 @@ async fn a_missing_empty_or_rejected_token_is_401() {
     let res = app.as_token("ghp_not_a_real_token").get("/api/v1/tags").await;
     assert_eq!(res.status, 401);
     assert_eq!(res.body, json!({"error": "GitHub rejected the token in X-Github-Token"}));
+    assert_eq!(app.as_token("ghp_not_a_real_token").get("/api/v1/tags").await.status, 401);
+    assert_eq!(app.github.calls_to("/user"), 1, "a refused token is remembered, not asked again at once");
 }
 
 #[tokio::test]
