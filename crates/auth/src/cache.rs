@@ -69,11 +69,6 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         self.lock().remove(key);
     }
 
-    /// Forgets every entry whose value matches `pred`.
-    pub fn remove_where(&self, mut pred: impl FnMut(&V) -> bool) {
-        self.lock().retain(|_, (_, v)| !pred(v));
-    }
-
     pub fn len(&self) -> usize {
         self.lock().len()
     }

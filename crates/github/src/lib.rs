@@ -87,10 +87,6 @@ impl GithubClient {
         self.base.user_access_token(token.to_owned()).map_err(|e| classify(&e))
     }
 
-    fn anonymous(&self) -> Octocrab {
-        self.base.clone()
-    }
-
     /// The user a token belongs to.
     pub async fn current_user(&self, token: &str) -> Result<GithubUser, GithubError> {
         self.with_token(token)?.get("/user", None::<&()>).await.map_err(|e| classify(&e))
@@ -100,7 +96,7 @@ impl GithubClient {
     pub async fn repository(&self, owner: &str, name: &str, token: Option<&str>) -> Result<GithubRepo, GithubError> {
         let client = match token {
             Some(token) => self.with_token(token)?,
-            None => self.anonymous(),
+            None => self.base.clone(),
         };
         let route = format!("/repos/{}/{}", path_segment(owner), path_segment(name));
         client.get(route, None::<&()>).await.map_err(|e| classify(&e))

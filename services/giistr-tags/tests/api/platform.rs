@@ -48,8 +48,11 @@ async fn probes_metrics_and_openapi_answer() {
 }
 
 #[tokio::test]
-async fn readiness_fails_when_the_database_is_gone() {
+async fn a_lost_database_is_503_and_the_service_recovers() {
     let app = TestApp::spawn().await;
+    let (_, alice) = app.user("alice");
+    // A live pooled connection and a cached token, so the request below reaches the database.
+    assert_eq!(alice.get("/api/v1/tags").await.status, 200);
     use diesel_async::RunQueryDsl;
     let mut admin = app.db.admin_conn().await.expect("db");
     // Terminate the service's connections and forbid new ones.
@@ -68,10 +71,18 @@ async fn readiness_fails_when_the_database_is_gone() {
     assert_eq!(res.status, 503, "{}", res.text);
     assert_eq!(res.body, json!({"error": "database is unreachable"}));
     assert_eq!(app.anonymous().get("/healthz").await.status, 200, "liveness does not touch the database");
+    // The pooled connection was killed under the service; later calls cannot open a new one.
+    for _ in 0..2 {
+        let res = alice.get("/api/v1/tags").await;
+        assert_eq!(res.status, 503, "{}", res.text);
+        assert_eq!(res.body, json!({"error": "the database is unavailable; try again shortly"}));
+    }
     diesel::sql_query(format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true", app.db.name))
         .execute(&mut admin)
         .await
         .expect("alter back");
+    assert_eq!(alice.get("/api/v1/tags").await.status, 200, "back once the database is");
+    assert_eq!(app.anonymous().get("/readyz").await.status, 200);
 }
 
 #[tokio::test]
