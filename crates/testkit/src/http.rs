@@ -82,6 +82,11 @@ impl Client {
         self.send(self.request(Method::PATCH, path).json(body)).await
     }
 
+    /// A form-encoded POST (`application/x-www-form-urlencoded`).
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        self.send(self.request(Method::POST, path).form(fields)).await
+    }
+
     /// A request with a raw body and content type (malformed JSON, forms, …).
     pub async fn send_raw(
         &self,

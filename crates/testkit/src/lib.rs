@@ -6,15 +6,27 @@
 //!   template and dropped afterwards.
 //! - [`github`]: a fake GitHub REST API on a loopback port: users, tokens, repositories, stars,
 //!   GitHub's JSON shapes, status codes and rate-limit headers.
+//! - [`s3`]: an S3 server on a loopback port (s3s over s3s-fs, SigV4 enforced), with storage
+//!   inspection and fault injection.
 //! - [`server`]: runs a service in-process on a loopback port, the way `main` does.
 //! - [`http`]: a small JSON client for tests.
+//! - [`webhook_sink`]: a recording webhook receiver (a Docora app's endpoints) that checks
+//!   signatures and can be told to fail, hang or answer slowly.
+//! - [`git_server`]: real git repositories served over smart HTTP like GitHub, with token checks
+//!   for private ones, and work trees tests commit in.
 
+pub mod git_server;
 pub mod github;
 pub mod http;
 pub mod postgres;
+pub mod s3;
 pub mod server;
+pub mod webhook_sink;
 
+pub use git_server::{GitRepo, GitServer};
 pub use github::FakeGithub;
 pub use http::{Client, Response};
 pub use postgres::TestDb;
+pub use s3::S3Server;
 pub use server::TestServer;
+pub use webhook_sink::{Received, SinkMode, WebhookSink};

@@ -1,0 +1,3 @@
+mod s3;
+mod git_server;
+mod webhook_sink;
