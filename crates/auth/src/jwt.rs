@@ -39,9 +39,15 @@ impl std::fmt::Debug for JwtKeys {
 impl JwtKeys {
     /// HS256 keys from a shared secret; tokens must carry `audience` and an unexpired `exp`.
     pub fn hs256(secret: &[u8], audience: &str) -> Self {
+        Self::hs256_audiences(secret, &[audience])
+    }
+
+    /// HS256 keys accepting any of `audiences` (a service that issues several kinds of token
+    /// from one secret); the caller tells the kinds apart by the verified `aud` claim.
+    pub fn hs256_audiences(secret: &[u8], audiences: &[&str]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
-        validation.set_audience(&[audience]);
+        validation.set_audience(audiences);
         validation.set_required_spec_claims(&["exp", "aud", "sub"]);
         validation.validate_exp = true;
         validation.leeway = 5;
@@ -104,6 +110,17 @@ mod tests {
         let claims = Claims { sub: "abc".into(), aud: "fastapi-m2m:auth".into(), exp: now() + 60 };
         let token = keys.issue(&claims).expect("signs");
         assert_eq!(keys.verify::<Claims>(&token), Ok(claims));
+    }
+
+    #[test]
+    fn several_audiences_are_accepted_and_others_refused() {
+        let keys = JwtKeys::hs256_audiences(b"secret-secret-secret-secret-0001", &["users", "machines"]);
+        for aud in ["users", "machines"] {
+            let claims = Claims { sub: "a".into(), aud: aud.into(), exp: now() + 60 };
+            assert_eq!(keys.verify::<Claims>(&keys.issue(&claims).expect("signs")), Ok(claims));
+        }
+        let other = keys.issue(&Claims { sub: "a".into(), aud: "others".into(), exp: now() + 60 }).expect("signs");
+        assert_eq!(keys.verify::<Claims>(&other), Err(JwtError::WrongAudience));
     }
 
     #[test]

@@ -64,6 +64,48 @@ impl BadInputStatus {
     };
 }
 
+/// A JSON request body, like `web::Json`, but a value of the wrong type names where it is:
+/// `invalid JSON body at permission_ids[1]: UUID parsing failed: …`. Syntax errors, size limits
+/// and the status come from the same configuration as `web::Json` ([`BadInputStatus::json`]).
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+impl<T> Json<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Json<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Json<T> {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let value = web::Json::<serde_json::Value>::from_request(req, payload);
+        let status = req.app_data::<BadInputStatus>().map_or(StatusCode::BAD_REQUEST, |b| b.json);
+        Box::pin(async move {
+            let web::Json(value) = value.await?;
+            serde_path_to_error::deserialize(value).map(Json).map_err(|e| {
+                let path = e.path().to_string();
+                let message = if path == "." {
+                    format!("invalid JSON body: {}", e.inner())
+                } else {
+                    format!("invalid JSON body at {path}: {}", e.inner())
+                };
+                InternalError::from_response(message.clone(), error_response(status, message)).into()
+            })
+        })
+    }
+}
+
 /// What a service brings to [`serve`].
 pub struct ServiceApp<F> {
     /// The service's name, as in logs and metrics.
@@ -136,6 +178,7 @@ where
             .app_data(path_config(bad_input.path))
             .app_data(query_config(bad_input.query))
             .app_data(form_config(bad_input.form))
+            .app_data(bad_input)
             .wrap(ErrorHandlers::new().handler(StatusCode::METHOD_NOT_ALLOWED, json_method_not_allowed))
             .wrap(Condition::new(!origins.is_empty(), cors(&origins, cors_headers)))
             .wrap(from_fn(observe))

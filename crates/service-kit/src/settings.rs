@@ -90,6 +90,11 @@ impl Env {
         if self.get(name).is_some() { self } else { self.with(name, value) }
     }
 
+    /// Every variable, for handing the same settings to a child process.
+    pub fn vars(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.vars.iter()
+    }
+
     /// The variable's value, `None` when unset or blank.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())

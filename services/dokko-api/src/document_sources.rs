@@ -1,0 +1,164 @@
+//! Document sources: `GET /api/v1/document-sources`, `GET /api/v1/document-sources/{id}`.
+//!
+//! Each tenant has one, provisioned with the tenant (an S3 bucket). The fields the contract
+//! reserves for the managed knowledge base carry our ingestion settings:
+//! `bedrock_chunking_strategy` (how files are cut into chunks), `bedrock_parser_strategy` (how
+//! text is extracted) and `bedrock_embedding_model` (the embeddings model, or null for keyword
+//! search only). Fields that do not apply are present and null.
+
+use actix_web::web;
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use diesel_async::RunQueryDsl;
+use domain::pagination::{PageQuery, Paginated};
+use serde::Serialize;
+use service_kit::db;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::identity::Caller;
+use crate::schema::dokko::document_sources;
+use crate::{AppState, paginated};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v1/document-sources", web::get().to(list_sources))
+        .route("/api/v1/document-sources/{document_source_id}", web::get().to(get_source));
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = document_sources, check_for_backend(diesel::pg::Pg))]
+pub struct DocumentSource {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub type_: String,
+    pub identifier: String,
+    pub status: String,
+    pub is_locked: bool,
+    pub chunking_strategy: String,
+    pub parser_strategy: String,
+    pub embedding_model: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+/// A document source as listed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceSummary {
+    id: Uuid,
+    /// Always `S3`.
+    #[serde(rename = "type")]
+    type_: String,
+    /// The bucket name.
+    identifier: String,
+    tenant_id: Uuid,
+    /// `unlocked` or `locked`.
+    status: String,
+    is_locked: bool,
+}
+
+impl From<&DocumentSource> for SourceSummary {
+    fn from(s: &DocumentSource) -> Self {
+        Self {
+            id: s.id,
+            type_: s.type_.clone(),
+            identifier: s.identifier.clone(),
+            tenant_id: s.tenant_id,
+            status: s.status.clone(),
+            is_locked: s.is_locked,
+        }
+    }
+}
+
+/// A document source with its ingestion configuration.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceDetail {
+    #[serde(flatten)]
+    summary: SourceSummary,
+    /// Not used by this service: always null.
+    #[schema(value_type = Option<Object>)]
+    llm_chat_configuration: Option<serde_json::Value>,
+    /// Not used by this service: always null.
+    #[schema(value_type = Option<Object>)]
+    agent: Option<serde_json::Value>,
+    /// No managed knowledge base: null (the index is ours).
+    bedrock_knowledge_base_id: Option<String>,
+    bedrock_data_source_id: Option<String>,
+    /// The embeddings model, or null when search is keyword (BM25) only.
+    bedrock_embedding_model: Option<String>,
+    /// How text is extracted from files.
+    bedrock_parser_strategy: String,
+    bedrock_parsing_prompt: Option<String>,
+    bedrock_fm_model_arn: Option<String>,
+    /// How extracted text is cut into chunks (`fixed_size`, Markdown-aware for Markdown files).
+    bedrock_chunking_strategy: String,
+}
+
+impl From<DocumentSource> for SourceDetail {
+    fn from(s: DocumentSource) -> Self {
+        Self {
+            summary: SourceSummary::from(&s),
+            llm_chat_configuration: None,
+            agent: None,
+            bedrock_knowledge_base_id: None,
+            bedrock_data_source_id: None,
+            bedrock_embedding_model: s.embedding_model,
+            bedrock_parser_strategy: s.parser_strategy,
+            bedrock_parsing_prompt: None,
+            bedrock_fm_model_arn: None,
+            bedrock_chunking_strategy: s.chunking_strategy,
+        }
+    }
+}
+
+/// The caller's document source `id`, or 404 (another tenant's included).
+pub async fn require(conn: &mut db::Conn, tenant_id: Uuid, id: Uuid) -> Result<DocumentSource, ApiError> {
+    document_sources::table
+        .filter(document_sources::tenant_id.eq(tenant_id))
+        .filter(document_sources::id.eq(id))
+        .select(DocumentSource::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| ApiError::not_found("document source"))
+}
+
+/// The organisation's document sources (in practice exactly one).
+#[utoipa::path(get, path = "/api/v1/document-sources", tag = "document sources", params(PageQuery),
+    responses((status = 200, body = Paginated<SourceSummary>), (status = 401, body = domain::ErrorBody),
+              (status = 402, body = domain::ErrorBody), (status = 422, body = domain::ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_sources(
+    caller: Caller,
+    state: web::Data<AppState>,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<Paginated<SourceSummary>>, ApiError> {
+    let page = query.page()?;
+    let mut conn = db::conn(&state.pool).await?;
+    let scoped = || document_sources::table.filter(document_sources::tenant_id.eq(caller.tenant_id));
+    let rows: Vec<(DocumentSource, i64)> = scoped()
+        .order((document_sources::created_at, document_sources::id))
+        .offset(page.offset())
+        .limit(page.limit())
+        .select((DocumentSource::as_select(), sql::<BigInt>("count(*) OVER ()")))
+        .load(&mut conn)
+        .await?;
+    let page = paginated(rows, page, scoped().count().get_result(&mut conn)).await?;
+    Ok(web::Json(page.map(|s| SourceSummary::from(&s))))
+}
+
+/// One document source with its ingestion configuration.
+#[utoipa::path(get, path = "/api/v1/document-sources/{document_source_id}", tag = "document sources",
+    params(("document_source_id" = Uuid, Path)),
+    responses((status = 200, body = SourceDetail), (status = 401, body = domain::ErrorBody),
+              (status = 404, body = domain::ErrorBody), (status = 422, description = "not a UUID", body = domain::ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_source(
+    caller: Caller,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<SourceDetail>, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(web::Json(require(&mut conn, caller.tenant_id, *id).await?.into()))
+}

@@ -1,0 +1,201 @@
+//! dokko-api: multi-tenant document repositories. The contract is `001_e0e965b7027d3e8c.txt`
+//! (see the README's dokko-api section).
+//!
+//! Where things are:
+//! - routes: one module per resource, each with `configure` listing its routes —
+//!   [`users`] (login, invitations, people), [`service_accounts`] (M2M login and the admin
+//!   routes), [`permissions`], [`document_sources`], [`repositories`];
+//! - who is calling, both kinds of token: [`identity`];
+//! - tenants and the operator's commands (`dokko-api admin …`): [`tenants`], [`admin`];
+//! - object storage: [`storage`];
+//! - errors and their statuses: [`error`];
+//! - settings and start-up: this file.
+
+pub mod admin;
+pub mod document_sources;
+pub mod error;
+pub mod identity;
+pub mod permissions;
+pub mod repositories;
+pub mod schema;
+pub mod service_accounts;
+pub mod storage;
+pub mod tenants;
+pub mod users;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::web;
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use domain::pagination::{Page, Paginated};
+use service_kit::http::{BadInputStatus, Running, ServiceApp};
+use service_kit::settings::{DatabaseSettings, HttpSettings, Secret};
+use service_kit::{Env, SettingsError, db};
+use utoipa::OpenApi;
+
+use crate::error::ApiError;
+use crate::identity::{Hasher, Tokens};
+use crate::storage::{S3Settings, Storage};
+
+pub const NAME: &str = "dokko-api";
+pub const PORT: u16 = 8082;
+pub const SCHEMA: &str = "dokko";
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/dokko");
+
+/// Everything dokko-api reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    /// `JWT_SECRET` (required, at least 32 bytes): signs user and service-account tokens.
+    pub jwt_secret: Secret<String>,
+    /// `USER_TOKEN_TTL_SECS`, default 3600.
+    pub user_token_ttl: Duration,
+    /// `SERVICE_TOKEN_TTL_SECS`, default 28800 (the contract's 8 hours).
+    pub service_token_ttl: Duration,
+    /// `INVITATION_TTL_SECS`, default 604800 (7 days).
+    pub invitation_ttl: Duration,
+    /// `PUBLIC_URL`, default `http://localhost:8082`: where people reach the service (invitation links).
+    pub public_url: String,
+    /// `PASSWORD_HASH_CONCURRENCY`, default the number of CPUs: argon2 computations at once.
+    pub hash_concurrency: usize,
+    pub s3: S3Settings,
+}
+
+impl Settings {
+    pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
+        let jwt_secret = env.required_secret("JWT_SECRET")?;
+        if jwt_secret.expose().len() < 32 {
+            return Err(SettingsError::new("JWT_SECRET", "must be at least 32 bytes (use 64 random hex characters)"));
+        }
+        let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+        Ok(Self {
+            http: HttpSettings::from_env(env, PORT)?,
+            database: DatabaseSettings::from_env(env)?,
+            jwt_secret,
+            user_token_ttl: positive(env, "USER_TOKEN_TTL_SECS", 3600)?,
+            service_token_ttl: positive(env, "SERVICE_TOKEN_TTL_SECS", 28_800)?,
+            invitation_ttl: positive(env, "INVITATION_TTL_SECS", 604_800)?,
+            public_url: env.http_url_or("PUBLIC_URL", "http://localhost:8082")?,
+            hash_concurrency: env.number_or("PASSWORD_HASH_CONCURRENCY", cpus, 1..=256)?,
+            s3: S3Settings::from_env(env)?,
+        })
+    }
+}
+
+fn positive(env: &Env, name: &str, default_secs: u64) -> Result<Duration, SettingsError> {
+    let value = env.seconds_or(name, default_secs)?;
+    if value.is_zero() {
+        return Err(SettingsError::new(name, "must be at least 1 second"));
+    }
+    Ok(value)
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub pool: db::Pool,
+    pub hasher: Hasher,
+    pub storage: Storage,
+    pub invitation_ttl: Duration,
+    pub public_url: String,
+}
+
+/// One page of `rows`, each carrying the total from `count(*) OVER ()`. `count` (the same
+/// filter, counted) only runs when the page is empty, to tell "past the end" from "nothing".
+pub(crate) async fn paginated<T>(
+    rows: Vec<(T, i64)>,
+    page: Page,
+    count: impl Future<Output = diesel::QueryResult<i64>>,
+) -> Result<Paginated<T>, ApiError> {
+    let total = match rows.first() {
+        Some((_, total)) => *total,
+        None => count.await?,
+    };
+    Ok(Paginated::new(rows.into_iter().map(|(item, _)| item).collect(), page, total))
+}
+
+/// Creates the schema and runs pending migrations.
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    let applied = db::migrate(database_url, SCHEMA, MIGRATIONS).await?;
+    if applied > 0 {
+        tracing::info!(applied, "migrations applied");
+    }
+    Ok(())
+}
+
+/// Every route of the service.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.configure(users::configure)
+        .configure(service_accounts::configure)
+        .configure(permissions::configure)
+        .configure(document_sources::configure)
+        .configure(repositories::configure);
+}
+
+/// Migrates, then serves on `listener` until stopped.
+pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Running> {
+    migrate(settings.database.url.expose()).await?;
+    let pool = db::pool(&settings.database)?;
+    let tokens = web::Data::new(Tokens::new(
+        settings.jwt_secret.expose().as_bytes(),
+        pool.clone(),
+        settings.user_token_ttl,
+        settings.service_token_ttl,
+    ));
+    let state = web::Data::new(AppState {
+        pool: pool.clone(),
+        hasher: Hasher::new(settings.hash_concurrency),
+        storage: Storage::new(&settings.s3)?,
+        invitation_ttl: settings.invitation_ttl,
+        public_url: settings.public_url.clone(),
+    });
+    let app = ServiceApp {
+        name: NAME,
+        pool,
+        openapi: ApiDoc::openapi(),
+        configure: move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(tokens.clone()).app_data(state.clone()).configure(routes);
+        },
+        bad_input: BadInputStatus {
+            json: StatusCode::UNPROCESSABLE_ENTITY,
+            path: StatusCode::UNPROCESSABLE_ENTITY,
+            query: StatusCode::UNPROCESSABLE_ENTITY,
+            form: StatusCode::UNPROCESSABLE_ENTITY,
+        },
+        cors_headers: &["x-tenant"],
+    };
+    Ok(service_kit::http::serve(listener, &settings.http, app)?)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "dokko-api", description = "Multi-tenant document repositories. Sign in with POST /api/v1/auth/login (people) or POST /api/v1/auth/service/login (service accounts), then send Authorization: Bearer <access_token>."),
+    paths(
+        users::login, users::accept_invitation, users::create_invitation, users::list_users,
+        service_accounts::service_login, service_accounts::create_account, service_accounts::list_accounts,
+        service_accounts::get_account, service_accounts::revoke_account, service_accounts::rotate_secret,
+        permissions::list_permissions, permissions::create_permission, permissions::get_permission,
+        permissions::update_permission, permissions::delete_permission,
+        document_sources::list_sources, document_sources::get_source,
+        repositories::create_repository, repositories::list_repositories, repositories::get_repository,
+        repositories::update_repository, repositories::delete_repository,
+    ),
+    modifiers(&BearerScheme)
+)]
+pub struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! Object storage through rust-s3: any S3-compatible service (AWS S3, Garage, MinIO, Ceph, the
+//! in-process s3s server of the test kit and the local stack).
+//!
+//! Each tenant gets one bucket, `{S3_BUCKET_PREFIX}{tenant uuid without dashes}`: always a
+//! valid bucket name (lower-case hex, 32 characters plus the prefix) and never reused.
+
+use std::time::Duration;
+
+use s3::creds::Credentials;
+use s3::error::S3Error;
+use s3::{Bucket, BucketConfiguration, Region};
+use service_kit::settings::Secret;
+use service_kit::{Env, SettingsError};
+use uuid::Uuid;
+
+/// Where object storage is and how to sign for it.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// `S3_ENDPOINT`: the service's URL (`http://127.0.0.1:9000`, `https://s3.eu-west-1.amazonaws.com`, …).
+    /// Unset: AWS S3 in `S3_REGION`.
+    pub endpoint: Option<String>,
+    /// `S3_REGION`, default `us-east-1`.
+    pub region: String,
+    /// `S3_ACCESS_KEY_ID` (required).
+    pub access_key: Secret<String>,
+    /// `S3_SECRET_ACCESS_KEY` (required).
+    pub secret_key: Secret<String>,
+    /// `S3_PATH_STYLE`: path-style addressing (`endpoint/bucket/key`), default true when an
+    /// endpoint is set (MinIO, Garage, Ceph), false for AWS.
+    pub path_style: bool,
+    /// `S3_BUCKET_PREFIX`, default `dokko-`: tenant buckets are named prefix + tenant UUID hex.
+    pub bucket_prefix: String,
+    /// `S3_TIMEOUT_SECS`, default 30: the limit of one S3 request.
+    pub timeout: Duration,
+}
+
+impl S3Settings {
+    pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
+        let endpoint = match env.get("S3_ENDPOINT").map(str::trim) {
+            Some(set) if !set.is_empty() => Some(env.http_url_or("S3_ENDPOINT", set)?),
+            _ => None,
+        };
+        let bucket_prefix = env.string_or("S3_BUCKET_PREFIX", "dokko-");
+        let prefix_ok = bucket_prefix.len() <= 30
+            && bucket_prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && bucket_prefix.bytes().next().is_none_or(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !prefix_ok {
+            return Err(SettingsError::new(
+                "S3_BUCKET_PREFIX",
+                "must be at most 30 lower-case letters, digits, '-' or '.', starting with a letter or digit",
+            ));
+        }
+        Ok(Self {
+            path_style: env.flag_or("S3_PATH_STYLE", endpoint.is_some())?,
+            endpoint,
+            region: env.string_or("S3_REGION", "us-east-1"),
+            access_key: env.required_secret("S3_ACCESS_KEY_ID")?,
+            secret_key: env.required_secret("S3_SECRET_ACCESS_KEY")?,
+            bucket_prefix,
+            timeout: env.seconds_or("S3_TIMEOUT_SECS", 30)?,
+        })
+    }
+}
+
+/// A storage failure: the service answers 503 and logs the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("object storage refused the request: HTTP {status}: {message}")]
+    Refused { status: u16, message: String },
+    #[error("object storage is unreachable: {0}")]
+    Unreachable(String),
+    #[error("object storage misconfigured: {0}")]
+    Config(String),
+}
+
+impl From<S3Error> for StorageError {
+    fn from(error: S3Error) -> Self {
+        match error {
+            S3Error::HttpFailWithBody(status, body) => {
+                StorageError::Refused { status, message: s3_error_code(&body).unwrap_or(body) }
+            }
+            S3Error::Region(_) | S3Error::Credentials(_) | S3Error::UrlParse(_) => {
+                StorageError::Config(error.to_string())
+            }
+            other => StorageError::Unreachable(other.to_string()),
+        }
+    }
+}
+
+/// The `<Code>` of an S3 XML error body.
+fn s3_error_code(body: &str) -> Option<String> {
+    let start = body.find("<Code>")? + "<Code>".len();
+    let end = body[start..].find("</Code>")? + start;
+    Some(body[start..end].to_owned())
+}
+
+/// The object store of the service.
+#[derive(Clone)]
+pub struct Storage {
+    region: Region,
+    credentials: Credentials,
+    path_style: bool,
+    bucket_prefix: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Storage {
+    pub fn new(settings: &S3Settings) -> Result<Self, StorageError> {
+        let region = match &settings.endpoint {
+            Some(endpoint) => {
+                Region::Custom { region: settings.region.clone(), endpoint: endpoint.trim_end_matches('/').to_owned() }
+            }
+            None => settings.region.parse().map_err(|e| StorageError::Config(format!("S3_REGION: {e}")))?,
+        };
+        let credentials =
+            Credentials::new(Some(settings.access_key.expose()), Some(settings.secret_key.expose()), None, None, None)
+                .map_err(|e| StorageError::Config(e.to_string()))?;
+        Ok(Self {
+            region,
+            credentials,
+            path_style: settings.path_style,
+            bucket_prefix: settings.bucket_prefix.clone(),
+            timeout: settings.timeout,
+        })
+    }
+
+    /// The bucket of a tenant.
+    pub fn bucket_name(&self, tenant_id: Uuid) -> String {
+        format!("{}{}", self.bucket_prefix, tenant_id.simple())
+    }
+
+    /// A client for `name`.
+    pub fn bucket(&self, name: &str) -> Result<Box<Bucket>, StorageError> {
+        let bucket = Bucket::new(name, self.region.clone(), self.credentials.clone())?;
+        let bucket = if self.path_style { bucket.with_path_style() } else { bucket };
+        Ok(bucket.with_request_timeout(self.timeout)?)
+    }
+
+    /// Creates the bucket `name`; one that already exists and is ours counts as created, so
+    /// provisioning can be re-run.
+    pub async fn ensure_bucket(&self, name: &str) -> Result<(), StorageError> {
+        let config = BucketConfiguration::private();
+        let created = if self.path_style {
+            Bucket::create_with_path_style(name, self.region.clone(), self.credentials.clone(), config).await
+        } else {
+            Bucket::create(name, self.region.clone(), self.credentials.clone(), config).await
+        };
+        match created.map_err(StorageError::from) {
+            Ok(response) if (200..300).contains(&response.response_code) => Ok(()),
+            Ok(response) => Err(StorageError::Refused {
+                status: response.response_code,
+                message: s3_error_code(&response.response_text).unwrap_or(response.response_text),
+            }),
+            Err(StorageError::Refused { message, .. }) if message == "BucketAlreadyOwnedByYou" => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes the (empty) bucket `name`; a missing bucket counts as deleted.
+    pub async fn delete_bucket(&self, name: &str) -> Result<(), StorageError> {
+        match self.bucket(name)?.delete().await.map_err(StorageError::from) {
+            Ok(_) => Ok(()),
+            Err(StorageError::Refused { message, .. }) if message == "NoSuchBucket" => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

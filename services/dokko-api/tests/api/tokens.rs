@@ -1,0 +1,108 @@
+//! Bearer tokens that must be refused: expired, another audience, tampered, `alg: none`,
+//! another secret, another tenant, malformed.
+
+use auth::jwt::JwtKeys;
+use dokko_api::identity::Claims;
+use serde_json::json;
+
+use crate::{JWT_SECRET, TestApp, str_of};
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn only_valid_tokens_of_live_principals_are_accepted() {
+    let app = TestApp::spawn().await;
+    let org = app.org("acme").await;
+    let (id, client_id, secret) = app.service_account(&org, "integration").await;
+    let res = app.service_login("acme", &client_id, &secret).await;
+    let good = str_of(&res.body, "access_token").to_owned();
+    assert_eq!(app.as_token(&good).get("/api/v1/permissions").await.status, 200);
+
+    let keys = JwtKeys::hs256_audiences(JWT_SECRET.as_bytes(), &["fastapi-m2m:auth", "someone-else"]);
+    let claims = |aud: &str, exp: i64, tenant_id: uuid::Uuid, sub: &str| Claims {
+        sub: sub.to_owned(),
+        aud: aud.to_owned(),
+        exp,
+        iat: now() - 10,
+        tenant_id,
+        ver: Some(1),
+    };
+    let sign = |c: &Claims| keys.issue(c).expect("signs");
+
+    // A token we sign ourselves with the right claims works: the checks below are the only difference.
+    assert_eq!(
+        app.as_token(&sign(&claims("fastapi-m2m:auth", now() + 60, org.id, &id)))
+            .get("/api/v1/permissions")
+            .await
+            .status,
+        200
+    );
+
+    let expired = sign(&claims("fastapi-m2m:auth", now() - 60, org.id, &id));
+    let wrong_audience = sign(&claims("someone-else", now() + 60, org.id, &id));
+    let other_secret = JwtKeys::hs256(b"another-secret-another-secret-another", "fastapi-m2m:auth")
+        .issue(&claims("fastapi-m2m:auth", now() + 60, org.id, &id))
+        .expect("signs");
+    let other = app.org("globex").await;
+    let other_tenant = sign(&claims("fastapi-m2m:auth", now() + 60, other.id, &id));
+    let unknown_subject = sign(&claims("fastapi-m2m:auth", now() + 60, org.id, &uuid::Uuid::new_v4().to_string()));
+    let not_a_uuid = sign(&claims("fastapi-m2m:auth", now() + 60, org.id, "robot"));
+    let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+    let tampered = {
+        let payload = json!({"sub": id, "aud": "fastapi-m2m:auth", "exp": now() + 86_400 * 365, "iat": now(), "tenant_id": org.id, "ver": 1});
+        parts[1] = b64url(payload.to_string().as_bytes());
+        parts.join(".")
+    };
+    let none = format!(
+        "{}.{}.",
+        b64url(br#"{"alg":"none","typ":"JWT"}"#),
+        b64url(json!({"sub": id, "aud": "fastapi-m2m:auth", "exp": now() + 60, "iat": now(), "tenant_id": org.id, "ver": 1}).to_string().as_bytes())
+    );
+
+    for (what, token) in [
+        ("expired", expired.as_str()),
+        ("wrong audience", wrong_audience.as_str()),
+        ("signed with another secret", other_secret.as_str()),
+        ("another tenant in the claims", other_tenant.as_str()),
+        ("unknown subject", unknown_subject.as_str()),
+        ("subject not a UUID", not_a_uuid.as_str()),
+        ("tampered payload", tampered.as_str()),
+        ("alg none", none.as_str()),
+        ("garbage", "not.a.token"),
+    ] {
+        let res = app.as_token(token).get("/api/v1/permissions").await;
+        assert_eq!(res.status, 401, "{what}: {}", res.text);
+        assert!(!res.error().is_empty(), "{what}: a JSON error body");
+    }
+    let expired_res = app.as_token(&expired).get("/api/v1/permissions").await;
+    assert_eq!(expired_res.error(), "token expired");
+
+    let missing = app.anonymous().get("/api/v1/permissions").await;
+    assert_eq!(missing.status, 401);
+    assert!(missing.error().contains("Bearer"), "{}", missing.text);
+    let basic = app.anonymous().with_header("Authorization", "Basic YWRtaW46YWRtaW4=").get("/api/v1/permissions").await;
+    assert_eq!(basic.status, 401);
+}
+
+#[tokio::test]
+async fn a_user_token_stops_working_when_the_user_is_deactivated() {
+    let app = TestApp::spawn().await;
+    let org = app.org("acme").await;
+    assert_eq!(org.admin.get("/api/v1/permissions").await.status, 200);
+    crate::execute(&app.db, "UPDATE dokko.users SET is_active = false").await;
+    assert_eq!(org.admin.get("/api/v1/permissions").await.status, 401);
+}
