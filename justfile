@@ -22,6 +22,10 @@ lint:
 bench-giistr:
     bench/giistr-load.sh
 
+# Load benchmark of dokko-api: service login and repository lists (wrk, release build).
+bench-dokko:
+    bench/dokko-load.sh
+
 # Validate the Kubernetes manifests offline.
 manifests:
     deploy/validate.sh

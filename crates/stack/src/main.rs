@@ -1,52 +1,143 @@
 //! The local stack: `cargo run -p stack`.
 //!
-//! Starts a private PostgreSQL cluster under the data folder (`STACK_DATA_DIR`, default
-//! `.stack-data`, kept between runs), then every service on its fixed port, in this one process:
+//! Starts a private PostgreSQL cluster and an S3 server (s3s-fs, the one the tests use) under the
+//! data folder (`STACK_DATA_DIR`, default `.stack-data`, kept between runs), then every service
+//! on its fixed port, in this one process:
 //!
-//! | service      | port |
-//! |--------------|------|
-//! | giistr-tags  | 8084 |
+//! | what         | where                  |
+//! |--------------|------------------------|
+//! | dokko-api    | 8082                   |
+//! | giistr-tags  | 8084                   |
+//! | S3           | 9000 (`STACK_S3_PORT`) |
+//! | PostgreSQL   | 54329 (`STACK_POSTGRES_PORT`) |
 //!
 //! Settings in the environment pass through to the services (`GITHUB_API_URL`, `RUST_LOG`, …);
-//! `DATABASE_URL` defaults to the private cluster. Ctrl-C (or SIGTERM) stops the services
-//! gracefully, then the cluster.
+//! database, object storage and a development JWT secret default to the stack's own. Ctrl-C (or
+//! SIGTERM) stops the services gracefully, then the S3 server and the cluster.
+//!
+//! `cargo run -p stack -- dokko-admin <command>` runs one of dokko-api's operator commands
+//! (`create-tenant`, `invite`, `set-subscription`) against a running stack.
 
 // A launcher talks to the person at the terminal.
 #![allow(clippy::print_stdout)]
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 
 use anyhow::Context;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use service_kit::Env;
+use testkit::s3::{S3Options, S3Server};
 
 const DATABASE: &str = "platform";
+const S3_ACCESS_KEY: &str = "stack-access-key";
+const S3_SECRET_KEY: &str = "stack-secret-key-for-local-use-only";
+const S3_REGION: &str = "us-east-1";
+/// For the local stack only; deployments set their own `JWT_SECRET`.
+const DEV_JWT_SECRET: &str = "local-stack-only-jwt-secret-never-use-in-production";
+
+/// Where the stack keeps its state and listens.
+struct Layout {
+    data_dir: PathBuf,
+    pg_port: u16,
+    s3_port: u16,
+    bind_host: String,
+}
+
+impl Layout {
+    fn from_env(env: &Env) -> anyhow::Result<Self> {
+        let data_dir = PathBuf::from(env.string_or("STACK_DATA_DIR", ".stack-data"));
+        Ok(Self {
+            data_dir: std::path::absolute(&data_dir).unwrap_or(data_dir),
+            pg_port: env.parse_or("STACK_POSTGRES_PORT", 54329)?,
+            s3_port: env.parse_or("STACK_S3_PORT", 9000)?,
+            bind_host: env.string_or("STACK_BIND_HOST", "127.0.0.1"),
+        })
+    }
+
+    fn pg_dir(&self) -> PathBuf {
+        self.data_dir.join("postgres")
+    }
+
+    fn s3_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3_port)
+    }
+
+    fn addr(&self, port: u16) -> String {
+        format!("{}:{port}", self.bind_host)
+    }
+
+    /// The services' settings: the environment, with the stack's defaults underneath.
+    fn service_env(&self, env: &Env, database_url: &str) -> Env {
+        env.clone()
+            .with_default("DATABASE_URL", database_url)
+            .with_default("JWT_SECRET", DEV_JWT_SECRET)
+            .with_default("S3_ENDPOINT", self.s3_endpoint())
+            .with_default("S3_REGION", S3_REGION)
+            .with_default("S3_ACCESS_KEY_ID", S3_ACCESS_KEY)
+            .with_default("S3_SECRET_ACCESS_KEY", S3_SECRET_KEY)
+            .with_default("PUBLIC_URL", format!("http://localhost:{}", dokko_api::PORT))
+    }
+}
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     service_kit::telemetry::init_from_env();
     let env = Env::process();
-    let data_dir = PathBuf::from(env.string_or("STACK_DATA_DIR", ".stack-data"));
-    let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
-    let pg_dir = data_dir.join("postgres");
-    let pg_port: u16 = env.parse_or("STACK_POSTGRES_PORT", 54329)?;
-    let bind_host = env.string_or("STACK_BIND_HOST", "127.0.0.1");
+    let layout = Layout::from_env(&env)?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.split_first() {
+        None => run_stack(&env, &layout).await,
+        Some((command, rest)) if command == "dokko-admin" => dokko_admin(&env, &layout, rest).await,
+        Some((other, _)) => anyhow::bail!(
+            "unknown command {other:?}\nusage: cargo run -p stack [-- dokko-admin <create-tenant|invite|set-subscription> …]"
+        ),
+    }
+}
 
-    let cluster = {
-        let pg_dir = pg_dir.clone();
-        tokio::task::spawn_blocking(move || testkit::postgres::ensure_cluster(&pg_dir, Some(pg_port))).await??
-    };
+async fn start_cluster(layout: &Layout) -> anyhow::Result<String> {
+    let (pg_dir, port) = (layout.pg_dir(), layout.pg_port);
+    let cluster = tokio::task::spawn_blocking(move || testkit::postgres::ensure_cluster(&pg_dir, Some(port))).await??;
     create_database(&cluster.url("postgres"), DATABASE).await?;
-    let database_url = cluster.url(DATABASE);
-    println!("postgres      {database_url}  (data in {})", pg_dir.display());
+    Ok(cluster.url(DATABASE))
+}
 
+async fn run_stack(env: &Env, layout: &Layout) -> anyhow::Result<()> {
+    let database_url = start_cluster(layout).await?;
+    println!("postgres      {database_url}  (data in {})", layout.pg_dir().display());
+
+    let s3_root = layout.data_dir.join("s3");
+    let s3 = S3Server::start_with(S3Options {
+        root: s3_root.clone(),
+        addr: SocketAddr::from(([127, 0, 0, 1], layout.s3_port)),
+        access_key: S3_ACCESS_KEY.to_owned(),
+        secret_key: S3_SECRET_KEY.to_owned(),
+        region: S3_REGION.to_owned(),
+    })
+    .with_context(|| format!("starting the S3 server on port {}", layout.s3_port))?;
+    println!(
+        "s3            {}  (access key {S3_ACCESS_KEY}, secret {S3_SECRET_KEY}, data in {})",
+        s3.endpoint(),
+        s3_root.display()
+    );
+
+    let service_env = layout.service_env(env, &database_url);
     let mut running = Vec::new();
     {
-        let addr = format!("{bind_host}:{}", giistr_tags::PORT);
-        let env = env.clone().with_default("DATABASE_URL", database_url.clone()).with("LISTEN_ADDR", addr.clone());
-        let settings = giistr_tags::Settings::from_env(&env).context("giistr-tags settings")?;
-        let listener = TcpListener::bind(&addr).with_context(|| format!("giistr-tags cannot listen on {addr}"))?;
+        let addr = layout.addr(dokko_api::PORT);
+        let settings = dokko_api::Settings::from_env(&service_env.clone().with("LISTEN_ADDR", addr.clone()))
+            .context("dokko-api settings")?;
+        let listener = bind(&addr, dokko_api::NAME)?;
+        running.push(dokko_api::start(settings, listener).await.context("starting dokko-api")?);
+        println!(
+            "dokko-api     http://{addr}  (onboard: cargo run -p stack -- dokko-admin create-tenant --name acme --admin-email you@acme.example)"
+        );
+    }
+    {
+        let addr = layout.addr(giistr_tags::PORT);
+        let settings = giistr_tags::Settings::from_env(&service_env.clone().with("LISTEN_ADDR", addr.clone()))
+            .context("giistr-tags settings")?;
+        let listener = bind(&addr, giistr_tags::NAME)?;
         running.push(giistr_tags::start(settings, listener).await.context("starting giistr-tags")?);
         println!(
             "giistr-tags   http://{addr}  (GitHub API: {})",
@@ -61,9 +152,32 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("a service stopped with an error: {e}");
         }
     }
+    drop(s3);
+    let pg_dir = layout.pg_dir();
     tokio::task::spawn_blocking(move || testkit::postgres::stop_cluster(&pg_dir)).await??;
     println!("stopped");
     Ok(())
+}
+
+/// dokko-api's operator commands with the stack's settings. The stack must be running (its S3
+/// server lives in the stack's process).
+async fn dokko_admin(env: &Env, layout: &Layout, args: &[String]) -> anyhow::Result<()> {
+    if !layout.pg_dir().exists() {
+        anyhow::bail!("no local stack in {}: start it first with `cargo run -p stack`", layout.data_dir.display());
+    }
+    let database_url = start_cluster(layout).await?;
+    let settings = dokko_api::Settings::from_env(&layout.service_env(env, &database_url))?;
+    dokko_api::admin::run(args, &settings).await.map_err(|e| {
+        if format!("{e:#}").contains("unreachable") {
+            e.context(format!("is the stack running? (its S3 server should answer at {})", layout.s3_endpoint()))
+        } else {
+            e
+        }
+    })
+}
+
+fn bind(addr: &str, service: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).with_context(|| format!("{service} cannot listen on {addr}"))
 }
 
 async fn create_database(admin_url: &str, name: &str) -> anyhow::Result<()> {

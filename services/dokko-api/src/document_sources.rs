@@ -7,9 +7,7 @@
 //! search only). Fields that do not apply are present and null.
 
 use actix_web::web;
-use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use domain::pagination::{PageQuery, Paginated};
 use serde::Serialize;
@@ -137,11 +135,11 @@ async fn list_sources(
     let page = query.page()?;
     let mut conn = db::conn(&state.pool).await?;
     let scoped = || document_sources::table.filter(document_sources::tenant_id.eq(caller.tenant_id));
-    let rows: Vec<(DocumentSource, i64)> = scoped()
+    let rows = scoped()
         .order((document_sources::created_at, document_sources::id))
         .offset(page.offset())
         .limit(page.limit())
-        .select((DocumentSource::as_select(), sql::<BigInt>("count(*) OVER ()")))
+        .select(DocumentSource::as_select())
         .load(&mut conn)
         .await?;
     let page = paginated(rows, page, scoped().count().get_result(&mut conn)).await?;

@@ -103,18 +103,17 @@ pub struct AppState {
     pub public_url: String,
 }
 
-/// One page of `rows`, each carrying the total from `count(*) OVER ()`. `count` (the same
-/// filter, counted) only runs when the page is empty, to tell "past the end" from "nothing".
+/// One page of `items`. The total comes free when the page is the first and not full;
+/// otherwise `count` (the same filter, counted) runs. Every query stays a static diesel query,
+/// so the connection's prepared-statement cache serves it.
 pub(crate) async fn paginated<T>(
-    rows: Vec<(T, i64)>,
+    items: Vec<T>,
     page: Page,
     count: impl Future<Output = diesel::QueryResult<i64>>,
 ) -> Result<Paginated<T>, ApiError> {
-    let total = match rows.first() {
-        Some((_, total)) => *total,
-        None => count.await?,
-    };
-    Ok(Paginated::new(rows.into_iter().map(|(item, _)| item).collect(), page, total))
+    let shown = i64::try_from(items.len()).unwrap_or(i64::MAX);
+    let total = if page.offset() == 0 && shown < page.limit() { shown } else { count.await? };
+    Ok(Paginated::new(items, page, total))
 }
 
 /// Creates the schema and runs pending migrations.

@@ -2,9 +2,7 @@
 //! Names are unique per tenant; deleting a permission removes its repository mappings.
 
 use actix_web::{HttpResponse, web};
-use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use domain::pagination::{PageQuery, Paginated};
 use serde::{Deserialize, Serialize};
@@ -77,11 +75,11 @@ async fn list_permissions(
     let page = query.page()?;
     let mut conn = db::conn(&state.pool).await?;
     let scoped = || permissions::table.filter(permissions::tenant_id.eq(caller.tenant_id));
-    let rows: Vec<(Permission, i64)> = scoped()
+    let rows = scoped()
         .order((permissions::created_at, permissions::id))
         .offset(page.offset())
         .limit(page.limit())
-        .select((Permission::as_select(), sql::<BigInt>("count(*) OVER ()")))
+        .select(Permission::as_select())
         .load(&mut conn)
         .await?;
     Ok(web::Json(paginated(rows, page, scoped().count().get_result(&mut conn)).await?))

@@ -7,9 +7,7 @@
 use std::collections::BTreeSet;
 
 use actix_web::{HttpResponse, web};
-use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use domain::pagination::{PageQuery, Paginated};
 use serde::{Deserialize, Serialize};
@@ -355,9 +353,7 @@ async fn list_repositories(
     };
     let tenant_id = caller.tenant_id;
     let mut conn = db::conn(&state.pool).await?;
-    if let Some(source) = source {
-        document_sources::require(&mut conn, tenant_id, source).await?;
-    }
+    // Boxed, but still one SQL text per filter combination, so diesel's statement cache serves it.
     let scoped = || {
         let mut q = repositories::table.filter(repositories::tenant_id.eq(tenant_id)).into_boxed();
         if let Some(source) = source {
@@ -368,14 +364,20 @@ async fn list_repositories(
         }
         q
     };
-    let rows: Vec<(Repository, i64)> = scoped()
+    let rows = scoped()
         .order((repositories::created_at, repositories::id))
         .offset(page.offset())
         .limit(page.limit())
-        .select((Repository::as_select(), sql::<BigInt>("count(*) OVER ()")))
+        .select(Repository::as_select())
         .load(&mut conn)
         .await?;
     let page = paginated(rows, page, scoped().count().get_result(&mut conn)).await?;
+    // An empty page may mean the source is not the caller's: that is a 404, like a missing one.
+    if page.items.is_empty()
+        && let Some(source) = source
+    {
+        document_sources::require(&mut conn, tenant_id, source).await?;
+    }
     Ok(web::Json(page.map(RepositorySummary::from)))
 }
 

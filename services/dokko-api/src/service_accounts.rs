@@ -6,9 +6,7 @@
 //! secret version, which every earlier token carries, so they all stop at once.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use domain::pagination::{PageQuery, Paginated};
 use serde::{Deserialize, Serialize};
@@ -218,11 +216,11 @@ async fn list_accounts(
     let page = query.page()?;
     let mut conn = db::conn(&state.pool).await?;
     let scoped = || service_accounts::table.filter(service_accounts::tenant_id.eq(admin.tenant_id));
-    let rows: Vec<(Account, i64)> = scoped()
+    let rows = scoped()
         .order((service_accounts::created_at, service_accounts::id))
         .offset(page.offset())
         .limit(page.limit())
-        .select((Account::as_select(), sql::<BigInt>("count(*) OVER ()")))
+        .select(Account::as_select())
         .load(&mut conn)
         .await?;
     let page = paginated(rows, page, scoped().count().get_result(&mut conn)).await?;

@@ -1,3 +1,3 @@
-mod s3;
 mod git_server;
+mod s3;
 mod webhook_sink;

@@ -307,3 +307,28 @@ async fn an_inactive_subscription_answers_402_until_it_is_active_again() {
     drop(conn);
     pool.close();
 }
+
+#[tokio::test]
+async fn of_two_concurrent_accepts_of_one_invitation_exactly_one_wins() {
+    let app = TestApp::spawn().await;
+    let p = app.provision("acme", "admin@acme.example").await;
+    let client = app.anonymous();
+    let first = json!({"token": p.invitation.token, "password": "first password"});
+    let second = json!({"token": p.invitation.token, "password": "second password"});
+    let (a, b) = tokio::join!(
+        client.post_json("/api/v1/auth/invitations/accept", &first),
+        client.post_json("/api/v1/auth/invitations/accept", &second)
+    );
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 400], "{} / {}", a.text, b.text);
+    let winner = if a.status == 200 { "first password" } else { "second password" };
+    let loser = if a.status == 200 { "second password" } else { "first password" };
+    app.login("acme", "admin@acme.example", winner).await;
+    let res = app
+        .anonymous()
+        .with_header("X-Tenant", "acme")
+        .post_form("/api/v1/auth/login", &[("email", "admin@acme.example"), ("password", loser)])
+        .await;
+    assert_eq!(res.status, 401);
+}

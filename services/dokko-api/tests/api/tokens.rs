@@ -106,3 +106,36 @@ async fn a_user_token_stops_working_when_the_user_is_deactivated() {
     crate::execute(&app.db, "UPDATE dokko.users SET is_active = false").await;
     assert_eq!(org.admin.get("/api/v1/permissions").await.status, 401);
 }
+
+#[tokio::test]
+async fn every_authenticated_route_refuses_a_request_without_a_token() {
+    let app = TestApp::spawn().await;
+    let client = app.anonymous();
+    let id = "550e8400-e29b-41d4-a716-446655440000";
+    let routes = [
+        (reqwest::Method::POST, "/api/v1/admin/invitations".to_owned()),
+        (reqwest::Method::GET, "/api/v1/admin/users".to_owned()),
+        (reqwest::Method::GET, "/api/v1/admin/service-accounts".to_owned()),
+        (reqwest::Method::POST, "/api/v1/admin/service-accounts".to_owned()),
+        (reqwest::Method::GET, format!("/api/v1/admin/service-accounts/{id}")),
+        (reqwest::Method::DELETE, format!("/api/v1/admin/service-accounts/{id}")),
+        (reqwest::Method::POST, format!("/api/v1/admin/service-accounts/{id}/rotate-secret")),
+        (reqwest::Method::GET, "/api/v1/permissions".to_owned()),
+        (reqwest::Method::POST, "/api/v1/permissions".to_owned()),
+        (reqwest::Method::GET, format!("/api/v1/permissions/{id}")),
+        (reqwest::Method::PATCH, format!("/api/v1/permissions/{id}")),
+        (reqwest::Method::DELETE, format!("/api/v1/permissions/{id}")),
+        (reqwest::Method::GET, "/api/v1/document-sources".to_owned()),
+        (reqwest::Method::GET, format!("/api/v1/document-sources/{id}")),
+        (reqwest::Method::GET, "/api/v1/repositories".to_owned()),
+        (reqwest::Method::POST, "/api/v1/repositories".to_owned()),
+        (reqwest::Method::GET, format!("/api/v1/repositories/{id}")),
+        (reqwest::Method::PATCH, format!("/api/v1/repositories/{id}")),
+        (reqwest::Method::DELETE, format!("/api/v1/repositories/{id}")),
+    ];
+    for (method, path) in routes {
+        let res = client.send_raw(method.clone(), &path, "application/json", "{}").await;
+        assert_eq!(res.status, 401, "{method} {path}: {}", res.text);
+        assert!(res.error().contains("Bearer"), "{method} {path}: {}", res.text);
+    }
+}
