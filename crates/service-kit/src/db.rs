@@ -162,6 +162,37 @@ impl DbError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, DbError::PoolTimeout | DbError::Unavailable(_))
     }
+
+    /// The status an API answers with: not found and a missing reference 404, unique violation
+    /// 409, pool timeout or lost database 503, anything else 500.
+    pub fn status(&self) -> actix_web::http::StatusCode {
+        use actix_web::http::StatusCode;
+        match self {
+            DbError::NotFound | DbError::ForeignKeyViolation { .. } => StatusCode::NOT_FOUND,
+            DbError::UniqueViolation { .. } => StatusCode::CONFLICT,
+            DbError::PoolTimeout | DbError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            DbError::CheckViolation { .. } | DbError::Other(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// What the caller is told. `conflict` says what a violated unique constraint (by name)
+    /// means; `missing_reference` is the message of a foreign-key violation. 5xx causes go to
+    /// the log and the caller sees a generic message.
+    pub fn public_message(&self, conflict: fn(&str) -> &'static str, missing_reference: &str) -> String {
+        match self {
+            DbError::NotFound => "not found".to_owned(),
+            DbError::UniqueViolation { constraint } => conflict(constraint).to_owned(),
+            DbError::ForeignKeyViolation { .. } => missing_reference.to_owned(),
+            e if e.is_unavailable() => {
+                tracing::warn!(error = %e, "database unavailable");
+                "the database is unavailable; try again shortly".to_owned()
+            }
+            e => {
+                tracing::error!(error = ?e, "database error");
+                "internal server error".to_owned()
+            }
+        }
+    }
 }
 
 impl From<DieselError> for DbError {

@@ -90,48 +90,24 @@ impl From<Repository> for RepositorySummary {
     }
 }
 
-/// A repository with its permissions (the answer of create, get and update).
+/// A repository with its permissions (the answer of create, get and update): the listed fields,
+/// the contract's two unused ones, and `permission_ids`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RepositoryDetail {
-    id: Uuid,
-    name: String,
-    #[serde(with = "domain::timestamp::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    created_at: OffsetDateTime,
-    #[serde(rename = "type")]
-    type_: String,
-    #[serde(with = "domain::timestamp::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    processing_started_at: Option<OffsetDateTime>,
-    #[serde(with = "domain::timestamp::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    processing_ended_at: Option<OffsetDateTime>,
+    #[serde(flatten)]
+    summary: RepositorySummary,
     /// Not used by this service: always null.
     #[schema(value_type = Option<Object>)]
     llm_chat_configuration: Option<serde_json::Value>,
     /// Not used by this service: always null.
     agent_id: Option<Uuid>,
-    tenant_id: Uuid,
-    document_source_id: Uuid,
     /// The repository's permissions, in creation order.
     permission_ids: Vec<Uuid>,
 }
 
 impl RepositoryDetail {
     fn new(r: Repository, permission_ids: Vec<Uuid>) -> Self {
-        Self {
-            id: r.id,
-            name: r.name,
-            created_at: r.created_at,
-            type_: r.type_,
-            processing_started_at: r.processing_started_at,
-            processing_ended_at: r.processing_ended_at,
-            llm_chat_configuration: None,
-            agent_id: None,
-            tenant_id: r.tenant_id,
-            document_source_id: r.document_source_id,
-            permission_ids,
-        }
+        Self { summary: r.into(), llm_chat_configuration: None, agent_id: None, permission_ids }
     }
 }
 
@@ -173,17 +149,11 @@ pub struct ListQuery {
 }
 
 fn valid_name(raw: &str) -> Result<String, ApiError> {
-    let name = raw.trim();
-    if name.is_empty() {
-        return Err(ApiError::BadRequest("name must not be empty".into()));
+    let name = domain::names::clean("name", raw, 1..=255).map_err(ApiError::BadRequest)?;
+    if name.contains(['/', '\\']) {
+        return Err(ApiError::BadRequest("name must not contain slashes".into()));
     }
-    if name.chars().count() > 255 {
-        return Err(ApiError::BadRequest("name must be at most 255 characters".into()));
-    }
-    if name.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
-        return Err(ApiError::BadRequest("name must not contain slashes or control characters".into()));
-    }
-    Ok(name.to_owned())
+    Ok(name)
 }
 
 fn valid_type(raw: &str) -> Result<String, ApiError> {

@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::identity::{OrgAdmin, Tokens};
 use crate::schema::dokko::service_accounts;
 use crate::tenants;
-use crate::users::AccessToken;
+use crate::users::{AccessToken, required};
 use crate::{AppState, paginated};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -102,15 +102,7 @@ pub struct ServiceLoginForm {
 }
 
 fn valid_name(raw: &str) -> Result<String, ApiError> {
-    let name = raw.trim();
-    let chars = name.chars().count();
-    if !(3..=255).contains(&chars) {
-        return Err(ApiError::BadRequest("name must be 3 to 255 characters".into()));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest("name must not contain control characters".into()));
-    }
-    Ok(name.to_owned())
+    domain::names::clean("name", raw, 3..=255).map_err(ApiError::BadRequest)
 }
 
 /// Exchanges client credentials for an M2M token (OAuth2 client_credentials).
@@ -133,11 +125,8 @@ async fn service_login(
     if let Some(grant) = form.grant_type.as_deref().filter(|g| *g != "client_credentials") {
         return Err(ApiError::BadRequest(format!("grant_type must be client_credentials, got {grant:?}")));
     }
-    let field = |v: Option<String>, name: &str| {
-        v.filter(|v| !v.is_empty()).ok_or_else(|| ApiError::Unprocessable(format!("the form field {name} is required")))
-    };
-    let client_id = field(form.client_id, "client_id")?;
-    let secret = field(form.client_secret, "client_secret")?;
+    let client_id = required(form.client_id, "client_id")?;
+    let secret = required(form.client_secret, "client_secret")?;
     let mut conn = db::conn(&state.pool).await?;
     let tenant = tenants::require(&mut conn, &tenant_ref).await?;
     let account: Option<(Uuid, String, i32, bool)> = service_accounts::table

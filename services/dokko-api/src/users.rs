@@ -72,7 +72,8 @@ pub fn valid_email(raw: &str) -> Result<String, ApiError> {
     if ok { Ok(email) } else { Err(ApiError::BadRequest(format!("{raw:?} is not a valid email address"))) }
 }
 
-fn required(value: Option<String>, name: &str) -> Result<String, ApiError> {
+/// A form field that must be present and not empty (422 naming it otherwise).
+pub(crate) fn required(value: Option<String>, name: &str) -> Result<String, ApiError> {
     value.filter(|v| !v.is_empty()).ok_or_else(|| ApiError::Unprocessable(format!("the form field {name} is required")))
 }
 

@@ -46,30 +46,14 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Database(e) => match e {
-                DbError::NotFound => StatusCode::NOT_FOUND,
-                DbError::UniqueViolation { .. } => StatusCode::CONFLICT,
-                DbError::ForeignKeyViolation { .. } => StatusCode::NOT_FOUND,
-                DbError::PoolTimeout | DbError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                DbError::CheckViolation { .. } | DbError::Other(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            },
+            ApiError::Database(e) => e.status(),
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         let message = match self {
-            ApiError::Database(DbError::NotFound) => "not found".to_owned(),
-            ApiError::Database(DbError::UniqueViolation { constraint }) => conflict_message(constraint).to_owned(),
-            ApiError::Database(DbError::ForeignKeyViolation { .. }) => "the tag or repository was not found".to_owned(),
-            ApiError::Database(e) if e.is_unavailable() => {
-                tracing::warn!(error = %e, "database unavailable");
-                "the database is unavailable; try again shortly".to_owned()
-            }
-            ApiError::Database(e) => {
-                tracing::error!(error = ?e, "database error");
-                "internal server error".to_owned()
-            }
+            ApiError::Database(e) => e.public_message(conflict_message, "the tag or repository was not found"),
             other => other.to_string(),
         };
         error_response(status, message)

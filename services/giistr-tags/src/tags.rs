@@ -70,17 +70,7 @@ pub struct UpdateTag {
 
 /// A tag name as stored: trimmed, 1 to 255 characters, no control characters.
 fn valid_name(raw: &str) -> Result<String, ApiError> {
-    let name = raw.trim();
-    if name.is_empty() {
-        return Err(ApiError::BadRequest("name must not be empty".into()));
-    }
-    if name.chars().count() > 255 {
-        return Err(ApiError::BadRequest("name must be at most 255 characters".into()));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest("name must not contain control characters".into()));
-    }
-    Ok(name.to_owned())
+    domain::names::clean("name", raw, 1..=255).map_err(ApiError::BadRequest)
 }
 
 /// The caller's tag `id`, if it is theirs.
