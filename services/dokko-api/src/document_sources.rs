@@ -18,12 +18,14 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::identity::Caller;
-use crate::schema::dokko::document_sources;
+use crate::schema::dokko::{document_sources, files, folders, repositories};
+use crate::tree::{Folder, SourceFileItem};
 use crate::{AppState, paginated};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/document-sources", web::get().to(list_sources))
-        .route("/api/v1/document-sources/{document_source_id}", web::get().to(get_source));
+        .route("/api/v1/document-sources/{document_source_id}", web::get().to(get_source))
+        .route("/api/v1/document-sources/{document_source_id}/folder-structure", web::get().to(folder_structure));
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -159,4 +161,71 @@ async fn get_source(
 ) -> Result<web::Json<SourceDetail>, ApiError> {
     let mut conn = db::conn(&state.pool).await?;
     Ok(web::Json(require(&mut conn, caller.tenant_id, *id).await?.into()))
+}
+
+/// Every file of every repository in the source: one folder per repository (its name; its
+/// `repository` field says which), then the repository's own folders and files.
+#[utoipa::path(get, path = "/api/v1/document-sources/{document_source_id}/folder-structure", tag = "document sources",
+    params(("document_source_id" = Uuid, Path)),
+    responses((status = 200, body = Folder<SourceFileItem>), (status = 401, body = domain::ErrorBody),
+              (status = 404, body = domain::ErrorBody), (status = 422, body = domain::ErrorBody)),
+    security(("bearer" = [])))]
+async fn folder_structure(
+    caller: Caller,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<Folder<SourceFileItem>>, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let source = require(&mut conn, caller.tenant_id, *id).await?;
+    let repos: Vec<(Uuid, String)> = repositories::table
+        .filter(repositories::tenant_id.eq(caller.tenant_id))
+        .filter(repositories::document_source_id.eq(source.id))
+        .order((repositories::created_at, repositories::id))
+        .select((repositories::id, repositories::name))
+        .load(&mut conn)
+        .await?;
+    let rows: Vec<(Uuid, String, i64, OffsetDateTime, OffsetDateTime, Uuid)> = files::table
+        .inner_join(repositories::table.on(repositories::id.eq(files::repository_id)))
+        .filter(files::tenant_id.eq(caller.tenant_id))
+        .filter(repositories::document_source_id.eq(source.id))
+        .select((files::repository_id, files::path, files::size, files::created_at, files::updated_at, files::id))
+        .load(&mut conn)
+        .await?;
+    let explicit: Vec<(Uuid, String)> = folders::table
+        .inner_join(repositories::table.on(repositories::id.eq(folders::repository_id)))
+        .filter(folders::tenant_id.eq(caller.tenant_id))
+        .filter(repositories::document_source_id.eq(source.id))
+        .select((folders::repository_id, folders::path))
+        .load(&mut conn)
+        .await?;
+    let mut root = Folder::new();
+    let mut names = std::collections::HashMap::new();
+    for (repository_id, name) in repos {
+        // Two repositories may share a name: the later one's folder says which it is.
+        let key = if root.folders.contains_key(&name) { format!("{name} ({repository_id})") } else { name.clone() };
+        let folder = root.folders.entry(key.clone()).or_insert_with(Folder::new);
+        folder.repository.insert("id".into(), repository_id.to_string().into());
+        folder.repository.insert("name".into(), name.into());
+        names.insert(repository_id, key);
+    }
+    for (repository_id, path) in explicit {
+        if let Some(key) = names.get(&repository_id) {
+            root.folder_mut(key).folder_mut(&path);
+        }
+    }
+    for (repository_id, path, size, created_at, updated_at, file_id) in rows {
+        if let Some(key) = names.get(&repository_id) {
+            let item = SourceFileItem {
+                filename: crate::paths::file_name(&path).to_owned(),
+                key: path.clone(),
+                size,
+                created_at,
+                updated_at,
+                bucket_name: source.identifier.clone(),
+                file_id,
+            };
+            root.folder_mut(key).insert_file(&path, item);
+        }
+    }
+    Ok(web::Json(root))
 }

@@ -4,7 +4,9 @@
 //! Where things are:
 //! - routes: one module per resource, each with `configure` listing its routes —
 //!   [`users`] (login, invitations, people), [`service_accounts`] (M2M login and the admin
-//!   routes), [`permissions`], [`document_sources`], [`repositories`];
+//!   routes), [`permissions`], [`document_sources`], [`repositories`], [`items`] (a
+//!   repository's files and folders), [`files`] (downloads and filter metadata by `file_id`);
+//! - repository paths and accepted file types: [`paths`]; the tree answers: [`tree`];
 //! - who is calling, both kinds of token: [`identity`];
 //! - tenants and the operator's commands (`dokko-api admin …`): [`tenants`], [`admin`];
 //! - object storage: [`storage`];
@@ -14,13 +16,17 @@
 pub mod admin;
 pub mod document_sources;
 pub mod error;
+pub mod files;
 pub mod identity;
+pub mod items;
+pub mod paths;
 pub mod permissions;
 pub mod repositories;
 pub mod schema;
 pub mod service_accounts;
 pub mod storage;
 pub mod tenants;
+pub mod tree;
 pub mod users;
 
 use std::future::Future;
@@ -62,6 +68,12 @@ pub struct Settings {
     pub public_url: String,
     /// `PASSWORD_HASH_CONCURRENCY`, default the number of CPUs: argon2 computations at once.
     pub hash_concurrency: usize,
+    /// `MAX_FILE_BYTES`, default 5 GiB: a larger file fails with `FILE_TOO_LARGE`.
+    pub max_file_bytes: u64,
+    /// `MAX_UPLOAD_BYTES`, default 10 GiB: what one upload request may carry in all.
+    pub max_request_bytes: u64,
+    /// `PRESIGN_TTL_SECS`, default 900: how long a presigned download URL works.
+    pub presign_ttl: Duration,
     pub s3: S3Settings,
 }
 
@@ -81,6 +93,9 @@ impl Settings {
             invitation_ttl: positive(env, "INVITATION_TTL_SECS", 604_800)?,
             public_url: env.http_url_or("PUBLIC_URL", "http://localhost:8082")?,
             hash_concurrency: env.number_or("PASSWORD_HASH_CONCURRENCY", cpus, 1..=256)?,
+            max_file_bytes: env.number_or("MAX_FILE_BYTES", 5 << 30, 1..=(5u64 << 40))?,
+            max_request_bytes: env.number_or("MAX_UPLOAD_BYTES", 10 << 30, 1..=(50u64 << 40))?,
+            presign_ttl: positive(env, "PRESIGN_TTL_SECS", 900)?,
             s3: S3Settings::from_env(env)?,
         })
     }
@@ -101,6 +116,9 @@ pub struct AppState {
     pub storage: Storage,
     pub invitation_ttl: Duration,
     pub public_url: String,
+    pub max_file_bytes: u64,
+    pub max_request_bytes: u64,
+    pub presign_ttl: Duration,
 }
 
 /// One page of `items`. The total comes free when the page is the first and not full;
@@ -131,7 +149,25 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(service_accounts::configure)
         .configure(permissions::configure)
         .configure(document_sources::configure)
-        .configure(repositories::configure);
+        .configure(repositories::configure)
+        .configure(items::configure)
+        .configure(files::configure);
+}
+
+/// Deletes, every five minutes, the objects the journal lists for deletion and uploads that died
+/// more than a day ago (see [`files::journal`]).
+fn spawn_sweeper(state: std::sync::Arc<AppState>) {
+    actix_web::rt::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            every.tick().await;
+            match files::journal::sweep(&state.pool, &state.storage, Duration::from_secs(86_400)).await {
+                Ok(0) => {}
+                Ok(swept) => tracing::info!(swept, "orphan objects deleted"),
+                Err(e) => tracing::warn!(error = %e, "object sweep failed; will retry"),
+            }
+        }
+    });
 }
 
 /// Migrates, then serves on `listener` until stopped.
@@ -150,7 +186,11 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
         storage: Storage::new(&settings.s3)?,
         invitation_ttl: settings.invitation_ttl,
         public_url: settings.public_url.clone(),
+        max_file_bytes: settings.max_file_bytes,
+        max_request_bytes: settings.max_request_bytes,
+        presign_ttl: settings.presign_ttl,
     });
+    spawn_sweeper(state.clone().into_inner());
     let app = ServiceApp {
         name: NAME,
         pool,
@@ -181,6 +221,9 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
         document_sources::list_sources, document_sources::get_source,
         repositories::create_repository, repositories::list_repositories, repositories::get_repository,
         repositories::update_repository, repositories::delete_repository,
+        items::get_tree, items::upload_items, items::delete_items, items::get_content,
+        files::download_file, files::get_metadata, files::put_metadata, files::reset_metadata,
+        document_sources::folder_structure,
     ),
     modifiers(&BearerScheme)
 )]

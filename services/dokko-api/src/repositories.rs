@@ -20,7 +20,8 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::identity::Caller;
-use crate::schema::dokko::{permissions, repositories, repository_permissions};
+use crate::schema::dokko::document_sources as document_sources_table;
+use crate::schema::dokko::{files, permissions, repositories, repository_permissions};
 use crate::{document_sources, paginated};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -419,7 +420,8 @@ async fn update_repository(
     Ok(web::Json(detail))
 }
 
-/// Deletes a repository and its permission mappings; the document source stays.
+/// Deletes a repository, its files (rows and objects) and its permission mappings; the document
+/// source stays.
 #[utoipa::path(delete, path = "/api/v1/repositories/{repository_id}", tag = "repositories",
     params(("repository_id" = Uuid, Path)),
     responses((status = 204), (status = 401, body = domain::ErrorBody), (status = 404, body = domain::ErrorBody),
@@ -430,14 +432,35 @@ async fn delete_repository(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    let (tenant_id, id) = (caller.tenant_id, *id);
     let mut conn = db::conn(&state.pool).await?;
-    let deleted = diesel::delete(
-        repositories::table.filter(repositories::tenant_id.eq(caller.tenant_id)).filter(repositories::id.eq(*id)),
-    )
-    .execute(&mut conn)
-    .await?;
-    if deleted == 0 {
-        return Err(ApiError::not_found("repository"));
-    }
+    let repository = require(&mut conn, tenant_id, id).await?;
+    let bucket: String = document_sources_table::table
+        .filter(document_sources_table::id.eq(repository.document_source_id))
+        .select(document_sources_table::identifier)
+        .first(&mut conn)
+        .await?;
+    let keys = conn
+        .transaction::<_, ApiError, _>(async |conn| {
+            let keys: Vec<String> = files::table
+                .filter(files::tenant_id.eq(tenant_id))
+                .filter(files::repository_id.eq(id))
+                .select(files::object_key)
+                .load(conn)
+                .await?;
+            crate::files::journal::doom(conn, &bucket, &keys).await?;
+            let deleted = diesel::delete(
+                repositories::table.filter(repositories::tenant_id.eq(tenant_id)).filter(repositories::id.eq(id)),
+            )
+            .execute(conn)
+            .await?;
+            if deleted == 0 {
+                return Err(ApiError::not_found("repository"));
+            }
+            Ok(keys)
+        })
+        .await?;
+    drop(conn);
+    crate::files::journal::delete_now(&state.pool, &state.storage, &bucket, keys).await;
     Ok(HttpResponse::NoContent().finish())
 }

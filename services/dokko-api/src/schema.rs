@@ -18,6 +18,32 @@ pub mod dokko {
     }
 
     diesel::table! {
+        dokko.files (id) {
+            id -> Uuid,
+            tenant_id -> Uuid,
+            repository_id -> Uuid,
+            path -> Text,
+            size -> Int8,
+            content_type -> Text,
+            sha256 -> Text,
+            version -> Int4,
+            object_key -> Text,
+            metadata -> Jsonb,
+            created_at -> Timestamptz,
+            updated_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        dokko.folders (repository_id, path) {
+            tenant_id -> Uuid,
+            repository_id -> Uuid,
+            path -> Text,
+            created_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
         dokko.invitations (id) {
             id -> Uuid,
             tenant_id -> Uuid,
@@ -25,6 +51,15 @@ pub mod dokko {
             token_digest -> Bytea,
             expires_at -> Timestamptz,
             accepted_at -> Nullable<Timestamptz>,
+            created_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        dokko.object_journal (bucket, object_key) {
+            object_key -> Text,
+            bucket -> Text,
+            reason -> Text,
             created_at -> Timestamptz,
         }
     }
@@ -104,7 +139,10 @@ pub mod dokko {
 
     diesel::allow_tables_to_appear_in_same_query!(
         document_sources,
+        files,
+        folders,
         invitations,
+        object_journal,
         permissions,
         repositories,
         repository_permissions,

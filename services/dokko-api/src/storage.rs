@@ -3,11 +3,21 @@
 //!
 //! Each tenant gets one bucket, `{S3_BUCKET_PREFIX}{tenant uuid without dashes}`: always a
 //! valid bucket name (lower-case hex, 32 characters plus the prefix) and never reused.
+//!
+//! Object keys: `repositories/{repository_id}/objects/{uuid v7}`. A key names one upload of one
+//! file and is never overwritten: replacing a file's content writes a new object,
+//! switches the row to it in a transaction, then deletes the old one. Moving or renaming a file
+//! only changes its path in the database. Every object in flight is recorded in
+//! `dokko.object_journal` first (see [`crate::files::journal`]), so an object is always either
+//! pointed at by a file row or listed for deletion.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use s3::creds::Credentials;
 use s3::error::S3Error;
+use s3::request::request_trait::DataStream;
 use s3::{Bucket, BucketConfiguration, Region};
 use service_kit::settings::Secret;
 use service_kit::{Env, SettingsError};
@@ -102,6 +112,8 @@ pub struct Storage {
     path_style: bool,
     bucket_prefix: String,
     timeout: Duration,
+    /// One client per bucket (each holds an HTTP connection pool), made on first use.
+    clients: Arc<Mutex<HashMap<String, Box<Bucket>>>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -130,6 +142,7 @@ impl Storage {
             path_style: settings.path_style,
             bucket_prefix: settings.bucket_prefix.clone(),
             timeout: settings.timeout,
+            clients: Arc::default(),
         })
     }
 
@@ -140,9 +153,66 @@ impl Storage {
 
     /// A client for `name`.
     pub fn bucket(&self, name: &str) -> Result<Box<Bucket>, StorageError> {
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(bucket) = clients.get(name) {
+            return Ok(bucket.clone());
+        }
         let bucket = Bucket::new(name, self.region.clone(), self.credentials.clone())?;
         let bucket = if self.path_style { bucket.with_path_style() } else { bucket };
-        Ok(bucket.with_request_timeout(self.timeout)?)
+        let bucket = bucket.with_request_timeout(self.timeout)?;
+        clients.insert(name.to_owned(), bucket.clone());
+        Ok(bucket)
+    }
+
+    /// A new object key for one upload of a file of `repository_id`.
+    pub fn object_key(repository_id: Uuid) -> String {
+        format!("repositories/{repository_id}/objects/{}", Uuid::now_v7())
+    }
+
+    /// Streams `reader` into `bucket/key` (a multipart upload in 8 MiB parts past 8 MiB, so
+    /// memory stays bounded whatever the size). On failure nothing is left behind: a failed
+    /// multipart upload is aborted.
+    pub async fn put_stream<R: tokio::io::AsyncRead + Unpin>(
+        &self,
+        bucket: &str,
+        key: &str,
+        reader: &mut R,
+        content_type: &str,
+    ) -> Result<u64, StorageError> {
+        let response = self.bucket(bucket)?.put_object_stream_with_content_type(reader, key, content_type).await?;
+        Ok(response.uploaded_bytes() as u64)
+    }
+
+    /// A presigned GET URL valid for `ttl`, with the `Content-Disposition` and `Content-Type`
+    /// the download should carry.
+    pub async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        ttl: Duration,
+        disposition: &str,
+        content_type: &str,
+    ) -> Result<String, StorageError> {
+        let queries = HashMap::from([
+            ("response-content-disposition".to_owned(), disposition.to_owned()),
+            ("response-content-type".to_owned(), content_type.to_owned()),
+        ]);
+        let secs = u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX).clamp(1, 604_800);
+        Ok(self.bucket(bucket)?.presign_get(key, secs, Some(queries)).await?)
+    }
+
+    /// The object's bytes as a stream.
+    pub async fn get_stream(&self, bucket: &str, key: &str) -> Result<DataStream, StorageError> {
+        Ok(self.bucket(bucket)?.get_object_stream(key).await?.bytes)
+    }
+
+    /// Deletes an object; a missing one counts as deleted.
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), StorageError> {
+        match self.bucket(bucket)?.delete_object(key).await.map_err(StorageError::from) {
+            Ok(_) => Ok(()),
+            Err(StorageError::Refused { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates the bucket `name`; one that already exists and is ours counts as created, so

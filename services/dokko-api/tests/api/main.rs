@@ -3,7 +3,9 @@
 
 mod accounts;
 mod binary;
+mod files;
 mod isolation;
+mod items;
 mod onboarding;
 mod permissions;
 mod platform;
@@ -223,4 +225,46 @@ pub fn keys(value: &Value) -> Vec<&str> {
         value.as_object().unwrap_or_else(|| panic!("not an object: {value}")).keys().map(String::as_str).collect();
     keys.sort_unstable();
     keys
+}
+
+/// A multipart body part: a form field, or a file with a filename.
+pub enum Part<'a> {
+    Field(&'a str, &'a str),
+    File(&'a str, &'a str, &'a [u8]),
+}
+
+/// Sends a multipart request built by hand (so filenames go out exactly as written).
+pub async fn multipart(client: &Client, method: reqwest::Method, path: &str, parts: &[Part<'_>]) -> testkit::Response {
+    let boundary = "----dokko-test-boundary-7d1b3e";
+    let mut body = Vec::new();
+    for part in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match part {
+            Part::Field(name, value) => {
+                body.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes());
+                body.extend_from_slice(value.as_bytes());
+            }
+            Part::File(name, filename, bytes) => {
+                body.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+                        .as_bytes(),
+                );
+                body.extend_from_slice(bytes);
+            }
+        }
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    client.send_raw(method, path, &format!("multipart/form-data; boundary={boundary}"), body).await
+}
+
+/// Uploads `files` (path, bytes) into a repository and returns the answer.
+pub async fn upload(client: &Client, repository_id: &str, files: &[(&str, &[u8])]) -> testkit::Response {
+    let parts: Vec<Part<'_>> = files.iter().map(|(path, bytes)| Part::File("files", path, bytes)).collect();
+    multipart(client, reqwest::Method::POST, &format!("/api/v1/repositories/{repository_id}/items"), &parts).await
+}
+
+/// Object keys in the tenant's bucket.
+pub fn objects(app: &TestApp, org: &Org) -> Vec<String> {
+    app.s3.keys(&org.bucket)
 }

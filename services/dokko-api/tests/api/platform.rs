@@ -56,11 +56,11 @@ async fn migrations_go_down_and_up_again_inside_the_dokko_schema() {
         .expect("test database");
     let tables =
         |schema: &str| format!("SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = '{schema}'");
-    assert_eq!(crate::count(&db, &tables("dokko")).await, 9, "eight tables and diesel's bookkeeping");
+    assert_eq!(crate::count(&db, &tables("dokko")).await, 12, "eleven tables and diesel's bookkeeping");
     assert_eq!(crate::count(&db, &tables("public")).await, 0, "nothing outside the service's schema");
     let reverted = service_kit::db::revert_all(&db.url, dokko_api::SCHEMA, dokko_api::MIGRATIONS).await.expect("down");
     assert!(reverted >= 1);
     assert_eq!(crate::count(&db, &tables("dokko")).await, 1, "only diesel's bookkeeping is left");
     dokko_api::migrate(&db.url).await.expect("up again");
-    assert_eq!(crate::count(&db, &tables("dokko")).await, 9);
+    assert_eq!(crate::count(&db, &tables("dokko")).await, 12);
 }

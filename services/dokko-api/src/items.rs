@@ -1,0 +1,745 @@
+//! Repository items: `GET/POST/DELETE /api/v1/repositories/{id}/items` and
+//! `POST /api/v1/repositories/{id}/items/content`.
+//!
+//! Uploads stream: each multipart file goes straight into object storage (multipart upload past
+//! 8 MiB) while its size and SHA-256 are counted, so memory does not grow with the file. The
+//! files of a request are written to storage first and recorded in the database together at the
+//! end; a request that turns out malformed (say, a `folders` field that is not a JSON array)
+//! removes what it wrote and answers 400, leaving nothing behind.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use actix_multipart::{Field, Multipart};
+use actix_web::body::SizedStream;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use futures_util::stream::Fuse;
+use futures_util::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use service_kit::db;
+use service_kit::http::Json;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, ReadBuf};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::files::{FileRow, journal};
+use crate::identity::Caller;
+use crate::paths::{self, ItemError};
+use crate::repositories::{self, Repository};
+use crate::schema::dokko::{document_sources, files, folders};
+use crate::tree::{FileItem, Folder, Listing};
+use crate::{AppState, storage::Storage};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/v1/repositories/{repository_id}/items")
+            .route(web::get().to(get_tree))
+            .route(web::post().to(upload_items))
+            .route(web::delete().to(delete_items)),
+    )
+    .route("/api/v1/repositories/{repository_id}/items/content", web::post().to(get_content));
+}
+
+diesel::define_sql_function! {
+    /// PostgreSQL's `starts_with(string, prefix)`.
+    fn starts_with(string: diesel::sql_types::Text, prefix: diesel::sql_types::Text) -> diesel::sql_types::Bool;
+}
+
+/// The caller's repository and the bucket of its document source.
+async fn repository_and_bucket(
+    conn: &mut db::Conn,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<(Repository, String), ApiError> {
+    let repository = repositories::require(conn, tenant_id, id).await?;
+    let bucket = document_sources::table
+        .filter(document_sources::id.eq(repository.document_source_id))
+        .select(document_sources::identifier)
+        .first(conn)
+        .await?;
+    Ok((repository, bucket))
+}
+
+async fn tree_of(conn: &mut db::Conn, tenant_id: Uuid, repository_id: Uuid) -> Result<Folder<FileItem>, ApiError> {
+    let rows = files::table
+        .filter(files::tenant_id.eq(tenant_id))
+        .filter(files::repository_id.eq(repository_id))
+        .select(FileRow::as_select())
+        .load(conn)
+        .await?;
+    let explicit: Vec<String> = folders::table
+        .filter(folders::tenant_id.eq(tenant_id))
+        .filter(folders::repository_id.eq(repository_id))
+        .select(folders::path)
+        .load(conn)
+        .await?;
+    let mut root = Folder::new();
+    for path in explicit {
+        root.folder_mut(&path);
+    }
+    for file in rows {
+        root.insert_file(&file.path, file.item());
+    }
+    Ok(root)
+}
+
+/// The repository's folders and files, nested.
+#[utoipa::path(get, path = "/api/v1/repositories/{repository_id}/items", tag = "repository files",
+    params(("repository_id" = Uuid, Path)),
+    responses((status = 200, body = Folder<FileItem>), (status = 401, body = domain::ErrorBody),
+              (status = 404, body = domain::ErrorBody), (status = 422, body = domain::ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_tree(
+    caller: Caller,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<Folder<FileItem>>, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let repository = repositories::require(&mut conn, caller.tenant_id, *id).await?;
+    Ok(web::Json(tree_of(&mut conn, caller.tenant_id, repository.id).await?))
+}
+
+/// One item of a batch answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Succeeded {
+    identifier: String,
+    display_name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Failed {
+    identifier: String,
+    display_name: String,
+    message: String,
+    /// `INVALID_PATH`, `INVALID_TYPE`, `FILE_TOO_LARGE`, `REQUEST_TOO_LARGE`, `PATH_CONFLICT`,
+    /// `NOT_FOUND`, `STORAGE_ERROR`.
+    code: &'static str,
+}
+
+/// The answer of the batch routes: 200 when everything succeeded, 207 when some items failed,
+/// 500 when all did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResult {
+    succeeded: Vec<Succeeded>,
+    failed: Vec<Failed>,
+    result: Listing<FileItem>,
+    /// `success`, `partial` or `failure`.
+    status: &'static str,
+    total_succeeded: usize,
+    total_failed: usize,
+}
+
+#[derive(Default)]
+struct Outcome {
+    succeeded: Vec<Succeeded>,
+    failed: Vec<Failed>,
+}
+
+impl Outcome {
+    fn ok(&mut self, identifier: &str) {
+        self.succeeded.push(Succeeded {
+            identifier: identifier.to_owned(),
+            display_name: paths::file_name(identifier).to_owned(),
+        });
+    }
+
+    fn fail(&mut self, identifier: &str, error: ItemError) {
+        self.failed.push(Failed {
+            identifier: identifier.to_owned(),
+            display_name: paths::file_name(identifier).to_owned(),
+            message: error.message,
+            code: error.code,
+        });
+    }
+
+    fn respond(self, result: Folder<FileItem>) -> HttpResponse {
+        let (status, code) = match (self.succeeded.len(), self.failed.len()) {
+            (_, 0) => ("success", StatusCode::OK),
+            (0, _) => ("failure", StatusCode::INTERNAL_SERVER_ERROR),
+            _ => ("partial", StatusCode::MULTI_STATUS),
+        };
+        let body = BatchResult {
+            total_succeeded: self.succeeded.len(),
+            total_failed: self.failed.len(),
+            succeeded: self.succeeded,
+            failed: self.failed,
+            result: result.into(),
+            status,
+        };
+        HttpResponse::build(code).json(body)
+    }
+}
+
+/// Counts and hashes what passes through, and fails the read past `limit` bytes.
+struct Metered<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+    limit: u64,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Metered<R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        let new = &buf.filled()[before..];
+        let this = &mut *self;
+        this.bytes += new.len() as u64;
+        this.hasher.update(new);
+        if this.bytes > this.limit {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::FileTooLarge, "over the size limit")));
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// An uploaded object waiting to be recorded.
+struct Staged {
+    path: String,
+    object_key: String,
+    size: i64,
+    sha256: String,
+    content_type: &'static str,
+}
+
+/// What a request may still upload.
+struct Budget {
+    file_limit: u64,
+    request_left: u64,
+}
+
+/// Streams one multipart file into storage. The journal lists the object first, so a crash
+/// mid-upload leaves nothing unaccounted for.
+async fn stage(
+    state: &AppState,
+    bucket: &str,
+    repository_id: Uuid,
+    path: String,
+    content_type: &'static str,
+    field: &mut Fuse<Field>,
+    budget: &mut Budget,
+) -> Result<Staged, ItemError> {
+    let object_key = Storage::object_key(repository_id);
+    let storage_error =
+        |e: &dyn std::fmt::Display| ItemError::new("STORAGE_ERROR", format!("object storage failed: {e}"));
+    let mut conn = db::conn(&state.pool).await.map_err(|e| storage_error(&e))?;
+    journal::expect_upload(&mut conn, bucket, &object_key).await.map_err(|e| storage_error(&e))?;
+    drop(conn);
+    let limit = budget.file_limit.min(budget.request_left);
+    let stream = field.map_err(|e| io::Error::other(e.to_string()));
+    let mut reader =
+        Metered { inner: tokio_util::io::StreamReader::new(stream), hasher: Sha256::new(), bytes: 0, limit };
+    let uploaded = state.storage.put_stream(bucket, &object_key, &mut reader, content_type).await;
+    budget.request_left = budget.request_left.saturating_sub(reader.bytes.min(limit));
+    match uploaded {
+        Ok(_) => Ok(Staged {
+            path,
+            object_key,
+            size: i64::try_from(reader.bytes).unwrap_or(i64::MAX),
+            sha256: hex::encode(reader.hasher.finalize()),
+            content_type,
+        }),
+        Err(e) => {
+            journal::delete_now(&state.pool, &state.storage, bucket, vec![object_key]).await;
+            if reader.bytes > limit {
+                if limit < budget.file_limit {
+                    Err(ItemError::new(
+                        "REQUEST_TOO_LARGE",
+                        "the request is over the upload limit; send fewer bytes per request",
+                    ))
+                } else {
+                    Err(ItemError::new(
+                        "FILE_TOO_LARGE",
+                        format!("the file is over the limit of {} bytes", budget.file_limit),
+                    ))
+                }
+            } else {
+                Err(storage_error(&e))
+            }
+        }
+    }
+}
+
+/// Reads what is left of a part (after a refusal), so the next part can be read.
+async fn drain(field: &mut Fuse<Field>, budget: &mut Budget) -> Result<(), ApiError> {
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?;
+        budget.request_left = budget.request_left.saturating_sub(chunk.len() as u64);
+    }
+    Ok(())
+}
+
+const FOLDERS_FIELD_LIMIT: usize = 256 * 1024;
+
+async fn read_text(field: &mut Fuse<Field>, name: &str) -> Result<Vec<u8>, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?;
+        if bytes.len() + chunk.len() > FOLDERS_FIELD_LIMIT {
+            return Err(ApiError::BadRequest(format!("the {name} field is over {FOLDERS_FIELD_LIMIT} bytes")));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// Whether `path` can hold a file (or a folder, `as_folder`): no file at one of its parent
+/// folders, and for a file, no folder (explicit or holding files) of the same name.
+async fn path_conflict(
+    conn: &mut db::Conn,
+    repository_id: Uuid,
+    path: &str,
+    as_folder: bool,
+) -> Result<Option<ItemError>, ApiError> {
+    let ancestors: Vec<&str> = path.match_indices('/').map(|(i, _)| &path[..i]).collect();
+    let mut blockers = ancestors.clone();
+    if as_folder {
+        blockers.push(path);
+    }
+    let file_above: Option<String> = files::table
+        .filter(files::repository_id.eq(repository_id))
+        .filter(files::path.eq_any(&blockers))
+        .select(files::path)
+        .first(conn)
+        .await
+        .optional()?;
+    if let Some(file) = file_above {
+        return Ok(Some(ItemError::new("PATH_CONFLICT", format!("{file} is a file, so it cannot be a folder"))));
+    }
+    if !as_folder {
+        let prefix = format!("{path}/");
+        let under: i64 = files::table
+            .filter(files::repository_id.eq(repository_id))
+            .filter(starts_with(files::path, &prefix))
+            .count()
+            .get_result(conn)
+            .await?;
+        let folder: i64 = folders::table
+            .filter(folders::repository_id.eq(repository_id))
+            .filter(folders::path.eq(path).or(starts_with(folders::path, &prefix)))
+            .count()
+            .get_result(conn)
+            .await?;
+        if under + folder > 0 {
+            return Ok(Some(ItemError::new("PATH_CONFLICT", format!("{path} is a folder, so it cannot be a file"))));
+        }
+    }
+    Ok(None)
+}
+
+/// Records staged files (new rows, or new content for an existing path that keeps its
+/// `file_id`) and folders, in one transaction. Returns the rows and the object keys they
+/// replaced, or per-item conflicts.
+async fn record(
+    conn: &mut db::Conn,
+    repository: &Repository,
+    bucket: &str,
+    staged: &[Staged],
+    new_folders: &[String],
+    outcome: &mut Outcome,
+) -> Result<(Vec<FileRow>, Vec<String>, Vec<String>), ApiError> {
+    let (tenant_id, repository_id) = (repository.tenant_id, repository.id);
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let mut rows = Vec::new();
+        let mut replaced = Vec::new();
+        let mut orphaned = Vec::new();
+        let mut settled = Vec::new();
+        for folder in new_folders {
+            if let Some(conflict) = path_conflict(conn, repository_id, folder, true).await? {
+                outcome.fail(folder, conflict);
+                continue;
+            }
+            diesel::insert_into(folders::table)
+                .values((
+                    folders::tenant_id.eq(tenant_id),
+                    folders::repository_id.eq(repository_id),
+                    folders::path.eq(folder),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+            outcome.ok(folder);
+        }
+        for item in staged {
+            settled.push(item.object_key.clone());
+            if let Some(conflict) = path_conflict(conn, repository_id, &item.path, false).await? {
+                outcome.fail(&item.path, conflict);
+                orphaned.push(item.object_key.clone());
+                continue;
+            }
+            let existing: Option<(Uuid, String)> = files::table
+                .filter(files::repository_id.eq(repository_id))
+                .filter(files::path.eq(&item.path))
+                .select((files::id, files::object_key))
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?;
+            let row = match existing {
+                Some((id, old_key)) => {
+                    replaced.push(old_key);
+                    diesel::update(files::table.filter(files::id.eq(id)))
+                        .set((
+                            files::size.eq(item.size),
+                            files::content_type.eq(item.content_type),
+                            files::sha256.eq(&item.sha256),
+                            files::object_key.eq(&item.object_key),
+                            files::version.eq(files::version + 1),
+                            files::updated_at.eq(diesel::dsl::now),
+                        ))
+                        .returning(FileRow::as_returning())
+                        .get_result(conn)
+                        .await?
+                }
+                None => {
+                    diesel::insert_into(files::table)
+                        .values((
+                            files::id.eq(Uuid::now_v7()),
+                            files::tenant_id.eq(tenant_id),
+                            files::repository_id.eq(repository_id),
+                            files::path.eq(&item.path),
+                            files::size.eq(item.size),
+                            files::content_type.eq(item.content_type),
+                            files::sha256.eq(&item.sha256),
+                            files::object_key.eq(&item.object_key),
+                        ))
+                        .returning(FileRow::as_returning())
+                        .get_result(conn)
+                        .await?
+                }
+            };
+            outcome.ok(&item.path);
+            rows.push(row);
+        }
+        journal::settle(conn, bucket, &settled).await?;
+        journal::doom(conn, bucket, &replaced).await?;
+        journal::doom(conn, bucket, &orphaned).await?;
+        replaced.extend(orphaned);
+        Ok((rows, replaced, settled))
+    })
+    .await
+}
+
+/// Uploads files (the multipart filename is the path) and creates folders (`folders`, a JSON
+/// array of paths). Re-uploading a path replaces its content and keeps its `file_id`.
+#[utoipa::path(post, path = "/api/v1/repositories/{repository_id}/items", tag = "repository files",
+    params(("repository_id" = Uuid, Path)),
+    request_body(content_type = "multipart/form-data", description = "`files`: one part per file, the filename is its path; `folders`: a JSON array of folder paths"),
+    responses((status = 200, body = BatchResult), (status = 207, description = "some items failed", body = BatchResult),
+              (status = 400, description = "malformed multipart body or folders field, or nothing to do", body = domain::ErrorBody),
+              (status = 401, body = domain::ErrorBody), (status = 404, body = domain::ErrorBody),
+              (status = 500, description = "every item failed", body = BatchResult)),
+    security(("bearer" = [])))]
+async fn upload_items(
+    caller: Caller,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    mut payload: Multipart,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let (repository, bucket) = repository_and_bucket(&mut conn, caller.tenant_id, *id).await?;
+    drop(conn);
+    let mut outcome = Outcome::default();
+    let mut staged: Vec<Staged> = Vec::new();
+    let mut new_folders: Vec<String> = Vec::new();
+    let mut budget = Budget { file_limit: state.max_file_bytes, request_left: state.max_request_bytes };
+    let read = read_parts(
+        &state,
+        &bucket,
+        &repository,
+        &mut payload,
+        &mut outcome,
+        &mut staged,
+        &mut new_folders,
+        &mut budget,
+    )
+    .await;
+    if let Err(e) = read {
+        journal::delete_now(&state.pool, &state.storage, &bucket, staged.into_iter().map(|s| s.object_key).collect())
+            .await;
+        return Err(e);
+    }
+    if staged.is_empty() && new_folders.is_empty() && outcome.failed.is_empty() {
+        return Err(ApiError::BadRequest(
+            "nothing to do: send files (multipart field `files`) and/or `folders`".into(),
+        ));
+    }
+    let mut conn = db::conn(&state.pool).await?;
+    let recorded = record(&mut conn, &repository, &bucket, &staged, &new_folders, &mut outcome).await;
+    drop(conn);
+    let (rows, doomed, _) = match recorded {
+        Ok(done) => done,
+        Err(e) => {
+            journal::delete_now(
+                &state.pool,
+                &state.storage,
+                &bucket,
+                staged.into_iter().map(|s| s.object_key).collect(),
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    journal::delete_now(&state.pool, &state.storage, &bucket, doomed).await;
+    let mut result = Folder::new();
+    for folder in &new_folders {
+        if outcome.succeeded.iter().any(|s| &s.identifier == folder) {
+            result.folder_mut(folder);
+        }
+    }
+    for row in rows {
+        result.insert_file(&row.path, row.item());
+    }
+    Ok(outcome.respond(result))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn read_parts(
+    state: &AppState,
+    bucket: &str,
+    repository: &Repository,
+    payload: &mut Multipart,
+    outcome: &mut Outcome,
+    staged: &mut Vec<Staged>,
+    new_folders: &mut Vec<String>,
+    budget: &mut Budget,
+) -> Result<(), ApiError> {
+    while let Some(field) = payload.next().await {
+        let field = field.map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?;
+        let name = field.name().unwrap_or_default().to_owned();
+        let raw = field.content_disposition().and_then(|cd| cd.get_filename()).unwrap_or_default().to_owned();
+        // Fused: a part read to its end (or given up on) can be drained again without panicking.
+        let mut field = field.fuse();
+        match name.as_str() {
+            "files" | "files[]" | "file" => {
+                if budget.request_left == 0 {
+                    outcome.fail(&raw, ItemError::new("REQUEST_TOO_LARGE", "the request is over the upload limit"));
+                    drain(&mut field, budget).await?;
+                    continue;
+                }
+                let checked = paths::parse(&raw, &repository.name).and_then(|path| match paths::content_type(&path) {
+                    Some(content_type) => Ok((path, content_type)),
+                    None => Err(ItemError::new(
+                        "INVALID_TYPE",
+                        format!("Unsupported file type .{}; supported: {}", paths::extension(&raw), paths::SUPPORTED),
+                    )),
+                });
+                match checked {
+                    Ok((path, content_type)) => {
+                        if staged.iter().any(|s| s.path == path) {
+                            outcome.fail(&raw, ItemError::new("PATH_CONFLICT", "the same path twice in one request"));
+                            drain(&mut field, budget).await?;
+                            continue;
+                        }
+                        match stage(state, bucket, repository.id, path, content_type, &mut field, budget).await {
+                            Ok(item) => staged.push(item),
+                            Err(error) => {
+                                outcome.fail(&raw, error);
+                                drain(&mut field, budget).await?;
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        outcome.fail(&raw, error);
+                        drain(&mut field, budget).await?;
+                    }
+                }
+            }
+            "folders" => {
+                let text = read_text(&mut field, "folders").await?;
+                let list: Vec<String> = serde_json::from_slice(&text).map_err(|e| {
+                    ApiError::BadRequest(format!(
+                        "folders must be a JSON array of folder paths, like [\"docs\", \"assets/images\"]: {e}"
+                    ))
+                })?;
+                for raw in list {
+                    match paths::parse(&raw, &repository.name) {
+                        Ok(path) if !new_folders.contains(&path) => new_folders.push(path),
+                        Ok(_) => {}
+                        Err(error) => outcome.fail(&raw, error),
+                    }
+                }
+            }
+            _ => drain(&mut field, budget).await?,
+        }
+    }
+    Ok(())
+}
+
+/// An item to delete: a path (a file), or `{path, type}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum DeleteItem {
+    Path(String),
+    Typed {
+        path: String,
+        /// `file` (default) or `folder`.
+        #[serde(rename = "type", default)]
+        kind: Option<String>,
+    },
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DeleteItems {
+    items: Vec<DeleteItem>,
+}
+
+/// Deletes files, and folders with everything under them.
+#[utoipa::path(delete, path = "/api/v1/repositories/{repository_id}/items", tag = "repository files",
+    params(("repository_id" = Uuid, Path)), request_body = DeleteItems,
+    responses((status = 200, body = BatchResult), (status = 207, body = BatchResult),
+              (status = 401, body = domain::ErrorBody), (status = 404, body = domain::ErrorBody),
+              (status = 422, body = domain::ErrorBody), (status = 500, body = BatchResult)),
+    security(("bearer" = [])))]
+async fn delete_items(
+    caller: Caller,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: Json<DeleteItems>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let (repository, bucket) = repository_and_bucket(&mut conn, caller.tenant_id, *id).await?;
+    if body.items.is_empty() {
+        return Err(ApiError::BadRequest("items must list at least one path".into()));
+    }
+    let mut outcome = Outcome::default();
+    let mut doomed = Vec::new();
+    for item in &body.items {
+        let (raw, folder) = match item {
+            DeleteItem::Path(path) => (path.as_str(), false),
+            DeleteItem::Typed { path, kind } => match kind.as_deref() {
+                None | Some("file") => (path.as_str(), false),
+                Some("folder") => (path.as_str(), true),
+                Some(other) => {
+                    outcome.fail(
+                        path,
+                        ItemError::new("INVALID_TYPE", format!("type must be file or folder, got {other:?}")),
+                    );
+                    continue;
+                }
+            },
+        };
+        let path = match paths::parse(raw, &repository.name) {
+            Ok(path) => path,
+            Err(error) => {
+                outcome.fail(raw, error);
+                continue;
+            }
+        };
+        let repository_id = repository.id;
+        let keys = conn
+            .transaction::<_, ApiError, _>(async |conn| {
+                let prefix = format!("{path}/");
+                let keys: Vec<String> = if folder {
+                    diesel::delete(
+                        files::table
+                            .filter(files::repository_id.eq(repository_id))
+                            .filter(starts_with(files::path, &prefix)),
+                    )
+                    .returning(files::object_key)
+                    .get_results(conn)
+                    .await?
+                } else {
+                    diesel::delete(
+                        files::table.filter(files::repository_id.eq(repository_id)).filter(files::path.eq(&path)),
+                    )
+                    .returning(files::object_key)
+                    .get_results(conn)
+                    .await?
+                };
+                let folders_gone = if folder {
+                    diesel::delete(
+                        folders::table
+                            .filter(folders::repository_id.eq(repository_id))
+                            .filter(folders::path.eq(&path).or(starts_with(folders::path, &prefix))),
+                    )
+                    .execute(conn)
+                    .await?
+                } else {
+                    0
+                };
+                if keys.is_empty() && folders_gone == 0 {
+                    return Ok(None);
+                }
+                journal::doom(conn, &bucket, &keys).await?;
+                Ok(Some(keys))
+            })
+            .await?;
+        match keys {
+            Some(keys) => {
+                doomed.extend(keys);
+                outcome.ok(&path);
+            }
+            None => outcome.fail(&path, ItemError::new("NOT_FOUND", format!("{path} not found"))),
+        }
+    }
+    drop(conn);
+    journal::delete_now(&state.pool, &state.storage, &bucket, doomed).await;
+    Ok(outcome.respond(Folder::new()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ContentRequest {
+    /// The file's path from the repository root.
+    path: String,
+    /// Download as an attachment (default) or inline.
+    as_attachment: Option<bool>,
+    /// Stream the bytes through the API instead of answering a presigned URL.
+    direct: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PresignedUrl {
+    url: String,
+}
+
+/// A file's content: a presigned URL, or the bytes with `direct: true`.
+#[utoipa::path(post, path = "/api/v1/repositories/{repository_id}/items/content", tag = "repository files",
+    params(("repository_id" = Uuid, Path)), request_body = ContentRequest,
+    responses((status = 200, description = "`{url}`, or the file's bytes with direct=true", body = PresignedUrl),
+              (status = 400, body = domain::ErrorBody), (status = 401, body = domain::ErrorBody),
+              (status = 404, body = domain::ErrorBody), (status = 422, body = domain::ErrorBody),
+              (status = 503, body = domain::ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_content(
+    caller: Caller,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: Json<ContentRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let (repository, bucket) = repository_and_bucket(&mut conn, caller.tenant_id, *id).await?;
+    let path = paths::parse(&body.path, &repository.name).map_err(|e| ApiError::BadRequest(e.message))?;
+    let file = files::table
+        .filter(files::repository_id.eq(repository.id))
+        .filter(files::path.eq(&path))
+        .select(FileRow::as_select())
+        .first(&mut conn)
+        .await
+        .optional()?
+        .ok_or_else(|| ApiError::NotFound(format!("file {path} not found")))?;
+    drop(conn);
+    let disposition = crate::files::disposition(&file.path, body.as_attachment.unwrap_or(true));
+    let unavailable = |e: crate::storage::StorageError| ApiError::Unavailable(format!("object storage: {e}"));
+    if body.direct.unwrap_or(false) {
+        let stream = state.storage.get_stream(&bucket, &file.object_key).await.map_err(unavailable)?;
+        let size = u64::try_from(file.size).unwrap_or_default();
+        return Ok(HttpResponse::Ok()
+            .content_type(file.content_type.as_str())
+            .insert_header(("Content-Disposition", disposition))
+            .insert_header(("ETag", format!("\"{}\"", file.sha256)))
+            .body(SizedStream::new(size, stream.map_err(|e| io::Error::other(e.to_string())))));
+    }
+    let url = state
+        .storage
+        .presign_get(&bucket, &file.object_key, state.presign_ttl, &disposition, &file.content_type)
+        .await
+        .map_err(unavailable)?;
+    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(PresignedUrl { url }))
+}

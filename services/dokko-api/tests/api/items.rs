@@ -1,0 +1,313 @@
+//! Repository files and folders: upload, tree, replace, delete, download; bad input per item;
+//! storage failures leave the bucket and the database in agreement.
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use testkit::s3::FailMode;
+
+use crate::{Org, Part, TestApp, create_repository, is_uuid, multipart, objects, str_of, upload};
+
+async fn setup() -> (TestApp, Org, String) {
+    let app = TestApp::spawn().await;
+    let org = app.org("acme").await;
+    let repo = create_repository(&org.admin, org.source_id, "handbook", &[]).await;
+    let id = str_of(&repo, "id").to_owned();
+    (app, org, id)
+}
+
+fn sha(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[tokio::test]
+async fn files_and_folders_are_uploaded_and_listed_as_a_tree() {
+    let (app, org, repo) = setup().await;
+    let pdf = b"%PDF-1.4 pretend".as_slice();
+    let md = b"# Guide\n\nHello".as_slice();
+    let path = format!("/api/v1/repositories/{repo}/items");
+    let res = multipart(
+        &org.admin,
+        reqwest::Method::POST,
+        &path,
+        &[
+            Part::File("files", "report.pdf", pdf),
+            Part::File("files", "docs/2024/guide.md", md),
+            Part::Field("folders", r#"["reports", "assets/images"]"#),
+        ],
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(res.body["status"], "success");
+    assert_eq!(res.body["total_succeeded"], 4);
+    assert_eq!(res.body["total_failed"], 0);
+    assert_eq!(res.body["failed"], json!([]));
+    let succeeded: Vec<&str> = res.body["succeeded"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|s| s["identifier"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(succeeded, ["reports", "assets/images", "report.pdf", "docs/2024/guide.md"]);
+    assert_eq!(res.body["succeeded"][3]["display_name"], "guide.md");
+    assert!(res.body["result"]["files"]["report.pdf"].is_object(), "{}", res.body["result"]);
+
+    let tree = org.admin.get(&path).await;
+    assert_eq!(tree.status, 200, "{}", tree.text);
+    let report = &tree.body["files"]["report.pdf"];
+    assert_eq!(
+        crate::keys(report),
+        ["e_tag", "ext", "file_id", "is_locked", "key", "last_modified", "name", "size", "version_id"]
+    );
+    assert_eq!(report["name"], "report.pdf");
+    assert_eq!(report["ext"], "pdf");
+    assert_eq!(report["key"], "report.pdf");
+    assert_eq!(report["size"], pdf.len());
+    assert_eq!(report["e_tag"], sha(pdf));
+    assert_eq!(report["version_id"], "v1");
+    assert_eq!(report["is_locked"], false);
+    assert!(is_uuid(&report["file_id"]));
+    assert!(crate::is_recent_rfc3339(&report["last_modified"]));
+    let guide = &tree.body["folders"]["docs"]["folders"]["2024"]["files"]["guide.md"];
+    assert_eq!(guide["key"], "docs/2024/guide.md");
+    assert_eq!(tree.body["folders"]["docs"]["is_locked"], false);
+    assert_eq!(tree.body["folders"]["docs"]["repository"], json!({}));
+    assert_eq!(
+        tree.body["folders"]["reports"],
+        json!({"folders": {}, "files": {}, "repository": {}, "is_locked": false})
+    );
+    assert!(tree.body["folders"]["assets"]["folders"]["images"].is_object());
+    assert_eq!(tree.body["repository"], json!({}));
+
+    // The bytes are in the tenant's bucket, one object per file, under the repository.
+    let keys = objects(&app, &org);
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.iter().all(|k| k.starts_with(&format!("repositories/{repo}/objects/"))), "{keys:?}");
+    let stored: Vec<Vec<u8>> = keys.iter().map(|k| app.s3.object(&org.bucket, k).expect("object")).collect();
+    assert!(stored.contains(&pdf.to_vec()) && stored.contains(&md.to_vec()));
+    assert_eq!(crate::count(&app.db, "SELECT count(*) AS n FROM dokko.object_journal").await, 0);
+}
+
+#[tokio::test]
+async fn re_uploading_a_path_replaces_the_content_and_keeps_the_file_id() {
+    let (app, org, repo) = setup().await;
+    upload(&org.admin, &repo, &[("notes.txt", b"first")]).await;
+    let before = org.admin.get(&format!("/api/v1/repositories/{repo}/items")).await.body["files"]["notes.txt"].clone();
+    let res = upload(&org.admin, &repo, &[("notes.txt", b"second version")]).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let after = org.admin.get(&format!("/api/v1/repositories/{repo}/items")).await.body["files"]["notes.txt"].clone();
+    assert_eq!(after["file_id"], before["file_id"]);
+    assert_eq!(after["version_id"], "v2");
+    assert_eq!(after["size"], 14);
+    assert_eq!(after["e_tag"], sha(b"second version"));
+    let keys = objects(&app, &org);
+    assert_eq!(keys.len(), 1, "the old object is deleted: {keys:?}");
+    assert_eq!(app.s3.object(&org.bucket, &keys[0]).as_deref(), Some(b"second version".as_slice()));
+}
+
+#[tokio::test]
+async fn bad_items_fail_one_by_one_with_codes_and_write_nothing() {
+    let (app, org, repo) = setup().await;
+    let res = upload(
+        &org.admin,
+        &repo,
+        &[
+            ("ok.md", b"fine"),
+            ("bad-file.exe", b"MZ"),
+            ("/abs.txt", b"x"),
+            ("a/../b.txt", b"x"),
+            ("a//b.txt", b"x"),
+            ("handbook/x.txt", b"x"),
+            ("back\\\\slash.txt", b"x"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status, 207, "{}", res.text);
+    assert_eq!(res.body["status"], "partial");
+    assert_eq!(res.body["total_succeeded"], 1);
+    assert_eq!(res.body["total_failed"], 6);
+    let failed = res.body["failed"].as_array().expect("list");
+    assert_eq!(failed[0]["identifier"], "bad-file.exe");
+    assert_eq!(failed[0]["display_name"], "bad-file.exe");
+    assert_eq!(failed[0]["code"], "INVALID_TYPE");
+    assert!(failed[0]["message"].as_str().unwrap_or_default().contains("Unsupported file type"));
+    assert!(failed[1..].iter().all(|f| f["code"] == "INVALID_PATH"), "{failed:?}");
+    assert_eq!(objects(&app, &org).len(), 1);
+
+    let all_bad = upload(&org.admin, &repo, &[("x.exe", b"MZ"), ("y.bin", b"0")]).await;
+    assert_eq!(all_bad.status, 500, "{}", all_bad.text);
+    assert_eq!(all_bad.body["status"], "failure");
+    assert_eq!(all_bad.body["total_succeeded"], 0);
+
+    // A file where a folder is, and a folder where a file is.
+    upload(&org.admin, &repo, &[("guides.md/a.md", b"a")]).await;
+    let clash = upload(
+        &org.admin,
+        &repo,
+        &[("guides.md", b"a file named like the folder"), ("ok.md/inner.md", b"under a file")],
+    )
+    .await;
+    assert_eq!(clash.status, 500, "{}", clash.text);
+    assert!(
+        clash.body["failed"].as_array().expect("list").iter().all(|f| f["code"] == "PATH_CONFLICT"),
+        "{}",
+        clash.text
+    );
+    assert_eq!(objects(&app, &org).len(), 2, "refused uploads leave no object");
+    assert_eq!(crate::count(&app.db, "SELECT count(*) AS n FROM dokko.object_journal").await, 0);
+}
+
+#[tokio::test]
+async fn malformed_requests_are_400_and_leave_nothing_behind() {
+    let (app, org, repo) = setup().await;
+    let path = format!("/api/v1/repositories/{repo}/items");
+    let res = multipart(
+        &org.admin,
+        reqwest::Method::POST,
+        &path,
+        &[Part::File("files", "kept.md", b"would be written"), Part::Field("folders", "[not json")],
+    )
+    .await;
+    assert_eq!(res.status, 400, "{}", res.text);
+    assert!(res.error().contains("folders must be a JSON array"), "{}", res.text);
+    assert!(objects(&app, &org).is_empty(), "the file uploaded before the bad field is removed");
+    assert_eq!(crate::count(&app.db, "SELECT count(*) AS n FROM dokko.files").await, 0);
+
+    let empty = multipart(&org.admin, reqwest::Method::POST, &path, &[]).await;
+    assert_eq!(empty.status, 400, "{}", empty.text);
+    let not_multipart = org.admin.post_json(&path, &json!({"files": []})).await;
+    assert_eq!(not_multipart.status, 400, "{}", not_multipart.text);
+    let bad_folder =
+        multipart(&org.admin, reqwest::Method::POST, &path, &[Part::Field("folders", r#"["ok", "../up"]"#)]).await;
+    assert_eq!(bad_folder.status, 207, "{}", bad_folder.text);
+    assert_eq!(bad_folder.body["failed"][0]["code"], "INVALID_PATH");
+    assert_eq!(org.admin.get("/api/v1/repositories/550e8400-e29b-41d4-a716-446655440000/items").await.status, 404);
+}
+
+#[tokio::test]
+async fn size_limits_fail_the_file_not_the_request() {
+    let app = TestApp::spawn_with(|env| env.with("MAX_FILE_BYTES", "1000")).await;
+    let org = app.org("acme").await;
+    let repo = create_repository(&org.admin, org.source_id, "handbook", &[]).await;
+    let repo = str_of(&repo, "id");
+    let big = vec![b'x'; 5000];
+    let res = upload(&org.admin, repo, &[("big.txt", &big), ("small.txt", b"small")]).await;
+    assert_eq!(res.status, 207, "{}", res.text);
+    assert_eq!(res.body["failed"][0]["code"], "FILE_TOO_LARGE");
+    assert_eq!(res.body["succeeded"][0]["identifier"], "small.txt");
+    assert_eq!(objects(&app, &org).len(), 1, "the refused file leaves no object");
+    assert_eq!(crate::count(&app.db, "SELECT count(*) AS n FROM dokko.object_journal").await, 0);
+}
+
+#[tokio::test]
+async fn a_storage_failure_fails_the_file_and_the_database_agrees_with_the_bucket() {
+    let (app, org, repo) = setup().await;
+    app.s3.fail(FailMode::Writes);
+    let res = upload(&org.admin, &repo, &[("a.md", b"a"), ("b.md", b"b")]).await;
+    assert_eq!(res.status, 500, "{}", res.text);
+    assert!(res.body["failed"].as_array().expect("list").iter().all(|f| f["code"] == "STORAGE_ERROR"), "{}", res.text);
+    app.s3.fail(FailMode::Off);
+    assert_eq!(crate::count(&app.db, "SELECT count(*) AS n FROM dokko.files").await, 0);
+    assert!(objects(&app, &org).is_empty());
+    // Whatever could not be cleaned up at once is listed for the sweeper, never forgotten.
+    let pool = app.pool();
+    let storage = dokko_api::storage::Storage::new(&app.settings.s3).expect("storage");
+    dokko_api::files::journal::sweep(&pool, &storage, std::time::Duration::ZERO).await.expect("sweep");
+    assert_eq!(crate::count(&app.db, "SELECT count(*) AS n FROM dokko.object_journal").await, 0);
+    pool.close();
+}
+
+#[tokio::test]
+async fn files_and_folders_are_deleted_with_their_objects() {
+    let (app, org, repo) = setup().await;
+    upload(&org.admin, &repo, &[("keep.md", b"k"), ("old.md", b"o"), ("temp/a.md", b"a"), ("temp/deep/b.md", b"b")])
+        .await;
+    let path = format!("/api/v1/repositories/{repo}/items");
+    let body = json!({"items": ["old.md", {"path": "temp", "type": "folder"}, "missing.md"]});
+    let res = org.admin.send(org.admin.request(reqwest::Method::DELETE, &path).json(&body)).await;
+    assert_eq!(res.status, 207, "{}", res.text);
+    assert_eq!(res.body["total_succeeded"], 2);
+    assert_eq!(res.body["failed"][0]["identifier"], "missing.md");
+    assert_eq!(res.body["failed"][0]["code"], "NOT_FOUND");
+    let tree = org.admin.get(&path).await;
+    assert_eq!(
+        tree.body["files"].as_object().map(|f| f.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["keep.md".to_owned()])
+    );
+    assert_eq!(tree.body["folders"], json!({}));
+    assert_eq!(objects(&app, &org).len(), 1);
+
+    let bad = org.admin.send(org.admin.request(reqwest::Method::DELETE, &path).json(&json!({"items": "old.md"}))).await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+}
+
+#[tokio::test]
+async fn content_is_served_by_presigned_url_or_streamed() {
+    let (app, org, repo) = setup().await;
+    let bytes = b"# Title\n\nsome markdown".as_slice();
+    upload(&org.admin, &repo, &[("docs/report.md", bytes)]).await;
+    let path = format!("/api/v1/repositories/{repo}/items/content");
+
+    let res = org.admin.post_json(&path, &json!({"path": "docs/report.md", "as_attachment": true})).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let url = str_of(&res.body, "url");
+    assert!(url.starts_with(&app.s3.endpoint()), "{url}");
+    let fetched = reqwest::get(url).await.expect("download");
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(fetched.bytes().await.expect("bytes").as_ref(), bytes);
+
+    let direct = org
+        .admin
+        .request(reqwest::Method::POST, &path)
+        .json(&json!({"path": "docs/report.md", "as_attachment": false, "direct": true}))
+        .send()
+        .await
+        .expect("direct");
+    assert_eq!(direct.status(), 200);
+    let header = |name: &str| direct.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert_eq!(header("content-type"), "text/markdown; charset=utf-8");
+    assert!(
+        header("content-disposition").starts_with("inline; filename=\"report.md\""),
+        "{}",
+        header("content-disposition")
+    );
+    assert_eq!(header("content-length"), bytes.len().to_string());
+    assert_eq!(direct.bytes().await.expect("bytes").as_ref(), bytes);
+
+    let missing = org.admin.post_json(&path, &json!({"path": "docs/none.md"})).await;
+    assert_eq!(missing.status, 404, "{}", missing.text);
+    let bad = org.admin.post_json(&path, &json!({"path": "/docs/report.md"})).await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    let malformed = org.admin.post_json(&path, &json!({"direct": true})).await;
+    assert_eq!(malformed.status, 422, "{}", malformed.text);
+}
+
+#[tokio::test]
+async fn deleting_the_repository_deletes_its_objects() {
+    let (app, org, repo) = setup().await;
+    upload(&org.admin, &repo, &[("a.md", b"a"), ("b/c.md", b"c")]).await;
+    assert_eq!(objects(&app, &org).len(), 2);
+    assert_eq!(org.admin.delete(&format!("/api/v1/repositories/{repo}")).await.status, 204);
+    assert!(objects(&app, &org).is_empty());
+    assert_eq!(crate::count(&app.db, "SELECT count(*) AS n FROM dokko.files").await, 0);
+}
+
+#[tokio::test]
+async fn the_folder_structure_shows_every_repository_of_the_source() {
+    let (_app, org, repo) = setup().await;
+    let other = create_repository(&org.admin, org.source_id, "engineering", &[]).await;
+    upload(&org.admin, &repo, &[("docs/guide.pdf", b"%PDF")]).await;
+    upload(&org.admin, str_of(&other, "id"), &[("readme.md", b"hi")]).await;
+    let res = org.admin.get(&format!("/api/v1/document-sources/{}/folder-structure", org.source_id)).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let handbook = &res.body["folders"]["handbook"];
+    assert_eq!(handbook["repository"], json!({"id": repo, "name": "handbook"}));
+    let guide = &handbook["folders"]["docs"]["files"]["guide.pdf"];
+    assert_eq!(guide["key"], "docs/guide.pdf");
+    assert_eq!(guide["filename"], "guide.pdf");
+    assert_eq!(guide["size"], 4);
+    assert_eq!(guide["bucket_name"], org.bucket.as_str());
+    assert!(crate::is_recent_rfc3339(&guide["created_at"]) && crate::is_recent_rfc3339(&guide["updated_at"]));
+    assert!(res.body["folders"]["engineering"]["files"]["readme.md"].is_object());
+    assert_eq!(res.body["files"], json!({}));
+    let _: &Value = &res.body["is_locked"];
+}
