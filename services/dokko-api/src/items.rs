@@ -1,4 +1,4 @@
-//! Repository items: `GET/POST/DELETE /api/v1/repositories/{id}/items` and
+//! Repository items: `GET/POST/PATCH/DELETE /api/v1/repositories/{id}/items` and
 //! `POST /api/v1/repositories/{id}/items/content`.
 //!
 //! Uploads stream: each multipart file goes straight into object storage (multipart upload past
@@ -41,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/api/v1/repositories/{repository_id}/items")
             .route(web::get().to(get_tree))
             .route(web::post().to(upload_items))
+            .route(web::patch().to(update_items))
             .route(web::delete().to(delete_items)),
     )
     .route("/api/v1/repositories/{repository_id}/items/content", web::post().to(get_content));
@@ -342,8 +343,9 @@ async fn record(
     bucket: &str,
     staged: &[Staged],
     new_folders: &[String],
+    replace_only: bool,
     outcome: &mut Outcome,
-) -> Result<(Vec<FileRow>, Vec<String>, Vec<String>), ApiError> {
+) -> Result<(Vec<FileRow>, Vec<String>), ApiError> {
     let (tenant_id, repository_id) = (repository.tenant_id, repository.id);
     conn.transaction::<_, ApiError, _>(async |conn| {
         let mut rows = Vec::new();
@@ -368,7 +370,9 @@ async fn record(
         }
         for item in staged {
             settled.push(item.object_key.clone());
-            if let Some(conflict) = path_conflict(conn, repository_id, &item.path, false).await? {
+            let conflict =
+                if replace_only { None } else { path_conflict(conn, repository_id, &item.path, false).await? };
+            if let Some(conflict) = conflict {
                 outcome.fail(&item.path, conflict);
                 orphaned.push(item.object_key.clone());
                 continue;
@@ -382,6 +386,11 @@ async fn record(
                 .await
                 .optional()?;
             let row = match existing {
+                None if replace_only => {
+                    outcome.fail(&item.path, ItemError::new("NOT_FOUND", format!("{} not found", item.path)));
+                    orphaned.push(item.object_key.clone());
+                    continue;
+                }
                 Some((id, old_key)) => {
                     replaced.push(old_key);
                     diesel::update(files::table.filter(files::id.eq(id)))
@@ -421,7 +430,7 @@ async fn record(
         journal::doom(conn, bucket, &replaced).await?;
         journal::doom(conn, bucket, &orphaned).await?;
         replaced.extend(orphaned);
-        Ok((rows, replaced, settled))
+        Ok((rows, replaced))
     })
     .await
 }
@@ -446,34 +455,23 @@ async fn upload_items(
     let (repository, bucket) = repository_and_bucket(&mut conn, caller.tenant_id, *id).await?;
     drop(conn);
     let mut outcome = Outcome::default();
-    let mut staged: Vec<Staged> = Vec::new();
-    let mut new_folders: Vec<String> = Vec::new();
+    let mut received = Received::default();
     let mut budget = Budget { file_limit: state.max_file_bytes, request_left: state.max_request_bytes };
-    let read = read_parts(
-        &state,
-        &bucket,
-        &repository,
-        &mut payload,
-        &mut outcome,
-        &mut staged,
-        &mut new_folders,
-        &mut budget,
-    )
-    .await;
+    let read = read_parts(&state, &bucket, &repository, &mut payload, &mut outcome, &mut received, &mut budget).await;
     if let Err(e) = read {
-        journal::delete_now(&state.pool, &state.storage, &bucket, staged.into_iter().map(|s| s.object_key).collect())
-            .await;
+        journal::delete_now(&state.pool, &state.storage, &bucket, received.object_keys()).await;
         return Err(e);
     }
+    let Received { staged, folders: new_folders, .. } = received;
     if staged.is_empty() && new_folders.is_empty() && outcome.failed.is_empty() {
         return Err(ApiError::BadRequest(
             "nothing to do: send files (multipart field `files`) and/or `folders`".into(),
         ));
     }
     let mut conn = db::conn(&state.pool).await?;
-    let recorded = record(&mut conn, &repository, &bucket, &staged, &new_folders, &mut outcome).await;
+    let recorded = record(&mut conn, &repository, &bucket, &staged, &new_folders, false, &mut outcome).await;
     drop(conn);
-    let (rows, doomed, _) = match recorded {
+    let (rows, doomed) = match recorded {
         Ok(done) => done,
         Err(e) => {
             journal::delete_now(
@@ -499,17 +497,36 @@ async fn upload_items(
     Ok(outcome.respond(result))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the parts of a multipart request brought.
+#[derive(Default)]
+struct Received {
+    /// Files written to storage, not yet recorded.
+    staged: Vec<Staged>,
+    /// Valid paths of the `folders` field.
+    folders: Vec<String>,
+    /// The raw `operations` field (PATCH).
+    operations: Option<Vec<u8>>,
+}
+
+impl Received {
+    fn object_keys(&mut self) -> Vec<String> {
+        self.staged.drain(..).map(|s| s.object_key).collect()
+    }
+}
+
+/// Reads every part: files stream into storage (refused ones are drained and failed),
+/// `folders` and `operations` are read whole (small). An error leaves staged objects for the
+/// caller to remove.
 async fn read_parts(
     state: &AppState,
     bucket: &str,
     repository: &Repository,
     payload: &mut Multipart,
     outcome: &mut Outcome,
-    staged: &mut Vec<Staged>,
-    new_folders: &mut Vec<String>,
+    received: &mut Received,
     budget: &mut Budget,
 ) -> Result<(), ApiError> {
+    let Received { staged, folders: new_folders, operations } = received;
     while let Some(field) = payload.next().await {
         let field = field.map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?;
         let name = field.name().unwrap_or_default().to_owned();
@@ -566,10 +583,292 @@ async fn read_parts(
                     }
                 }
             }
+            "operations" => *operations = Some(read_text(&mut field, "operations").await?),
             _ => drain(&mut field, budget).await?,
         }
     }
     Ok(())
+}
+
+/// One operation of `PATCH …/items`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Operation {
+    /// The item's current path.
+    path: String,
+    /// `file` (default) or `folder`.
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    /// Move or rename to this path; absent, the operation replaces the file's content with the
+    /// attached file of the same filename.
+    new_path: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Operations {
+    items: Vec<Operation>,
+}
+
+/// Moves a file, unless something is in the way.
+async fn move_file(
+    conn: &mut db::Conn,
+    repository_id: Uuid,
+    from: &str,
+    to: &str,
+) -> Result<Result<Vec<FileRow>, ItemError>, ApiError> {
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let Some(id) = files::table
+            .filter(files::repository_id.eq(repository_id))
+            .filter(files::path.eq(from))
+            .select(files::id)
+            .for_update()
+            .first::<Uuid>(conn)
+            .await
+            .optional()?
+        else {
+            return Ok(Err(ItemError::new("NOT_FOUND", format!("file {from} not found"))));
+        };
+        if from != to {
+            let taken: i64 = files::table
+                .filter(files::repository_id.eq(repository_id))
+                .filter(files::path.eq(to))
+                .count()
+                .get_result(conn)
+                .await?;
+            if taken > 0 {
+                return Ok(Err(ItemError::new("PATH_CONFLICT", format!("{to} already exists"))));
+            }
+            if let Some(conflict) = path_conflict(conn, repository_id, to, false).await? {
+                return Ok(Err(conflict));
+            }
+        }
+        let row = diesel::update(files::table.filter(files::id.eq(id)))
+            .set((files::path.eq(to), files::updated_at.eq(diesel::dsl::now)))
+            .returning(FileRow::as_returning())
+            .get_result(conn)
+            .await?;
+        Ok(Ok(vec![row]))
+    })
+    .await
+}
+
+/// Moves a folder with everything under it, unless something is in the way.
+async fn move_folder(
+    conn: &mut db::Conn,
+    repository_id: Uuid,
+    from: &str,
+    to: &str,
+) -> Result<Result<Vec<FileRow>, ItemError>, ApiError> {
+    let (from_prefix, to_prefix) = (format!("{from}/"), format!("{to}/"));
+    if to.starts_with(&from_prefix) {
+        return Ok(Err(ItemError::new("INVALID_PATH", format!("cannot move {from} into itself"))));
+    }
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let files_under: i64 = files::table
+            .filter(files::repository_id.eq(repository_id))
+            .filter(starts_with(files::path, &from_prefix))
+            .count()
+            .get_result(conn)
+            .await?;
+        let explicit: i64 = folders::table
+            .filter(folders::repository_id.eq(repository_id))
+            .filter(folders::path.eq(from).or(starts_with(folders::path, &from_prefix)))
+            .count()
+            .get_result(conn)
+            .await?;
+        if files_under + explicit == 0 {
+            return Ok(Err(ItemError::new("NOT_FOUND", format!("folder {from} not found"))));
+        }
+        if from != to {
+            let occupied: i64 = files::table
+                .filter(files::repository_id.eq(repository_id))
+                .filter(starts_with(files::path, &to_prefix))
+                .count()
+                .get_result::<i64>(conn)
+                .await?
+                + folders::table
+                    .filter(folders::repository_id.eq(repository_id))
+                    .filter(folders::path.eq(to).or(starts_with(folders::path, &to_prefix)))
+                    .count()
+                    .get_result::<i64>(conn)
+                    .await?;
+            if occupied > 0 {
+                return Ok(Err(ItemError::new("PATH_CONFLICT", format!("{to} already exists"))));
+            }
+            if let Some(conflict) = path_conflict(conn, repository_id, to, true).await? {
+                return Ok(Err(conflict));
+            }
+            let cut = i32::try_from(from.len() + 1).unwrap_or(i32::MAX);
+            diesel::sql_query(
+                "UPDATE dokko.files SET path = $1 || substr(path, $2), updated_at = now() \
+                 WHERE repository_id = $3 AND starts_with(path, $4)",
+            )
+            .bind::<diesel::sql_types::Text, _>(to)
+            .bind::<diesel::sql_types::Integer, _>(cut)
+            .bind::<diesel::sql_types::Uuid, _>(repository_id)
+            .bind::<diesel::sql_types::Text, _>(&from_prefix)
+            .execute(conn)
+            .await?;
+            diesel::sql_query(
+                "UPDATE dokko.folders SET path = $1 || substr(path, $2) \
+                 WHERE repository_id = $3 AND (path = $4 OR starts_with(path, $5))",
+            )
+            .bind::<diesel::sql_types::Text, _>(to)
+            .bind::<diesel::sql_types::Integer, _>(cut)
+            .bind::<diesel::sql_types::Uuid, _>(repository_id)
+            .bind::<diesel::sql_types::Text, _>(from)
+            .bind::<diesel::sql_types::Text, _>(&from_prefix)
+            .execute(conn)
+            .await?;
+        }
+        let rows = files::table
+            .filter(files::repository_id.eq(repository_id))
+            .filter(starts_with(files::path, &to_prefix))
+            .select(FileRow::as_select())
+            .load(conn)
+            .await?;
+        Ok(Ok(rows))
+    })
+    .await
+}
+
+/// Moves and renames (files and whole folders), then content replacements (an operation
+/// without `new_path`, with a file part whose filename is the path), in order, with a result
+/// per item. A move onto an existing path fails that item; nothing is lost.
+#[utoipa::path(patch, path = "/api/v1/repositories/{repository_id}/items", tag = "repository files",
+    params(("repository_id" = Uuid, Path)),
+    request_body(content_type = "multipart/form-data", description = "`operations`: JSON `{\"items\": [{\"path\", \"type\", \"new_path\"?}]}`; `files`: new content, the filename matching an operation's path"),
+    responses((status = 200, body = BatchResult), (status = 207, body = BatchResult),
+              (status = 400, description = "operations missing or malformed", body = domain::ErrorBody),
+              (status = 401, body = domain::ErrorBody), (status = 404, body = domain::ErrorBody),
+              (status = 500, description = "every item failed", body = BatchResult)),
+    security(("bearer" = [])))]
+async fn update_items(
+    caller: Caller,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    mut payload: Multipart,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let (repository, bucket) = repository_and_bucket(&mut conn, caller.tenant_id, *id).await?;
+    drop(conn);
+    let mut outcome = Outcome::default();
+    let mut received = Received::default();
+    let mut budget = Budget { file_limit: state.max_file_bytes, request_left: state.max_request_bytes };
+    let read = read_parts(&state, &bucket, &repository, &mut payload, &mut outcome, &mut received, &mut budget).await;
+    let operations = read.and_then(|()| {
+        let text = received.operations.as_deref().ok_or_else(|| {
+            ApiError::BadRequest("the operations field is required: {\"items\": [{\"path\", \"type\", \"new_path\"}]}".into())
+        })?;
+        let ops: Operations = serde_json::from_slice(text).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "operations must be JSON like {{\"items\": [{{\"path\": \"a.pdf\", \"type\": \"file\", \"new_path\": \"b.pdf\"}}]}}: {e}"
+            ))
+        })?;
+        if ops.items.is_empty() {
+            return Err(ApiError::BadRequest("operations.items must list at least one operation".into()));
+        }
+        Ok(ops)
+    });
+    let operations = match operations {
+        Ok(ops) => ops,
+        Err(e) => {
+            journal::delete_now(&state.pool, &state.storage, &bucket, received.object_keys()).await;
+            return Err(e);
+        }
+    };
+
+    let mut touched: Vec<FileRow> = Vec::new();
+    let mut conn = db::conn(&state.pool).await?;
+    // Moves first, in order.
+    for op in operations.items.iter().filter(|op| op.new_path.is_some()) {
+        let folder = match op.kind.as_deref() {
+            None | Some("file") => false,
+            Some("folder") => true,
+            Some(other) => {
+                outcome.fail(
+                    &op.path,
+                    ItemError::new("INVALID_TYPE", format!("type must be file or folder, got {other:?}")),
+                );
+                continue;
+            }
+        };
+        let new_path = op.new_path.as_deref().unwrap_or_default();
+        let (from, to) = match (paths::parse(&op.path, &repository.name), paths::parse(new_path, &repository.name)) {
+            (Ok(from), Ok(to)) => (from, to),
+            (Err(error), _) | (_, Err(error)) => {
+                outcome.fail(&op.path, error);
+                continue;
+            }
+        };
+        let moved = if folder {
+            move_folder(&mut conn, repository.id, &from, &to).await?
+        } else {
+            if paths::content_type(&to).is_none() {
+                outcome.fail(
+                    &op.path,
+                    ItemError::new("INVALID_TYPE", format!("Unsupported file type .{}", paths::extension(&to))),
+                );
+                continue;
+            }
+            move_file(&mut conn, repository.id, &from, &to).await?
+        };
+        match moved {
+            Ok(rows) => {
+                outcome.ok(&to);
+                touched.extend(rows);
+            }
+            Err(error) => outcome.fail(&op.path, error),
+        }
+    }
+    // Then content replacements, matched to the attached files by path.
+    let mut staged = std::mem::take(&mut received.staged);
+    let mut replacements = Vec::new();
+    for op in operations.items.iter().filter(|op| op.new_path.is_none()) {
+        if matches!(op.kind.as_deref(), Some("folder")) {
+            outcome.fail(
+                &op.path,
+                ItemError::new("INVALID_TYPE", "a folder's content cannot be replaced; give new_path to move it"),
+            );
+            continue;
+        }
+        let path = match paths::parse(&op.path, &repository.name) {
+            Ok(path) => path,
+            Err(error) => {
+                outcome.fail(&op.path, error);
+                continue;
+            }
+        };
+        match staged.iter().position(|s| s.path == path) {
+            Some(i) => replacements.push(staged.swap_remove(i)),
+            None => outcome.fail(
+                &path,
+                ItemError::new("MISSING_FILE", format!("no attached file named {path} for this operation")),
+            ),
+        }
+    }
+    for unmatched in &staged {
+        outcome.fail(&unmatched.path, ItemError::new("NO_OPERATION", "an attached file that no operation names"));
+    }
+    let recorded = record(&mut conn, &repository, &bucket, &replacements, &[], true, &mut outcome).await;
+    drop(conn);
+    let mut doomed: Vec<String> = staged.into_iter().map(|s| s.object_key).collect();
+    match recorded {
+        Ok((rows, replaced)) => {
+            doomed.extend(replaced);
+            touched.extend(rows);
+        }
+        Err(e) => {
+            doomed.extend(replacements.into_iter().map(|s| s.object_key));
+            journal::delete_now(&state.pool, &state.storage, &bucket, doomed).await;
+            return Err(e);
+        }
+    }
+    journal::delete_now(&state.pool, &state.storage, &bucket, doomed).await;
+    let mut result = Folder::new();
+    for row in touched {
+        result.insert_file(&row.path, row.item());
+    }
+    Ok(outcome.respond(result))
 }
 
 /// An item to delete: a path (a file), or `{path, type}`.

@@ -221,7 +221,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
         document_sources::list_sources, document_sources::get_source,
         repositories::create_repository, repositories::list_repositories, repositories::get_repository,
         repositories::update_repository, repositories::delete_repository,
-        items::get_tree, items::upload_items, items::delete_items, items::get_content,
+        items::get_tree, items::upload_items, items::update_items, items::delete_items, items::get_content,
         files::download_file, files::get_metadata, files::put_metadata, files::reset_metadata,
         document_sources::folder_structure,
     ),

@@ -42,6 +42,9 @@ pub struct S3Settings {
     pub bucket_prefix: String,
     /// `S3_TIMEOUT_SECS`, default 30: the limit of one S3 request.
     pub timeout: Duration,
+    /// `S3_UPLOAD_CONCURRENCY`, default 2: 8 MiB parts of one upload in flight at once (memory
+    /// per upload is about three times that many parts).
+    pub upload_concurrency: usize,
 }
 
 impl S3Settings {
@@ -68,6 +71,7 @@ impl S3Settings {
             secret_key: env.required_secret("S3_SECRET_ACCESS_KEY")?,
             bucket_prefix,
             timeout: env.seconds_or("S3_TIMEOUT_SECS", 30)?,
+            upload_concurrency: env.number_or("S3_UPLOAD_CONCURRENCY", 2, 1..=16)?,
         })
     }
 }
@@ -112,6 +116,7 @@ pub struct Storage {
     path_style: bool,
     bucket_prefix: String,
     timeout: Duration,
+    upload_concurrency: usize,
     /// One client per bucket (each holds an HTTP connection pool), made on first use.
     clients: Arc<Mutex<HashMap<String, Box<Bucket>>>>,
 }
@@ -142,6 +147,7 @@ impl Storage {
             path_style: settings.path_style,
             bucket_prefix: settings.bucket_prefix.clone(),
             timeout: settings.timeout,
+            upload_concurrency: settings.upload_concurrency,
             clients: Arc::default(),
         })
     }
@@ -169,8 +175,8 @@ impl Storage {
         format!("repositories/{repository_id}/objects/{}", Uuid::now_v7())
     }
 
-    /// Streams `reader` into `bucket/key` (a multipart upload in 8 MiB parts past 8 MiB, so
-    /// memory stays bounded whatever the size). On failure nothing is left behind: a failed
+    /// Streams `reader` into `bucket/key` (a multipart upload in 8 MiB parts past 8 MiB, at
+    /// most `S3_UPLOAD_CONCURRENCY` parts in flight, so memory stays bounded whatever the size). On failure nothing is left behind: a failed
     /// multipart upload is aborted.
     pub async fn put_stream<R: tokio::io::AsyncRead + Unpin>(
         &self,
@@ -179,7 +185,13 @@ impl Storage {
         reader: &mut R,
         content_type: &str,
     ) -> Result<u64, StorageError> {
-        let response = self.bucket(bucket)?.put_object_stream_with_content_type(reader, key, content_type).await?;
+        let bucket = self.bucket(bucket)?;
+        let response = bucket
+            .put_object_stream_builder(key)
+            .with_content_type(content_type)
+            .with_max_concurrent_chunks(self.upload_concurrency)
+            .execute_stream(reader)
+            .await?;
         Ok(response.uploaded_bytes() as u64)
     }
 

@@ -1,6 +1,7 @@
 //! Repository files and folders: upload, tree, replace, delete, download; bad input per item;
 //! storage failures leave the bucket and the database in agreement.
 
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use testkit::s3::FailMode;
@@ -310,4 +311,187 @@ async fn the_folder_structure_shows_every_repository_of_the_source() {
     assert!(res.body["folders"]["engineering"]["files"]["readme.md"].is_object());
     assert_eq!(res.body["files"], json!({}));
     let _: &Value = &res.body["is_locked"];
+}
+
+async fn tree(org: &Org, repo: &str) -> Value {
+    org.admin.get(&format!("/api/v1/repositories/{repo}/items")).await.body
+}
+
+#[tokio::test]
+async fn files_and_folders_move_and_rename_then_contents_are_replaced() {
+    let (app, org, repo) = setup().await;
+    upload(
+        &org.admin,
+        &repo,
+        &[("docs/old-name.pdf", b"%PDF old"), ("docs/report.md", b"v1"), ("temp/a.md", b"a"), ("temp/deep/b.md", b"b")],
+    )
+    .await;
+    let before = tree(&org, &repo).await;
+    let old_id = before["folders"]["docs"]["files"]["old-name.pdf"]["file_id"].clone();
+    let path = format!("/api/v1/repositories/{repo}/items");
+    let ops = json!({"items": [
+        {"path": "docs/old-name.pdf", "type": "file", "new_path": "docs/new-name.pdf"},
+        {"path": "temp", "type": "folder", "new_path": "archive/2024"},
+        {"path": "docs/report.md", "type": "file"}
+    ]})
+    .to_string();
+    let res = multipart(
+        &org.admin,
+        reqwest::Method::PATCH,
+        &path,
+        &[Part::Field("operations", &ops), Part::File("files", "docs/report.md", b"v2 content")],
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(res.body["total_succeeded"], 3);
+    let after = tree(&org, &repo).await;
+    let docs = &after["folders"]["docs"]["files"];
+    assert!(docs.get("old-name.pdf").is_none());
+    assert_eq!(docs["new-name.pdf"]["file_id"], old_id, "a rename keeps the file");
+    assert_eq!(docs["new-name.pdf"]["key"], "docs/new-name.pdf");
+    assert_eq!(docs["report.md"]["version_id"], "v2");
+    assert_eq!(docs["report.md"]["e_tag"], sha(b"v2 content"));
+    assert!(after["folders"].get("temp").is_none());
+    assert_eq!(
+        after["folders"]["archive"]["folders"]["2024"]["folders"]["deep"]["files"]["b.md"]["key"],
+        "archive/2024/deep/b.md"
+    );
+    assert_eq!(objects(&app, &org).len(), 4, "moves copy nothing; the replaced content's old object is gone");
+}
+
+#[tokio::test]
+async fn moves_onto_existing_paths_and_bad_operations_fail_item_by_item() {
+    let (app, org, repo) = setup().await;
+    upload(&org.admin, &repo, &[("a.md", b"a"), ("b.md", b"b"), ("dir/x.md", b"x")]).await;
+    let path = format!("/api/v1/repositories/{repo}/items");
+    let ops = json!({"items": [
+        {"path": "a.md", "type": "file", "new_path": "b.md"},
+        {"path": "dir", "type": "folder", "new_path": "dir/inside"},
+        {"path": "missing.md", "type": "file", "new_path": "m.md"},
+        {"path": "a.md", "type": "file", "new_path": "/abs.md"},
+        {"path": "b.md", "type": "file"}
+    ]})
+    .to_string();
+    let res = multipart(
+        &org.admin,
+        reqwest::Method::PATCH,
+        &path,
+        &[Part::Field("operations", &ops), Part::File("files", "stray.md", b"s")],
+    )
+    .await;
+    assert_eq!(res.status, 500, "{}", res.text);
+    let codes: Vec<&str> =
+        res.body["failed"].as_array().expect("list").iter().map(|f| f["code"].as_str().unwrap_or_default()).collect();
+    assert_eq!(codes, ["PATH_CONFLICT", "INVALID_PATH", "NOT_FOUND", "INVALID_PATH", "MISSING_FILE", "NO_OPERATION"]);
+    let after = tree(&org, &repo).await;
+    assert_eq!(after["files"]["a.md"]["e_tag"], sha(b"a"), "nothing lost");
+    assert_eq!(after["files"]["b.md"]["e_tag"], sha(b"b"));
+    assert_eq!(objects(&app, &org).len(), 3, "the stray file's object is removed");
+
+    let missing = multipart(&org.admin, reqwest::Method::PATCH, &path, &[Part::File("files", "a.md", b"x")]).await;
+    assert_eq!(missing.status, 400, "{}", missing.text);
+    let malformed =
+        multipart(&org.admin, reqwest::Method::PATCH, &path, &[Part::Field("operations", "{items: nope}")]).await;
+    assert_eq!(malformed.status, 400, "{}", malformed.text);
+    assert!(malformed.error().contains("operations must be JSON"), "{}", malformed.text);
+    assert_eq!(objects(&app, &org).len(), 3);
+}
+
+#[tokio::test]
+async fn another_tenant_reaches_none_of_the_items() {
+    let (_app, org, repo) = setup().await;
+    upload(&org.admin, &repo, &[("a.md", b"a")]).await;
+    let app2 = &_app;
+    let other = app2.org("globex").await;
+    let path = format!("/api/v1/repositories/{repo}/items");
+    assert_eq!(other.admin.get(&path).await.status, 404);
+    assert_eq!(upload(&other.admin, &repo, &[("x.md", b"x")]).await.status, 404);
+    let ops = json!({"items": [{"path": "a.md", "new_path": "b.md"}]}).to_string();
+    assert_eq!(
+        multipart(&other.admin, reqwest::Method::PATCH, &path, &[Part::Field("operations", &ops)]).await.status,
+        404
+    );
+    let del =
+        other.admin.send(other.admin.request(reqwest::Method::DELETE, &path).json(&json!({"items": ["a.md"]}))).await;
+    assert_eq!(del.status, 404);
+    assert_eq!(other.admin.post_json(&format!("{path}/content"), &json!({"path": "a.md"})).await.status, 404);
+    assert!(tree(&org, &repo).await["files"]["a.md"].is_object());
+}
+
+#[tokio::test]
+async fn presigned_urls_stop_working_after_their_lifetime() {
+    let app = TestApp::spawn_with(|env| env.with("PRESIGN_TTL_SECS", "1")).await;
+    let org = app.org("acme").await;
+    let repo = create_repository(&org.admin, org.source_id, "handbook", &[]).await;
+    let repo = str_of(&repo, "id");
+    upload(&org.admin, repo, &[("a.md", b"a")]).await;
+    let res =
+        org.admin.post_json(&format!("/api/v1/repositories/{repo}/items/content"), &json!({"path": "a.md"})).await;
+    let url = str_of(&res.body, "url").to_owned();
+    assert_eq!(reqwest::get(&url).await.expect("get").status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(reqwest::get(&url).await.expect("get").status(), 403);
+}
+
+/// Peak resident memory of this process (the test, the service and the S3 server), in bytes.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[tokio::test]
+async fn a_large_file_streams_through_with_bounded_memory() {
+    let (app, org, repo) = setup().await;
+    const SIZE: usize = 256 << 20;
+    const CHUNK: usize = 1 << 20;
+    let boundary = "----large-file-boundary";
+    let head = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.txt\"\r\n\r\n");
+    let tail = format!("\r\n--{boundary}--\r\n");
+    // The body is generated as it is sent: neither side ever holds the file.
+    let chunks = futures_util::stream::iter(
+        std::iter::once(bytes::Bytes::from(head))
+            .chain((0..SIZE / CHUNK).map(|i| bytes::Bytes::from(vec![b'a' + (i % 26) as u8; CHUNK])))
+            .chain(std::iter::once(bytes::Bytes::from(tail))),
+    )
+    .map(Ok::<_, std::io::Error>);
+    let before = peak_rss();
+    let res = org
+        .admin
+        .request(reqwest::Method::POST, &format!("/api/v1/repositories/{repo}/items"))
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(res.status(), 200, "{:?}", res.text().await);
+    let grown = peak_rss().saturating_sub(before);
+    assert!(grown < (SIZE as u64) / 2, "peak memory grew by {} MiB for a {} MiB upload", grown >> 20, SIZE >> 20);
+    let item = &tree(&org, &repo).await["files"]["big.txt"];
+    assert_eq!(item["size"], SIZE);
+    assert_eq!(objects(&app, &org).len(), 1);
+
+    // And back out, streamed.
+    let before = peak_rss();
+    let mut download = org
+        .admin
+        .request(reqwest::Method::POST, &format!("/api/v1/repositories/{repo}/items/content"))
+        .json(&json!({"path": "big.txt", "direct": true}))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(download.status(), 200);
+    let mut received = 0usize;
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = download.chunk().await.expect("chunk") {
+        received += chunk.len();
+        hasher.update(&chunk);
+    }
+    assert_eq!(received, SIZE);
+    assert_eq!(hex::encode(hasher.finalize()), item["e_tag"].as_str().unwrap_or_default());
+    let grown = peak_rss().saturating_sub(before);
+    assert!(grown < (SIZE as u64) / 2, "peak memory grew by {} MiB for a {} MiB download", grown >> 20, SIZE >> 20);
 }
