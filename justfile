@@ -26,6 +26,10 @@ bench-giistr:
 bench-dokko:
     bench/dokko-load.sh
 
+# Transfer benchmark of dokko-api's files against direct S3 (1,000 small files, 1 GiB).
+bench-files:
+    bench/dokko-files.sh
+
 # Validate the Kubernetes manifests offline.
 manifests:
     deploy/validate.sh

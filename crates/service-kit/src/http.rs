@@ -189,6 +189,13 @@ where
             .configure(configure.clone())
             .default_service(web::to(no_route))
     })
+    // Streamed bodies (file downloads) go out as written: without TCP_NODELAY, Nagle's algorithm
+    // holds the first body chunk back until the client's delayed ACK, 40 ms per response.
+    .on_connect(|conn, _| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
     .workers(settings.workers)
     .shutdown_timeout(settings.shutdown_timeout.as_secs())
     .listen(listener)?

@@ -300,6 +300,8 @@ async fn serve(listener: TcpListener, service: Gated, mut stopped: oneshot::Rece
             _ = &mut stopped => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, _)) => {
+                    // Responses go out as written (no Nagle delay against the client's delayed ACK).
+                    let _ = socket.set_nodelay(true);
                     let service = service.clone();
                     tokio::spawn(async move {
                         let connection = hyper::server::conn::http1::Builder::new()
