@@ -36,6 +36,16 @@ async fn probes_the_openapi_document_and_json_errors() {
         ("/api/v1/repositories/{repository_id}", "get"),
         ("/api/v1/repositories/{repository_id}", "patch"),
         ("/api/v1/repositories/{repository_id}", "delete"),
+        ("/api/v1/repositories/{repository_id}/items", "get"),
+        ("/api/v1/repositories/{repository_id}/items", "post"),
+        ("/api/v1/repositories/{repository_id}/items", "patch"),
+        ("/api/v1/repositories/{repository_id}/items", "delete"),
+        ("/api/v1/repositories/{repository_id}/items/content", "post"),
+        ("/api/v1/files/{file_id}", "get"),
+        ("/api/v1/files/{file_id}/metadata", "get"),
+        ("/api/v1/files/{file_id}/metadata", "put"),
+        ("/api/v1/files/{file_id}/metadata/reset", "post"),
+        ("/api/v1/document-sources/{document_source_id}/folder-structure", "get"),
     ] {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is documented");
     }

@@ -125,6 +125,16 @@ async fn every_authenticated_route_refuses_a_request_without_a_token() {
         (reqwest::Method::GET, format!("/api/v1/repositories/{id}")),
         (reqwest::Method::PATCH, format!("/api/v1/repositories/{id}")),
         (reqwest::Method::DELETE, format!("/api/v1/repositories/{id}")),
+        (reqwest::Method::GET, format!("/api/v1/repositories/{id}/items")),
+        (reqwest::Method::POST, format!("/api/v1/repositories/{id}/items")),
+        (reqwest::Method::PATCH, format!("/api/v1/repositories/{id}/items")),
+        (reqwest::Method::DELETE, format!("/api/v1/repositories/{id}/items")),
+        (reqwest::Method::POST, format!("/api/v1/repositories/{id}/items/content")),
+        (reqwest::Method::GET, format!("/api/v1/files/{id}")),
+        (reqwest::Method::GET, format!("/api/v1/files/{id}/metadata")),
+        (reqwest::Method::PUT, format!("/api/v1/files/{id}/metadata")),
+        (reqwest::Method::POST, format!("/api/v1/files/{id}/metadata/reset")),
+        (reqwest::Method::GET, format!("/api/v1/document-sources/{id}/folder-structure")),
     ];
     for (method, path) in routes {
         let res = client.send_raw(method.clone(), &path, "application/json", "{}").await;
