@@ -530,7 +530,15 @@ async fn read_parts(
     while let Some(field) = payload.next().await {
         let field = field.map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?;
         let name = field.name().unwrap_or_default().to_owned();
-        let raw = field.content_disposition().and_then(|cd| cd.get_filename()).unwrap_or_default().to_owned();
+        // `filename`, or RFC 5987's `filename*=UTF-8''…` that clients use for non-ASCII names.
+        let raw = field
+            .content_disposition()
+            .and_then(|cd| {
+                cd.get_filename()
+                    .map(str::to_owned)
+                    .or_else(|| cd.get_filename_ext().and_then(|ext| String::from_utf8(ext.value.clone()).ok()))
+            })
+            .unwrap_or_default();
         // Fused: a part read to its end (or given up on) can be drained again without panicking.
         let mut field = field.fuse();
         match name.as_str() {

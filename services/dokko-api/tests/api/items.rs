@@ -570,3 +570,26 @@ async fn storage_failing_in_the_middle_of_a_multipart_upload_leaves_no_trace() {
     assert_eq!(app.s3.object(&org.bucket, &keys[0]).as_deref(), Some(b"kept".as_slice()));
     assert_eq!(tree(&org, &repo).await["files"]["keep.md"]["e_tag"], sha(b"kept"));
 }
+
+#[tokio::test]
+async fn non_ascii_names_arrive_through_either_filename_form() {
+    let (_app, org, repo) = setup().await;
+    let boundary = "----utf8-boundary";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename*=UTF-8''r%C3%A9sum%C3%A9s/%C3%BCbersicht.md\r\n\r\nhallo\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"notes/día.txt\"\r\n\r\nhola\r\n--{boundary}--\r\n"
+    );
+    let res = org
+        .admin
+        .send_raw(
+            reqwest::Method::POST,
+            &format!("/api/v1/repositories/{repo}/items"),
+            &format!("multipart/form-data; boundary={boundary}"),
+            body,
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let tree = tree(&org, &repo).await;
+    assert_eq!(tree["folders"]["résumés"]["files"]["übersicht.md"]["key"], "résumés/übersicht.md");
+    assert_eq!(tree["folders"]["notes"]["files"]["día.txt"]["size"], 4);
+}
