@@ -5,12 +5,14 @@
 //! - [`jwt`]: HS256 JSON Web Tokens with audience and expiry checked and the algorithm pinned.
 //! - [`constant_time_eq`]: comparison of secrets that does not leak where they differ.
 //! - [`cache`]: a small TTL cache for resolved identities.
+//! - [`throttle`]: failed sign-ins per account, and the lockout after too many.
 //! - [`extract`]: the actix extractor a handler takes to require a caller.
 
 pub mod cache;
 pub mod extract;
 pub mod jwt;
 pub mod password;
+pub mod throttle;
 pub mod token;
 
 pub use extract::{Authenticated, Authenticator, Credential, CredentialSource};

@@ -25,6 +25,9 @@ pub enum ApiError {
     /// 409: the request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// 429: too many failed sign-ins for this account; retry after the duration.
+    #[error("too many failed sign-in attempts; try again in {} seconds", .0.as_secs())]
+    TooManyAttempts(std::time::Duration),
     /// 422: a parameter or field does not parse.
     #[error("{0}")]
     Unprocessable(String),
@@ -76,6 +79,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Database(e) => e.status(),
@@ -96,6 +100,12 @@ impl ResponseError for ApiError {
             }
             other => other.to_string(),
         };
-        error_response(status, message)
+        let mut response = error_response(status, message);
+        if let ApiError::TooManyAttempts(wait) = self
+            && let Ok(value) = actix_web::http::header::HeaderValue::from_str(&wait.as_secs().to_string())
+        {
+            response.headers_mut().insert(actix_web::http::header::RETRY_AFTER, value);
+        }
+        response
     }
 }

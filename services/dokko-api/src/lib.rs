@@ -68,6 +68,10 @@ pub struct Settings {
     pub public_url: String,
     /// `PASSWORD_HASH_CONCURRENCY`, default the number of CPUs: argon2 computations at once.
     pub hash_concurrency: usize,
+    /// `LOGIN_MAX_FAILURES`, default 10: failed sign-ins of one account before it is locked out.
+    pub login_max_failures: u32,
+    /// `LOGIN_LOCKOUT_SECS`, default 900: how long after its last failure a locked account waits.
+    pub login_lockout: Duration,
     /// `MAX_FILE_BYTES`, default 5 GiB: a larger file fails with `FILE_TOO_LARGE`.
     pub max_file_bytes: u64,
     /// `MAX_UPLOAD_BYTES`, default 10 GiB: what one upload request may carry in all.
@@ -93,6 +97,8 @@ impl Settings {
             invitation_ttl: positive(env, "INVITATION_TTL_SECS", 604_800)?,
             public_url: env.http_url_or("PUBLIC_URL", "http://localhost:8082")?,
             hash_concurrency: env.number_or("PASSWORD_HASH_CONCURRENCY", cpus, 1..=256)?,
+            login_max_failures: env.number_or("LOGIN_MAX_FAILURES", 10, 1..=10_000)?,
+            login_lockout: positive(env, "LOGIN_LOCKOUT_SECS", 900)?,
             max_file_bytes: env.number_or("MAX_FILE_BYTES", 5 << 30, 1..=(5u64 << 40))?,
             max_request_bytes: env.number_or("MAX_UPLOAD_BYTES", 10 << 30, 1..=(50u64 << 40))?,
             presign_ttl: positive(env, "PRESIGN_TTL_SECS", 900)?,
@@ -113,6 +119,8 @@ fn positive(env: &Env, name: &str, default_secs: u64) -> Result<Duration, Settin
 pub struct AppState {
     pub pool: db::Pool,
     pub hasher: Hasher,
+    /// Failed sign-ins per account (users and service accounts).
+    pub throttle: auth::throttle::LoginThrottle,
     pub storage: Storage,
     pub invitation_ttl: Duration,
     pub public_url: String,
@@ -183,6 +191,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     let state = web::Data::new(AppState {
         pool: pool.clone(),
         hasher: Hasher::new(settings.hash_concurrency),
+        throttle: auth::throttle::LoginThrottle::new(settings.login_max_failures, settings.login_lockout),
         storage: Storage::new(&settings.s3)?,
         invitation_ttl: settings.invitation_ttl,
         public_url: settings.public_url.clone(),

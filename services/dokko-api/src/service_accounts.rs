@@ -113,7 +113,8 @@ fn valid_name(raw: &str) -> Result<String, ApiError> {
               (status = 401, description = "invalid client credentials", body = domain::ErrorBody),
               (status = 402, description = "subscription inactive", body = domain::ErrorBody),
               (status = 404, description = "organisation not found", body = domain::ErrorBody),
-              (status = 422, description = "missing X-Tenant or form field", body = domain::ErrorBody)))]
+              (status = 422, description = "missing X-Tenant or form field", body = domain::ErrorBody),
+              (status = 429, description = "too many failed attempts for this client; see Retry-After", body = domain::ErrorBody)))]
 async fn service_login(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -129,6 +130,10 @@ async fn service_login(
     let secret = required(form.client_secret, "client_secret")?;
     let mut conn = db::conn(&state.pool).await?;
     let tenant = tenants::require(&mut conn, &tenant_ref).await?;
+    let throttle_key = format!("sa:{}:{}", tenant.id, client_id.trim());
+    if let Some(wait) = state.throttle.locked(&throttle_key) {
+        return Err(ApiError::TooManyAttempts(wait));
+    }
     let account: Option<(Uuid, String, i32, bool)> = service_accounts::table
         .filter(service_accounts::tenant_id.eq(tenant.id))
         .filter(service_accounts::client_id.eq(client_id.trim()))
@@ -148,8 +153,10 @@ async fn service_login(
     };
     let secret_ok = state.hasher.verify(secret, hash).await?;
     let Some((account_id, version)) = candidate.filter(|_| secret_ok) else {
+        state.throttle.failed(&throttle_key);
         return Err(ApiError::Unauthorized("invalid client credentials"));
     };
+    state.throttle.succeeded(&throttle_key);
     if !tenant.subscription_active {
         return Err(ApiError::PaymentRequired);
     }

@@ -29,6 +29,10 @@ pub struct S3Settings {
     /// `S3_ENDPOINT`: the service's URL (`http://127.0.0.1:9000`, `https://s3.eu-west-1.amazonaws.com`, …).
     /// Unset: AWS S3 in `S3_REGION`.
     pub endpoint: Option<String>,
+    /// `S3_PUBLIC_ENDPOINT`: the endpoint presigned download URLs name, when clients reach
+    /// object storage at another address than the service does (an in-cluster MinIO behind a
+    /// public hostname). Default: `S3_ENDPOINT`.
+    pub public_endpoint: Option<String>,
     /// `S3_REGION`, default `us-east-1`.
     pub region: String,
     /// `S3_ACCESS_KEY_ID` (required).
@@ -53,6 +57,10 @@ impl S3Settings {
             Some(set) if !set.is_empty() => Some(env.http_url_or("S3_ENDPOINT", set)?),
             _ => None,
         };
+        let public_endpoint = match env.get("S3_PUBLIC_ENDPOINT") {
+            Some(set) => Some(env.http_url_or("S3_PUBLIC_ENDPOINT", set)?),
+            None => None,
+        };
         let bucket_prefix = env.string_or("S3_BUCKET_PREFIX", "dokko-");
         let prefix_ok = bucket_prefix.len() <= 30
             && bucket_prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
@@ -66,6 +74,7 @@ impl S3Settings {
         Ok(Self {
             path_style: env.flag_or("S3_PATH_STYLE", endpoint.is_some())?,
             endpoint,
+            public_endpoint,
             region: env.string_or("S3_REGION", "us-east-1"),
             access_key: env.required_secret("S3_ACCESS_KEY_ID")?,
             secret_key: env.required_secret("S3_SECRET_ACCESS_KEY")?,
@@ -112,6 +121,8 @@ fn s3_error_code(body: &str) -> Option<String> {
 #[derive(Clone)]
 pub struct Storage {
     region: Region,
+    /// The region presigned URLs are made for (the public endpoint, when set).
+    presign_region: Region,
     credentials: Credentials,
     path_style: bool,
     bucket_prefix: String,
@@ -138,11 +149,18 @@ impl Storage {
             }
             None => settings.region.parse().map_err(|e| StorageError::Config(format!("S3_REGION: {e}")))?,
         };
+        let presign_region = match &settings.public_endpoint {
+            Some(endpoint) => {
+                Region::Custom { region: settings.region.clone(), endpoint: endpoint.trim_end_matches('/').to_owned() }
+            }
+            None => region.clone(),
+        };
         let credentials =
             Credentials::new(Some(settings.access_key.expose()), Some(settings.secret_key.expose()), None, None, None)
                 .map_err(|e| StorageError::Config(e.to_string()))?;
         Ok(Self {
             region,
+            presign_region,
             credentials,
             path_style: settings.path_style,
             bucket_prefix: settings.bucket_prefix.clone(),
@@ -159,14 +177,19 @@ impl Storage {
 
     /// A client for `name`.
     pub fn bucket(&self, name: &str) -> Result<Box<Bucket>, StorageError> {
+        self.client(name.to_owned(), name, &self.region)
+    }
+
+    /// The client cached under `cache_key`, made for bucket `name` in `region` on first use.
+    fn client(&self, cache_key: String, name: &str, region: &Region) -> Result<Box<Bucket>, StorageError> {
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(bucket) = clients.get(name) {
+        if let Some(bucket) = clients.get(&cache_key) {
             return Ok(bucket.clone());
         }
-        let bucket = Bucket::new(name, self.region.clone(), self.credentials.clone())?;
+        let bucket = Bucket::new(name, region.clone(), self.credentials.clone())?;
         let bucket = if self.path_style { bucket.with_path_style() } else { bucket };
         let bucket = bucket.with_request_timeout(self.timeout)?;
-        clients.insert(name.to_owned(), bucket.clone());
+        clients.insert(cache_key, bucket.clone());
         Ok(bucket)
     }
 
@@ -210,7 +233,13 @@ impl Storage {
             ("response-content-type".to_owned(), content_type.to_owned()),
         ]);
         let secs = u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX).clamp(1, 604_800);
-        Ok(self.bucket(bucket)?.presign_get(key, secs, Some(queries)).await?)
+        // Signed for the public endpoint when there is one; the URL is never fetched from here.
+        let signer = if self.presign_region == self.region {
+            self.bucket(bucket)?
+        } else {
+            self.client(format!("presign:{bucket}"), bucket, &self.presign_region)?
+        };
+        Ok(signer.presign_get(key, secs, Some(queries)).await?)
     }
 
     /// The object's bytes as a stream.

@@ -85,7 +85,8 @@ pub(crate) fn required(value: Option<String>, name: &str) -> Result<String, ApiE
               (status = 401, description = "wrong email or password", body = domain::ErrorBody),
               (status = 402, description = "subscription inactive", body = domain::ErrorBody),
               (status = 404, description = "organisation not found", body = domain::ErrorBody),
-              (status = 422, description = "missing X-Tenant or form field", body = domain::ErrorBody)))]
+              (status = 422, description = "missing X-Tenant or form field", body = domain::ErrorBody),
+              (status = 429, description = "too many failed attempts for this account; see Retry-After", body = domain::ErrorBody)))]
 async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -98,6 +99,10 @@ async fn login(
     let password = required(form.password, "password")?;
     let mut conn = db::conn(&state.pool).await?;
     let tenant = tenants::require(&mut conn, &tenant_ref).await?;
+    let throttle_key = format!("user:{}:{email}", tenant.id);
+    if let Some(wait) = state.throttle.locked(&throttle_key) {
+        return Err(ApiError::TooManyAttempts(wait));
+    }
     let user: Option<(Uuid, Option<String>, bool)> = users::table
         .filter(users::tenant_id.eq(tenant.id))
         .filter(users::email.eq(&email))
@@ -112,8 +117,10 @@ async fn login(
     };
     let password_ok = state.hasher.verify(password, hash).await?;
     let Some(user_id) = user_id.filter(|_| password_ok && active) else {
+        state.throttle.failed(&throttle_key);
         return Err(ApiError::Unauthorized("incorrect email or password"));
     };
+    state.throttle.succeeded(&throttle_key);
     if !tenant.subscription_active {
         return Err(ApiError::PaymentRequired);
     }

@@ -93,3 +93,19 @@ async fn metadata_is_written_validated_and_reset_around_the_system_keys() {
     assert_eq!(reset.body["metadata"]["repository_id"], repo.as_str());
     assert_eq!(org.admin.post("/api/v1/files/550e8400-e29b-41d4-a716-446655440000/metadata/reset").await.status, 404);
 }
+
+#[tokio::test]
+async fn presigned_urls_name_the_public_endpoint_when_one_is_set() {
+    let app = TestApp::spawn_with(|env| env.with("S3_PUBLIC_ENDPOINT", "https://files.dokko.example")).await;
+    let org = app.org("acme").await;
+    let repo = create_repository(&org.admin, org.source_id, "handbook", &[]).await;
+    upload(&org.admin, str_of(&repo, "id"), &[("a.md", b"a")]).await;
+    let res = org
+        .admin
+        .post_json(&format!("/api/v1/repositories/{}/items/content", str_of(&repo, "id")), &json!({"path": "a.md"}))
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let url = str_of(&res.body, "url");
+    assert!(url.starts_with(&format!("https://files.dokko.example/{}/repositories/", org.bucket)), "{url}");
+    assert!(url.contains("X-Amz-Signature="), "{url}");
+}

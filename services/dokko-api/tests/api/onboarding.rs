@@ -332,3 +332,28 @@ async fn of_two_concurrent_accepts_of_one_invitation_exactly_one_wins() {
         .await;
     assert_eq!(res.status, 401);
 }
+
+#[tokio::test]
+async fn repeated_failures_lock_the_account_out_without_locking_others() {
+    let app = TestApp::spawn_with(|env| env.with("LOGIN_MAX_FAILURES", "3").with("LOGIN_LOCKOUT_SECS", "600")).await;
+    let org = app.org("acme").await;
+    let (_, client_id, secret) = app.service_account(&org, "integration").await;
+    let login = |password: &'static str| {
+        let client = app.anonymous().with_header("X-Tenant", "acme");
+        let email = org.admin_email.clone();
+        async move { client.post_form("/api/v1/auth/login", &[("email", email.as_str()), ("password", password)]).await }
+    };
+    for _ in 0..3 {
+        assert_eq!(login("wrong password").await.status, 401);
+    }
+    let locked = login(PASSWORD).await;
+    assert_eq!(locked.status, 429, "{}", locked.text);
+    assert_eq!(locked.headers["retry-after"], "600");
+    assert!(locked.error().contains("too many failed sign-in attempts"), "{}", locked.text);
+    // Another account of the tenant, and the service account, are not affected.
+    assert_eq!(app.service_login("acme", &client_id, &secret).await.status, 200);
+    for _ in 0..3 {
+        assert_eq!(app.service_login("acme", &client_id, "0".repeat(64).as_str()).await.status, 401);
+    }
+    assert_eq!(app.service_login("acme", &client_id, &secret).await.status, 429);
+}
