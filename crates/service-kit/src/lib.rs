@@ -8,7 +8,9 @@
 //! - [`http`]: the actix server every service runs: request ids and logs, metrics, probes,
 //!   `/openapi.json`, CORS, and extractor errors as the JSON error body.
 //! - [`metrics`]: request counts and latencies in Prometheus text format.
+//! - [`cli`]: the `--name value` flags of the operator commands.
 
+pub mod cli;
 pub mod db;
 pub mod http;
 pub mod metrics;

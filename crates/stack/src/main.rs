@@ -4,9 +4,10 @@
 //! data folder (`STACK_DATA_DIR`, default `.stack-data`, kept between runs), then every service
 //! on its fixed port, in this one process:
 //!
-//! | what         | where                  |
-//! |--------------|------------------------|
-//! | dokko-api    | 8082                   |
+//! | what           | where                  |
+//! |----------------|------------------------|
+//! | docora-watcher | 8081                   |
+//! | dokko-api      | 8082                   |
 //! | giistr-tags  | 8084                   |
 //! | S3           | 9000 (`STACK_S3_PORT`) |
 //! | PostgreSQL   | 54329 (`STACK_POSTGRES_PORT`) |
@@ -16,7 +17,9 @@
 //! SIGTERM) stops the services gracefully, then the S3 server and the cluster.
 //!
 //! `cargo run -p stack -- dokko-admin <command>` runs one of dokko-api's operator commands
-//! (`create-tenant`, `invite`, `set-subscription`) against a running stack.
+//! (`create-tenant`, `invite`, `set-subscription`) against a running stack, and
+//! `cargo run -p stack -- docora-admin <command>` one of docora-watcher's (`onboard-app`,
+//! `regenerate-token`).
 
 // A launcher talks to the person at the terminal.
 #![allow(clippy::print_stdout)]
@@ -35,6 +38,8 @@ const S3_SECRET_KEY: &str = "stack-secret-key-for-local-use-only";
 const S3_REGION: &str = "us-east-1";
 /// For the local stack only; deployments set their own `JWT_SECRET`.
 const DEV_JWT_SECRET: &str = "local-stack-only-jwt-secret-never-use-in-production";
+/// For the local stack only; deployments set their own `ENCRYPTION_KEY`.
+const DEV_ENCRYPTION_KEY: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
 
 /// Where the stack keeps its state and listens.
 struct Layout {
@@ -72,6 +77,10 @@ impl Layout {
         env.clone()
             .with_default("DATABASE_URL", database_url)
             .with_default("JWT_SECRET", DEV_JWT_SECRET)
+            .with_default("ENCRYPTION_KEY", DEV_ENCRYPTION_KEY)
+            // Local apps listen on localhost over plain HTTP.
+            .with_default("ALLOW_HTTP_WEBHOOKS", "true")
+            .with_default("ALLOW_PRIVATE_WEBHOOKS", "true")
             .with_default("S3_ENDPOINT", self.s3_endpoint())
             .with_default("S3_REGION", S3_REGION)
             .with_default("S3_ACCESS_KEY_ID", S3_ACCESS_KEY)
@@ -89,8 +98,9 @@ async fn main() -> anyhow::Result<()> {
     match args.split_first() {
         None => run_stack(&env, &layout).await,
         Some((command, rest)) if command == "dokko-admin" => dokko_admin(&env, &layout, rest).await,
+        Some((command, rest)) if command == "docora-admin" => docora_admin(&env, &layout, rest).await,
         Some((other, _)) => anyhow::bail!(
-            "unknown command {other:?}\nusage: cargo run -p stack [-- dokko-admin <create-tenant|invite|set-subscription> …]"
+            "unknown command {other:?}\nusage: cargo run -p stack [-- dokko-admin <create-tenant|invite|set-subscription> … | -- docora-admin <onboard-app|regenerate-token> …]"
         ),
     }
 }
@@ -123,6 +133,14 @@ async fn run_stack(env: &Env, layout: &Layout) -> anyhow::Result<()> {
 
     let service_env = layout.service_env(env, &database_url);
     let mut running = Vec::new();
+    {
+        let addr = layout.addr(docora_watcher::PORT);
+        let settings = docora_watcher::Settings::from_env(&service_env.clone().with("LISTEN_ADDR", addr.clone()))
+            .context("docora-watcher settings")?;
+        let listener = bind(&addr, docora_watcher::NAME)?;
+        running.push(docora_watcher::start(settings, listener).await.context("starting docora-watcher")?);
+        println!("docora-watcher http://{addr}  (onboard an app: cargo run -p stack -- docora-admin onboard-app …)");
+    }
     {
         let addr = layout.addr(dokko_api::PORT);
         let settings = dokko_api::Settings::from_env(&service_env.clone().with("LISTEN_ADDR", addr.clone()))
@@ -174,6 +192,16 @@ async fn dokko_admin(env: &Env, layout: &Layout, args: &[String]) -> anyhow::Res
             e
         }
     })
+}
+
+/// docora-watcher's operator commands with the stack's settings.
+async fn docora_admin(env: &Env, layout: &Layout, args: &[String]) -> anyhow::Result<()> {
+    if !layout.pg_dir().exists() {
+        anyhow::bail!("no local stack in {}: start it first with `cargo run -p stack`", layout.data_dir.display());
+    }
+    let database_url = start_cluster(layout).await?;
+    let settings = docora_watcher::Settings::from_env(&layout.service_env(env, &database_url))?;
+    docora_watcher::admin::run(args, &settings).await
 }
 
 fn bind(addr: &str, service: &str) -> anyhow::Result<TcpListener> {

@@ -100,7 +100,7 @@ pub async fn create_tenant(
 /// Runs `dokko-api admin <args>`: migrates, performs the command and prints its outcome.
 pub async fn run(args: &[String], settings: &Settings) -> anyhow::Result<()> {
     let Some((command, flags)) = args.split_first() else { anyhow::bail!("{USAGE}") };
-    let flags = Flags::parse(flags)?;
+    let flags = service_kit::cli::Flags::parse(flags, USAGE)?;
     crate::migrate(settings.database.url.expose()).await?;
     let pool = db::pool(&settings.database)?;
     let outcome = match command.as_str() {
@@ -169,35 +169,5 @@ fn describe(error: ApiError) -> anyhow::Error {
     match error {
         ApiError::Internal(e) => e,
         other => anyhow::anyhow!("{other}"),
-    }
-}
-
-/// `--name value` pairs.
-struct Flags(Vec<(String, String)>);
-
-impl Flags {
-    fn parse(args: &[String]) -> anyhow::Result<Self> {
-        let mut pairs = Vec::new();
-        let mut rest = args.iter();
-        while let Some(arg) = rest.next() {
-            let Some(name) = arg.strip_prefix("--") else { anyhow::bail!("unexpected argument {arg:?}\n{USAGE}") };
-            let (name, value) = match name.split_once('=') {
-                Some((name, value)) => (name.to_owned(), value.to_owned()),
-                None => {
-                    let value = rest.next().ok_or_else(|| anyhow::anyhow!("--{name} needs a value\n{USAGE}"))?;
-                    (name.to_owned(), value.clone())
-                }
-            };
-            pairs.push((name, value));
-        }
-        Ok(Self(pairs))
-    }
-
-    fn optional(&self, name: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-
-    fn required(&self, name: &str) -> anyhow::Result<&str> {
-        self.optional(name).ok_or_else(|| anyhow::anyhow!("--{name} is required\n{USAGE}"))
     }
 }

@@ -1,0 +1,247 @@
+//! Apps: the clients that watch repositories. Onboarding is the admin's (the admin API and
+//! dashboard call [`onboard`]); an app authenticates with its bearer token `docora_` + 64 hex,
+//! stored only as a SHA-256 digest so a lookup is one index probe.
+
+use std::net::IpAddr;
+
+use auth::extract::{Authenticated, Authenticator, Credential, CredentialSource};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::Deserialize;
+use service_kit::db::{self, Pool};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::crypto::Cipher;
+use crate::error::ApiError;
+use crate::schema::docora::apps;
+
+/// The extractor of the repository API.
+pub type CallerApp = Authenticated<AppTokens>;
+
+/// The app behind a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppIdentity {
+    pub app_id: String,
+}
+
+/// Resolves bearer tokens to apps.
+pub struct AppTokens {
+    pool: Pool,
+}
+
+impl AppTokens {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+}
+
+impl Authenticator for AppTokens {
+    type Identity = AppIdentity;
+    type Error = ApiError;
+    const SOURCE: CredentialSource = CredentialSource::Bearer;
+
+    fn missing(_source: CredentialSource, _credential: &Credential) -> ApiError {
+        ApiError::Unauthorized("missing or invalid bearer token: send Authorization: Bearer docora_…")
+    }
+
+    async fn authenticate(&self, token: String) -> Result<AppIdentity, ApiError> {
+        let refused = ApiError::Unauthorized("missing or invalid bearer token");
+        if !token.starts_with(TOKEN_PREFIX) {
+            return Err(refused);
+        }
+        let digest = auth::token::digest(&token).to_vec();
+        let mut conn = db::conn(&self.pool).await?;
+        let app_id: Option<String> =
+            apps::table.filter(apps::token_digest.eq(&digest)).select(apps::id).first(&mut conn).await.optional()?;
+        app_id.map(|app_id| AppIdentity { app_id }).ok_or(refused)
+    }
+}
+
+pub const TOKEN_PREFIX: &str = "docora_";
+
+/// What an admin gives to onboard an app.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct NewApp {
+    /// 3 to 100 characters.
+    pub app_name: String,
+    /// Where the app's webhook endpoints live; HTTPS, not a private address (unless allowed).
+    pub base_url: String,
+    pub email: String,
+    pub website: Option<String>,
+    /// At most 500 characters.
+    pub description: Option<String>,
+    /// At least 16 characters; the app verifies webhook signatures with it.
+    pub client_auth_key: String,
+}
+
+/// Which webhook targets the operator allows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UrlPolicy {
+    /// `ALLOW_HTTP_WEBHOOKS`: plain `http://` base URLs (local use).
+    pub allow_http: bool,
+    /// `ALLOW_PRIVATE_WEBHOOKS`: loopback, private and link-local addresses.
+    pub allow_private: bool,
+}
+
+/// Whether `ip` is loopback, private, link-local, unspecified or otherwise not on the internet.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1]) // carrier-grade NAT
+                || v4.octets()[0] == 0
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
+                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link-local
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+        }
+    }
+}
+
+/// A webhook base URL as stored (no trailing `/`), checked against `policy`. Host names are
+/// checked again when a delivery resolves them.
+pub fn valid_base_url(raw: &str, policy: UrlPolicy) -> Result<String, ApiError> {
+    let url = raw.trim().trim_end_matches('/');
+    let invalid = |why: &str| Err(ApiError::Invalid(format!("base_url {raw:?}: {why}")));
+    let rest = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => rest,
+        (None, Some(rest)) if policy.allow_http => rest,
+        (None, Some(_)) => return invalid("must be https:// (plain http is not allowed by this server)"),
+        _ => return invalid("must be an https:// URL"),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return invalid("not a valid URL");
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
+    };
+    if !policy.allow_private {
+        let local_name = host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost");
+        if local_name || host.parse::<IpAddr>().is_ok_and(is_private) {
+            return invalid("private, loopback and link-local addresses are not allowed");
+        }
+    }
+    if url.len() > 2000 {
+        return invalid("longer than 2000 characters");
+    }
+    Ok(url.to_owned())
+}
+
+/// A freshly onboarded app; the token is shown once.
+#[derive(Debug, Clone)]
+pub struct Onboarded {
+    pub app_id: String,
+    pub token: String,
+    pub created_at: OffsetDateTime,
+}
+
+fn check(new: &NewApp, policy: UrlPolicy) -> Result<NewApp, ApiError> {
+    let app_name = domain::names::clean("app_name", &new.app_name, 3..=100).map_err(ApiError::Invalid)?;
+    let base_url = valid_base_url(&new.base_url, policy)?;
+    let email = new.email.trim().to_owned();
+    let email_ok = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && matches!(email.split_once('@'), Some((l, d)) if !l.is_empty() && d.contains('.') && !d.contains('@'));
+    if !email_ok {
+        return Err(ApiError::Invalid(format!("email {:?} is not a valid address", new.email)));
+    }
+    let website = match new.website.as_deref().map(str::trim).filter(|w| !w.is_empty()) {
+        Some(w) if (w.starts_with("https://") || w.starts_with("http://")) && w.len() <= 2000 => Some(w.to_owned()),
+        Some(w) => return Err(ApiError::Invalid(format!("website {w:?} must be an http(s) URL"))),
+        None => None,
+    };
+    let description = new.description.as_deref().map(str::trim).filter(|d| !d.is_empty()).map(str::to_owned);
+    if description.as_ref().is_some_and(|d| d.chars().count() > 500) {
+        return Err(ApiError::Invalid("description must be at most 500 characters".into()));
+    }
+    if new.client_auth_key.chars().count() < 16 {
+        return Err(ApiError::Invalid("client_auth_key must be at least 16 characters".into()));
+    }
+    Ok(NewApp { app_name, base_url, email, website, description, client_auth_key: new.client_auth_key.clone() })
+}
+
+/// Creates an app: its id, its token (returned once) and its encrypted signing key.
+pub async fn onboard(
+    conn: &mut db::Conn,
+    cipher: &Cipher,
+    new: &NewApp,
+    policy: UrlPolicy,
+) -> Result<Onboarded, ApiError> {
+    let new = check(new, policy)?;
+    let app_id = domain::ids::prefixed_hex("app_", 32);
+    let token = auth::token::generate(TOKEN_PREFIX);
+    let created_at: OffsetDateTime = diesel::insert_into(apps::table)
+        .values((
+            apps::id.eq(&app_id),
+            apps::app_name.eq(&new.app_name),
+            apps::base_url.eq(&new.base_url),
+            apps::email.eq(&new.email),
+            apps::website.eq(&new.website),
+            apps::description.eq(&new.description),
+            apps::client_auth_key_enc.eq(cipher.seal(new.client_auth_key.as_bytes(), &key_context(&app_id))),
+            apps::token_digest.eq(auth::token::digest(&token).to_vec()),
+        ))
+        .returning(apps::created_at)
+        .get_result(conn)
+        .await?;
+    Ok(Onboarded { app_id, token, created_at })
+}
+
+/// A new token for an app; the old one stops at once.
+pub async fn regenerate_token(conn: &mut db::Conn, app_id: &str) -> Result<String, ApiError> {
+    let token = auth::token::generate(TOKEN_PREFIX);
+    let updated = diesel::update(apps::table.filter(apps::id.eq(app_id)))
+        .set((apps::token_digest.eq(auth::token::digest(&token).to_vec()), apps::updated_at.eq(diesel::dsl::now)))
+        .execute(conn)
+        .await?;
+    if updated == 0 {
+        return Err(ApiError::NotFound(format!("app {app_id} not found")));
+    }
+    Ok(token)
+}
+
+/// The associated data of an app's encrypted signing key.
+pub fn key_context(app_id: &str) -> String {
+    format!("apps.client_auth_key:{app_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_targets_follow_the_operator_policy() {
+        let strict = UrlPolicy::default();
+        assert_eq!(
+            valid_base_url("https://hooks.example.com/docora/", strict).ok().as_deref(),
+            Some("https://hooks.example.com/docora")
+        );
+        for bad in [
+            "http://hooks.example.com",
+            "ftp://x",
+            "https://",
+            "https://localhost:8080",
+            "https://127.0.0.1/x",
+            "https://10.1.2.3",
+            "https://192.168.0.1",
+            "https://169.254.169.254/latest",
+            "https://[::1]:443",
+            "https://[fe80::1]",
+            "https://user@hooks.example.com",
+        ] {
+            assert!(valid_base_url(bad, strict).is_err(), "{bad}");
+        }
+        let local = UrlPolicy { allow_http: true, allow_private: true };
+        assert!(valid_base_url("http://127.0.0.1:9000/hooks", local).is_ok());
+    }
+}

@@ -1,0 +1,152 @@
+//! docora-watcher: apps register GitHub repositories; every file change reaches them as signed
+//! webhooks. The contract is `000_12087db544bd6a26.txt` and `specs/docora-webhooks.md` (see the
+//! README's docora-watcher section).
+//!
+//! Where things are:
+//! - the repository API of apps: [`repositories`];
+//! - apps, their tokens and onboarding: [`apps`]; the operator's commands: [`admin`];
+//! - secrets at rest (GitHub tokens, signing keys): [`crypto`];
+//! - errors and their statuses: [`error`];
+//! - settings and start-up: this file.
+
+pub mod admin;
+pub mod apps;
+pub mod crypto;
+pub mod error;
+pub mod repositories;
+pub mod schema;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::web;
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use service_kit::http::{BadInputStatus, Running, ServiceApp};
+use service_kit::settings::{DatabaseSettings, HttpSettings, Secret};
+use service_kit::{Env, SettingsError, db};
+use utoipa::OpenApi;
+
+use crate::apps::{AppTokens, UrlPolicy};
+use crate::crypto::Cipher;
+
+pub const NAME: &str = "docora-watcher";
+pub const PORT: u16 = 8081;
+pub const SCHEMA: &str = "docora";
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/docora");
+
+/// Everything docora-watcher reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    /// `ENCRYPTION_KEY` (required): 64 hex characters, the AES-256-GCM key of stored secrets.
+    pub encryption_key: Secret<String>,
+    /// `GITHUB_API_URL`, default `https://api.github.com` (GitHub Enterprise: `https://host/api/v3`).
+    pub github_api_url: String,
+    /// `GITHUB_TIMEOUT_SECS`, default 10.
+    pub github_timeout: Duration,
+    /// `GIT_BASE_URL`, default `https://github.com`: clones are `{GIT_BASE_URL}/{owner}/{name}.git`.
+    pub git_base_url: String,
+    /// `ALLOW_HTTP_WEBHOOKS` and `ALLOW_PRIVATE_WEBHOOKS`, default false: which app base URLs are
+    /// accepted (plain HTTP; loopback, private and link-local addresses).
+    pub url_policy: UrlPolicy,
+}
+
+impl Settings {
+    pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
+        let encryption_key = env.required_secret("ENCRYPTION_KEY")?;
+        if Cipher::from_hex(encryption_key.expose()).is_err() {
+            return Err(SettingsError::new("ENCRYPTION_KEY", "must be 64 hex characters (openssl rand -hex 32)"));
+        }
+        Ok(Self {
+            http: HttpSettings::from_env(env, PORT)?,
+            database: DatabaseSettings::from_env(env)?,
+            encryption_key,
+            github_api_url: env.http_url_or("GITHUB_API_URL", "https://api.github.com")?,
+            github_timeout: env.seconds_or("GITHUB_TIMEOUT_SECS", 10)?,
+            git_base_url: env.http_url_or("GIT_BASE_URL", "https://github.com")?,
+            url_policy: UrlPolicy {
+                allow_http: env.flag_or("ALLOW_HTTP_WEBHOOKS", false)?,
+                allow_private: env.flag_or("ALLOW_PRIVATE_WEBHOOKS", false)?,
+            },
+        })
+    }
+
+    pub fn cipher(&self) -> Cipher {
+        // Checked in from_env.
+        Cipher::from_hex(self.encryption_key.expose()).unwrap_or_else(|_| unreachable!("validated at boot"))
+    }
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub pool: db::Pool,
+    pub github: github::GithubClient,
+    pub cipher: Cipher,
+    pub url_policy: UrlPolicy,
+}
+
+/// Creates the schema and runs pending migrations.
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    let applied = db::migrate(database_url, SCHEMA, MIGRATIONS).await?;
+    if applied > 0 {
+        tracing::info!(applied, "migrations applied");
+    }
+    Ok(())
+}
+
+/// Every route of the service.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.configure(repositories::configure);
+}
+
+/// Migrates, then serves on `listener` until stopped.
+pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<Running> {
+    migrate(settings.database.url.expose()).await?;
+    let pool = db::pool(&settings.database)?;
+    let tokens = web::Data::new(AppTokens::new(pool.clone()));
+    let state = web::Data::new(AppState {
+        pool: pool.clone(),
+        github: github::GithubClient::new(&settings.github_api_url, settings.github_timeout)?,
+        cipher: settings.cipher(),
+        url_policy: settings.url_policy,
+    });
+    let app = ServiceApp {
+        name: NAME,
+        pool,
+        openapi: ApiDoc::openapi(),
+        configure: move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(tokens.clone()).app_data(state.clone()).configure(routes);
+        },
+        bad_input: BadInputStatus {
+            json: StatusCode::UNPROCESSABLE_ENTITY,
+            path: StatusCode::NOT_FOUND,
+            query: StatusCode::UNPROCESSABLE_ENTITY,
+            form: StatusCode::UNPROCESSABLE_ENTITY,
+        },
+        cors_headers: &[],
+    };
+    Ok(service_kit::http::serve(listener, &settings.http, app)?)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "docora-watcher", description = "Register GitHub repositories; every file change reaches your app as a signed webhook. Send Authorization: Bearer docora_…"),
+    paths(repositories::register, repositories::unwatch, repositories::update_token),
+    modifiers(&BearerScheme)
+)]
+pub struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("docora_…").build()),
+        );
+    }
+}

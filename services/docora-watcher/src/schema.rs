@@ -1,0 +1,54 @@
+// @generated automatically by Diesel CLI.
+
+pub mod docora {
+    diesel::table! {
+        docora.app_repositories (app_id, repository_id) {
+            app_id -> Text,
+            repository_id -> Text,
+            github_token_enc -> Nullable<Bytea>,
+            status -> Text,
+            needs_full_sync -> Bool,
+            last_error -> Nullable<Text>,
+            created_at -> Timestamptz,
+            updated_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        docora.apps (id) {
+            id -> Text,
+            app_name -> Text,
+            base_url -> Text,
+            email -> Text,
+            website -> Nullable<Text>,
+            description -> Nullable<Text>,
+            client_auth_key_enc -> Bytea,
+            token_digest -> Bytea,
+            created_at -> Timestamptz,
+            updated_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        docora.repositories (id) {
+            id -> Text,
+            github_repo_id -> Int8,
+            owner -> Text,
+            name -> Text,
+            is_private -> Bool,
+            default_branch -> Text,
+            last_commit_sha -> Nullable<Text>,
+            last_scan_at -> Nullable<Timestamptz>,
+            next_scan_at -> Timestamptz,
+            consecutive_failures -> Int4,
+            circuit_open_until -> Nullable<Timestamptz>,
+            last_error -> Nullable<Text>,
+            created_at -> Timestamptz,
+        }
+    }
+
+    diesel::joinable!(app_repositories -> apps (app_id));
+    diesel::joinable!(app_repositories -> repositories (repository_id));
+
+    diesel::allow_tables_to_appear_in_same_query!(app_repositories, apps, repositories,);
+}
