@@ -38,6 +38,8 @@ const S3_SECRET_KEY: &str = "stack-secret-key-for-local-use-only";
 const S3_REGION: &str = "us-east-1";
 /// For the local stack only; deployments set their own `JWT_SECRET`.
 const DEV_JWT_SECRET: &str = "local-stack-only-jwt-secret-never-use-in-production";
+/// For the local stack only: the docora-watcher admin's password.
+const DEV_ADMIN_PASSWORD: &str = "local-admin-password";
 /// For the local stack only; deployments set their own `ENCRYPTION_KEY`.
 const DEV_ENCRYPTION_KEY: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
 
@@ -131,7 +133,8 @@ async fn run_stack(env: &Env, layout: &Layout) -> anyhow::Result<()> {
         s3_root.display()
     );
 
-    let service_env = layout.service_env(env, &database_url);
+    let admin_hash = auth::password::hash(DEV_ADMIN_PASSWORD).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let service_env = layout.service_env(env, &database_url).with_default("ADMIN_PASSWORD_HASH", admin_hash);
     let mut running = Vec::new();
     {
         let addr = layout.addr(docora_watcher::PORT);
@@ -139,7 +142,9 @@ async fn run_stack(env: &Env, layout: &Layout) -> anyhow::Result<()> {
             .context("docora-watcher settings")?;
         let listener = bind(&addr, docora_watcher::NAME)?;
         running.push(docora_watcher::start(settings, listener).await.context("starting docora-watcher")?);
-        println!("docora-watcher http://{addr}  (onboard an app: cargo run -p stack -- docora-admin onboard-app …)");
+        println!(
+            "docora-watcher http://{addr}  (admin API: POST /admin/api/login with admin / {DEV_ADMIN_PASSWORD}, unless ADMIN_PASSWORD_HASH is set)"
+        );
     }
     {
         let addr = layout.addr(dokko_api::PORT);

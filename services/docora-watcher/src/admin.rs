@@ -5,6 +5,7 @@
 //! docora-watcher admin onboard-app --name NAME --base-url URL --email EMAIL --client-auth-key KEY
 //!                                  [--website URL] [--description TEXT]
 //! docora-watcher admin regenerate-token --app APP_ID
+//! docora-watcher admin hash-password        (reads the password from stdin; prints ADMIN_PASSWORD_HASH)
 //! ```
 
 // A command-line tool talks to the person at the terminal.
@@ -19,7 +20,18 @@ pub const USAGE: &str = "\
 usage:
   docora-watcher                 serve (configuration from the environment)
   docora-watcher admin onboard-app --name NAME --base-url URL --email EMAIL --client-auth-key KEY [--website URL] [--description TEXT]
-  docora-watcher admin regenerate-token --app APP_ID";
+  docora-watcher admin regenerate-token --app APP_ID
+  docora-watcher admin hash-password   (the password on stdin; prints the ADMIN_PASSWORD_HASH value)";
+
+/// The argon2id hash of the password on stdin (no settings needed).
+pub fn hash_password() -> anyhow::Result<()> {
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    anyhow::ensure!(password.chars().count() >= 12, "use an admin password of at least 12 characters");
+    println!("{}", auth::password::hash(password).map_err(|e| anyhow::anyhow!("{e}"))?);
+    Ok(())
+}
 
 /// Runs `docora-watcher admin <args>`.
 pub async fn run(args: &[String], settings: &Settings) -> anyhow::Result<()> {

@@ -16,6 +16,9 @@ pub enum ApiError {
     /// 422: invalid input.
     #[error("{0}")]
     Invalid(String),
+    /// 429: too many failed logins; retry after the duration.
+    #[error("too many failed login attempts; try again in {} seconds", .0.as_secs())]
+    TooManyAttempts(std::time::Duration),
     /// 503: GitHub (or another dependency) cannot answer right now.
     #[error("{0}")]
     Unavailable(String),
@@ -44,6 +47,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Database(e) => e.status(),
@@ -63,6 +67,12 @@ impl ResponseError for ApiError {
             }
             other => other.to_string(),
         };
-        error_response(self.status_code(), message)
+        let mut response = error_response(self.status_code(), message);
+        if let ApiError::TooManyAttempts(wait) = self
+            && let Ok(value) = actix_web::http::header::HeaderValue::from_str(&wait.as_secs().to_string())
+        {
+            response.headers_mut().insert(actix_web::http::header::RETRY_AFTER, value);
+        }
+        response
     }
 }

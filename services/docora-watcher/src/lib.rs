@@ -5,11 +5,13 @@
 //! Where things are:
 //! - the repository API of apps: [`repositories`];
 //! - apps, their tokens and onboarding: [`apps`]; the operator's commands: [`admin`];
+//! - the admin login and JSON API: [`admin_api`];
 //! - secrets at rest (GitHub tokens, signing keys): [`crypto`];
 //! - errors and their statuses: [`error`];
 //! - settings and start-up: this file.
 
 pub mod admin;
+pub mod admin_api;
 pub mod apps;
 pub mod crypto;
 pub mod error;
@@ -27,6 +29,7 @@ use service_kit::settings::{DatabaseSettings, HttpSettings, Secret};
 use service_kit::{Env, SettingsError, db};
 use utoipa::OpenApi;
 
+use crate::admin_api::AdminSettings;
 use crate::apps::{AppTokens, UrlPolicy};
 use crate::crypto::Cipher;
 
@@ -51,6 +54,7 @@ pub struct Settings {
     /// `ALLOW_HTTP_WEBHOOKS` and `ALLOW_PRIVATE_WEBHOOKS`, default false: which app base URLs are
     /// accepted (plain HTTP; loopback, private and link-local addresses).
     pub url_policy: UrlPolicy,
+    pub admin: AdminSettings,
 }
 
 impl Settings {
@@ -70,6 +74,20 @@ impl Settings {
                 allow_http: env.flag_or("ALLOW_HTTP_WEBHOOKS", false)?,
                 allow_private: env.flag_or("ALLOW_PRIVATE_WEBHOOKS", false)?,
             },
+            admin: AdminSettings {
+                username: env.string_or("ADMIN_USERNAME", "admin"),
+                password_hash: match env.get("ADMIN_PASSWORD_HASH") {
+                    Some(hash) if hash.starts_with("$argon2") => Some(hash.to_owned()),
+                    Some(_) => {
+                        return Err(SettingsError::new(
+                            "ADMIN_PASSWORD_HASH",
+                            "must be an argon2 PHC string ($argon2id$…): make one with `docora-watcher admin hash-password`",
+                        ));
+                    }
+                    None => None,
+                },
+                session_ttl: env.seconds_or("ADMIN_SESSION_TTL_SECS", 28_800)?,
+            },
         })
     }
 
@@ -85,6 +103,9 @@ pub struct AppState {
     pub github: github::GithubClient,
     pub cipher: Cipher,
     pub url_policy: UrlPolicy,
+    pub admin: AdminSettings,
+    /// Failed admin logins per username.
+    pub throttle: auth::throttle::LoginThrottle,
 }
 
 /// Creates the schema and runs pending migrations.
@@ -98,7 +119,7 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
 
 /// Every route of the service.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.configure(repositories::configure);
+    cfg.configure(repositories::configure).configure(admin_api::configure);
 }
 
 /// Migrates, then serves on `listener` until stopped.
@@ -111,6 +132,8 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
         github: github::GithubClient::new(&settings.github_api_url, settings.github_timeout)?,
         cipher: settings.cipher(),
         url_policy: settings.url_policy,
+        admin: settings.admin.clone(),
+        throttle: auth::throttle::LoginThrottle::new(10, Duration::from_secs(900)),
     });
     let app = ServiceApp {
         name: NAME,
@@ -133,7 +156,11 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
 #[derive(OpenApi)]
 #[openapi(
     info(title = "docora-watcher", description = "Register GitHub repositories; every file change reaches your app as a signed webhook. Send Authorization: Bearer docora_…"),
-    paths(repositories::register, repositories::unwatch, repositories::update_token),
+    paths(
+        repositories::register, repositories::unwatch, repositories::update_token,
+        admin_api::login, admin_api::logout, admin_api::list_apps, admin_api::create_app,
+        admin_api::regenerate_token, admin_api::delete_app,
+    ),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;

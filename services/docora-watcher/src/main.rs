@@ -13,6 +13,9 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("{}", docora_watcher::admin::USAGE);
         return Ok(());
     }
+    if args.iter().map(String::as_str).eq(["admin", "hash-password"]) {
+        return docora_watcher::admin::hash_password();
+    }
     let settings = docora_watcher::Settings::from_env(&service_kit::Env::process()).context("invalid configuration")?;
     match args.split_first() {
         None => {

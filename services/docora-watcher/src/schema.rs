@@ -2,6 +2,16 @@
 
 pub mod docora {
     diesel::table! {
+        docora.admin_sessions (token_digest) {
+            token_digest -> Bytea,
+            csrf_token -> Text,
+            username -> Text,
+            created_at -> Timestamptz,
+            expires_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
         docora.app_repositories (app_id, repository_id) {
             app_id -> Text,
             repository_id -> Text,
@@ -50,5 +60,5 @@ pub mod docora {
     diesel::joinable!(app_repositories -> apps (app_id));
     diesel::joinable!(app_repositories -> repositories (repository_id));
 
-    diesel::allow_tables_to_appear_in_same_query!(app_repositories, apps, repositories,);
+    diesel::allow_tables_to_appear_in_same_query!(admin_sessions, app_repositories, apps, repositories,);
 }

@@ -1,6 +1,7 @@
 //! docora-watcher end to end: the real service on a loopback port, a PostgreSQL database of its
 //! own per test, and the fake GitHub of the test kit.
 
+mod admin;
 mod binary;
 mod registration;
 
@@ -19,11 +20,17 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        Self::spawn_with(|env| env).await
+    }
+
+    /// Spawns with extra settings on top of the test defaults.
+    pub async fn spawn_with(adjust: impl FnOnce(Env) -> Env) -> TestApp {
         let db = TestDb::new("docora", |url| async move { docora_watcher::migrate(&url).await })
             .await
             .expect("test database");
         let github = FakeGithub::start();
-        let settings = docora_watcher::Settings::from_env(&test_env(&db.url, github.url())).expect("valid settings");
+        let settings =
+            docora_watcher::Settings::from_env(&adjust(test_env(&db.url, github.url()))).expect("valid settings");
         let server = {
             let settings = settings.clone();
             TestServer::start(move |listener| docora_watcher::start(settings, listener)).expect("docora-watcher starts")

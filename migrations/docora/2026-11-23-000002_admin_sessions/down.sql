@@ -1,0 +1,1 @@
+DROP TABLE docora.admin_sessions;

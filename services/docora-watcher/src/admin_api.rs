@@ -1,0 +1,418 @@
+//! The admin's JSON API, `/admin/api/…`, behind the admin login (the dashboard's pages use the
+//! same session):
+//!
+//! - `POST /admin/api/login` `{username, password}` → a session cookie (`HttpOnly`,
+//!   `SameSite=Strict`, `Secure` over HTTPS) and the session's CSRF token;
+//! - `POST /admin/api/logout`;
+//! - `GET /admin/api/apps` (apps with their repositories and sync state), `POST /admin/api/apps`
+//!   (onboard; the token is shown once), `POST /admin/api/apps/{app_id}/token` (a new token),
+//!   `DELETE /admin/api/apps/{app_id}`.
+//!
+//! Every state-changing call must send the CSRF token in `X-CSRF-Token` (403 otherwise).
+//! Sessions live in the database (any replica serves them); only the cookie's digest is stored.
+//! Failed logins lock the username out for a while (see [`auth::throttle`]).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use actix_web::dev::Payload;
+use actix_web::http::{Method, StatusCode};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use service_kit::db;
+use service_kit::http::{Json, error_response};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::apps::{self, NewApp};
+use crate::error::ApiError;
+use crate::schema::docora::{admin_sessions, app_repositories, apps as apps_table, repositories};
+
+pub const COOKIE: &str = "docora_admin";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/api/login", web::post().to(login))
+        .route("/admin/api/logout", web::post().to(logout))
+        .service(web::resource("/admin/api/apps").route(web::get().to(list_apps)).route(web::post().to(create_app)))
+        .route("/admin/api/apps/{app_id}/token", web::post().to(regenerate_token))
+        .route("/admin/api/apps/{app_id}", web::delete().to(delete_app));
+}
+
+/// Who may log in.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// `ADMIN_USERNAME`, default `admin`.
+    pub username: String,
+    /// `ADMIN_PASSWORD_HASH`: the argon2id PHC string of the admin password
+    /// (`docora-watcher admin hash-password`). Unset: the admin login is off.
+    pub password_hash: Option<String>,
+    /// `ADMIN_SESSION_TTL_SECS`, default 28800 (8 hours).
+    pub session_ttl: Duration,
+}
+
+/// The value of cookie `name` in the request.
+pub fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers().get_all("cookie").filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        (key == name).then(|| value.trim().to_owned())
+    })
+}
+
+/// A live admin session.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub username: String,
+    pub csrf_token: String,
+}
+
+/// The session behind the request's cookie, if it is live.
+pub async fn session(state: &AppState, req: &HttpRequest) -> Result<Option<Admin>, ApiError> {
+    let Some(token) = cookie(req, COOKIE) else { return Ok(None) };
+    let digest = auth::token::digest(&token).to_vec();
+    let mut conn = db::conn(&state.pool).await?;
+    let row: Option<(String, String)> = admin_sessions::table
+        .filter(admin_sessions::token_digest.eq(&digest))
+        .filter(admin_sessions::expires_at.gt(OffsetDateTime::now_utc()))
+        .select((admin_sessions::username, admin_sessions::csrf_token))
+        .first(&mut conn)
+        .await
+        .optional()?;
+    Ok(row.map(|(username, csrf_token)| Admin { username, csrf_token }))
+}
+
+impl FromRequest for Admin {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("state is not registered")))?;
+            let admin = session(&state, &req)
+                .await?
+                .ok_or(ApiError::Unauthorized("log in as the admin first (POST /admin/api/login)"))?;
+            let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+            let echoed = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            if !reads && !auth::constant_time_eq(echoed.as_bytes(), admin.csrf_token.as_bytes()) {
+                return Err(actix_web::error::InternalError::from_response(
+                    "csrf",
+                    error_response(StatusCode::FORBIDDEN, "missing or wrong X-CSRF-Token"),
+                )
+                .into());
+            }
+            Ok(admin)
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Login {
+    username: String,
+    password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoggedIn {
+    /// Send it as `X-CSRF-Token` with every state-changing call.
+    csrf_token: String,
+    #[serde(with = "domain::timestamp::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: OffsetDateTime,
+}
+
+/// Checks the admin's credentials; `Ok(false)` when they are wrong.
+pub async fn check_credentials(state: &AppState, username: &str, password: &str) -> Result<bool, ApiError> {
+    let Some(hash) = state.admin.password_hash.clone() else {
+        return Err(ApiError::Unavailable("the admin login is off: set ADMIN_PASSWORD_HASH".into()));
+    };
+    let key = format!("admin:{username}");
+    if let Some(wait) = state.throttle.locked(&key) {
+        return Err(ApiError::TooManyAttempts(wait));
+    }
+    let name_ok = auth::constant_time_eq(username.as_bytes(), state.admin.username.as_bytes());
+    let password = password.to_owned();
+    let password_ok = tokio::task::spawn_blocking(move || auth::password::verify(&password, &hash))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    if name_ok && password_ok {
+        state.throttle.succeeded(&key);
+        Ok(true)
+    } else {
+        state.throttle.failed(&key);
+        Ok(false)
+    }
+}
+
+/// Opens a session and returns its cookie header value and CSRF token.
+pub async fn open_session(state: &AppState, req: &HttpRequest, username: &str) -> Result<(String, LoggedIn), ApiError> {
+    let token = auth::token::random_hex(32);
+    let csrf_token = auth::token::random_hex(32);
+    let expires_at = OffsetDateTime::now_utc() + state.admin.session_ttl;
+    let mut conn = db::conn(&state.pool).await?;
+    // Expired sessions go whenever a new one starts.
+    diesel::delete(admin_sessions::table.filter(admin_sessions::expires_at.le(OffsetDateTime::now_utc())))
+        .execute(&mut conn)
+        .await?;
+    diesel::insert_into(admin_sessions::table)
+        .values((
+            admin_sessions::token_digest.eq(auth::token::digest(&token).to_vec()),
+            admin_sessions::csrf_token.eq(&csrf_token),
+            admin_sessions::username.eq(username),
+            admin_sessions::expires_at.eq(expires_at),
+        ))
+        .execute(&mut conn)
+        .await?;
+    let secure = if req.connection_info().scheme() == "https" { "; Secure" } else { "" };
+    let cookie = format!(
+        "{COOKIE}={token}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        state.admin.session_ttl.as_secs()
+    );
+    Ok((cookie, LoggedIn { csrf_token, expires_at }))
+}
+
+/// The `Set-Cookie` value that removes the session cookie.
+pub fn cleared_cookie() -> String {
+    format!("{COOKIE}=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+/// Logs the admin in.
+#[utoipa::path(post, path = "/admin/api/login", tag = "admin", request_body = Login,
+    responses((status = 200, description = "sets the session cookie", body = LoggedIn),
+              (status = 401, body = domain::ErrorBody), (status = 429, body = domain::ErrorBody),
+              (status = 503, description = "ADMIN_PASSWORD_HASH is not set", body = domain::ErrorBody)))]
+async fn login(req: HttpRequest, state: web::Data<AppState>, body: Json<Login>) -> Result<HttpResponse, ApiError> {
+    if !check_credentials(&state, &body.username, &body.password).await? {
+        return Err(ApiError::Unauthorized("wrong username or password"));
+    }
+    let (cookie, session) = open_session(&state, &req, &body.username).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Set-Cookie", cookie))
+        .insert_header(("Cache-Control", "no-store"))
+        .json(session))
+}
+
+/// Ends the session.
+#[utoipa::path(post, path = "/admin/api/logout", tag = "admin",
+    responses((status = 204), (status = 401, body = domain::ErrorBody), (status = 403, body = domain::ErrorBody)))]
+async fn logout(_admin: Admin, req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if let Some(token) = cookie(&req, COOKIE) {
+        let mut conn = db::conn(&state.pool).await?;
+        diesel::delete(
+            admin_sessions::table.filter(admin_sessions::token_digest.eq(auth::token::digest(&token).to_vec())),
+        )
+        .execute(&mut conn)
+        .await?;
+    }
+    Ok(HttpResponse::NoContent().insert_header(("Set-Cookie", cleared_cookie())).finish())
+}
+
+/// One watched repository of an app.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppRepository {
+    repository_id: String,
+    github_url: String,
+    is_private: bool,
+    /// `pending`, `synced` or `failed`.
+    status: String,
+    needs_full_sync: bool,
+    last_error: Option<String>,
+    #[serde(with = "domain::timestamp::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    last_scan_at: Option<OffsetDateTime>,
+    consecutive_failures: i32,
+    #[serde(with = "domain::timestamp::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    circuit_open_until: Option<OffsetDateTime>,
+}
+
+/// An app as the admin sees it (never its token or key).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppView {
+    app_id: String,
+    app_name: String,
+    base_url: String,
+    email: String,
+    website: Option<String>,
+    description: Option<String>,
+    #[serde(with = "domain::timestamp::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+    repositories: Vec<AppRepository>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppList {
+    items: Vec<AppView>,
+}
+
+type AppRow = (String, String, String, String, Option<String>, Option<String>, OffsetDateTime);
+type LinkRow = (
+    String,
+    String,
+    String,
+    String,
+    bool,
+    String,
+    bool,
+    Option<String>,
+    Option<OffsetDateTime>,
+    i32,
+    Option<OffsetDateTime>,
+);
+
+/// Every app with its repositories and their sync state, oldest app first.
+pub async fn app_views(conn: &mut db::Conn) -> Result<Vec<AppView>, ApiError> {
+    let rows: Vec<AppRow> = apps_table::table
+        .order((apps_table::created_at, apps_table::id))
+        .select((
+            apps_table::id,
+            apps_table::app_name,
+            apps_table::base_url,
+            apps_table::email,
+            apps_table::website,
+            apps_table::description,
+            apps_table::created_at,
+        ))
+        .load(conn)
+        .await?;
+    let links: Vec<LinkRow> = app_repositories::table
+        .inner_join(repositories::table)
+        .order((repositories::owner, repositories::name))
+        .select((
+            app_repositories::app_id,
+            repositories::id,
+            repositories::owner,
+            repositories::name,
+            repositories::is_private,
+            app_repositories::status,
+            app_repositories::needs_full_sync,
+            app_repositories::last_error,
+            repositories::last_scan_at,
+            repositories::consecutive_failures,
+            repositories::circuit_open_until,
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(app_id, app_name, base_url, email, website, description, created_at)| {
+            let repositories = links
+                .iter()
+                .filter(|l| l.0 == app_id)
+                .map(|l| AppRepository {
+                    repository_id: l.1.clone(),
+                    github_url: format!("https://github.com/{}/{}", l.2, l.3),
+                    is_private: l.4,
+                    status: l.5.clone(),
+                    needs_full_sync: l.6,
+                    last_error: l.7.clone(),
+                    last_scan_at: l.8,
+                    consecutive_failures: l.9,
+                    circuit_open_until: l.10,
+                })
+                .collect();
+            AppView { app_id, app_name, base_url, email, website, description, created_at, repositories }
+        })
+        .collect())
+}
+
+/// Every app with its repositories and their sync state.
+#[utoipa::path(get, path = "/admin/api/apps", tag = "admin",
+    responses((status = 200, body = AppList), (status = 401, body = domain::ErrorBody)))]
+async fn list_apps(_admin: Admin, state: web::Data<AppState>) -> Result<web::Json<AppList>, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(web::Json(AppList { items: app_views(&mut conn).await? }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OnboardedView {
+    app_id: String,
+    /// Shown once: the app sends it as `Authorization: Bearer …`.
+    token: String,
+    #[serde(with = "domain::timestamp::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+}
+
+/// Onboards an app.
+#[utoipa::path(post, path = "/admin/api/apps", tag = "admin", request_body = NewApp,
+    responses((status = 201, body = OnboardedView), (status = 401, body = domain::ErrorBody),
+              (status = 403, body = domain::ErrorBody), (status = 422, body = domain::ErrorBody)))]
+async fn create_app(_admin: Admin, state: web::Data<AppState>, body: Json<NewApp>) -> Result<HttpResponse, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let app = apps::onboard(&mut conn, &state.cipher, &body, state.url_policy).await?;
+    Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(OnboardedView {
+        app_id: app.app_id,
+        token: app.token,
+        created_at: app.created_at,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewToken {
+    app_id: String,
+    /// Shown once; the previous token stopped working.
+    token: String,
+}
+
+/// Replaces an app's token.
+#[utoipa::path(post, path = "/admin/api/apps/{app_id}/token", tag = "admin", params(("app_id" = String, Path)),
+    responses((status = 200, body = NewToken), (status = 401, body = domain::ErrorBody),
+              (status = 403, body = domain::ErrorBody), (status = 404, body = domain::ErrorBody)))]
+async fn regenerate_token(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let token = apps::regenerate_token(&mut conn, &id).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(NewToken { app_id: id.into_inner(), token }))
+}
+
+/// Deletes an app, its links and its delivery history; repositories nobody else watches go too.
+pub async fn delete(conn: &mut db::Conn, app_id: &str) -> Result<(), ApiError> {
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let watched: Vec<String> = app_repositories::table
+            .filter(app_repositories::app_id.eq(app_id))
+            .select(app_repositories::repository_id)
+            .load(conn)
+            .await?;
+        let deleted = diesel::delete(apps_table::table.filter(apps_table::id.eq(app_id))).execute(conn).await?;
+        if deleted == 0 {
+            return Err(ApiError::NotFound(format!("app {app_id} not found")));
+        }
+        let still_watched: Vec<String> = app_repositories::table
+            .filter(app_repositories::repository_id.eq_any(&watched))
+            .select(app_repositories::repository_id)
+            .load(conn)
+            .await?;
+        let orphans: Vec<&String> = watched.iter().filter(|r| !still_watched.contains(r)).collect();
+        diesel::delete(repositories::table.filter(repositories::id.eq_any(orphans))).execute(conn).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Deletes an app.
+#[utoipa::path(delete, path = "/admin/api/apps/{app_id}", tag = "admin", params(("app_id" = String, Path)),
+    responses((status = 204), (status = 401, body = domain::ErrorBody), (status = 403, body = domain::ErrorBody),
+              (status = 404, body = domain::ErrorBody)))]
+async fn delete_app(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    delete(&mut conn, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
