@@ -41,6 +41,29 @@ pub fn error_response(status: StatusCode, message: impl Into<String>) -> HttpRes
     HttpResponse::build(status).content_type("application/json").body(ErrorBody::new(message).to_json())
 }
 
+/// `response` with `Retry-After: <seconds>` (429 and 503 answers that know when to come back).
+pub fn with_retry_after(mut response: HttpResponse, wait: Duration) -> HttpResponse {
+    if let Ok(value) = HeaderValue::from_str(&wait.as_secs().to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// The OpenAPI security scheme `bearer` (`Authorization: Bearer <token>`), for
+/// `#[openapi(modifiers(&BearerScheme("JWT")))]`; the string describes the token.
+pub struct BearerScheme(pub &'static str);
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format(self.0).build()),
+        );
+    }
+}
+
 /// The statuses a service answers bad input with. The seeds differ: Giistr uses 400, Dokko 422
 /// for malformed bodies and parameters.
 #[derive(Debug, Clone, Copy)]

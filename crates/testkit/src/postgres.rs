@@ -296,6 +296,24 @@ impl TestDb {
     pub async fn conn(&self) -> anyhow::Result<AsyncPgConnection> {
         AsyncPgConnection::establish(&self.url).await.context("connecting to the test database")
     }
+
+    /// Runs `SELECT count(*) AS n …` on this database and returns `n`; panics with the SQL on
+    /// failure (a test helper).
+    pub async fn count(&self, sql: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = self.conn().await.unwrap_or_else(|e| panic!("{e:#}"));
+        diesel::sql_query(sql).get_result::<Count>(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}")).n
+    }
+
+    /// Runs a statement on this database; panics with the SQL on failure (a test helper).
+    pub async fn execute(&self, sql: &str) {
+        let mut conn = self.conn().await.unwrap_or_else(|e| panic!("{e:#}"));
+        diesel::sql_query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
 }
 
 impl Drop for TestDb {

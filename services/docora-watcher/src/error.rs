@@ -67,12 +67,10 @@ impl ResponseError for ApiError {
             }
             other => other.to_string(),
         };
-        let mut response = error_response(self.status_code(), message);
-        if let ApiError::TooManyAttempts(wait) = self
-            && let Ok(value) = actix_web::http::header::HeaderValue::from_str(&wait.as_secs().to_string())
-        {
-            response.headers_mut().insert(actix_web::http::header::RETRY_AFTER, value);
+        let response = error_response(self.status_code(), message);
+        match self {
+            ApiError::TooManyAttempts(wait) => service_kit::http::with_retry_after(response, *wait),
+            _ => response,
         }
-        response
     }
 }

@@ -153,6 +153,9 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     Ok(service_kit::http::serve(listener, &settings.http, app)?)
 }
 
+/// The OpenAPI security scheme of the service's bearer tokens.
+const BEARER: service_kit::http::BearerScheme = service_kit::http::BearerScheme("docora_…");
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "docora-watcher", description = "Register GitHub repositories; every file change reaches your app as a signed webhook. Send Authorization: Bearer docora_…"),
@@ -161,19 +164,6 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
         admin_api::login, admin_api::logout, admin_api::list_apps, admin_api::create_app,
         admin_api::regenerate_token, admin_api::delete_app,
     ),
-    modifiers(&BearerScheme)
+    modifiers(&BEARER)
 )]
 pub struct ApiDoc;
-
-struct BearerScheme;
-
-impl utoipa::Modify for BearerScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("docora_…").build()),
-        );
-    }
-}

@@ -451,17 +451,7 @@ async fn upload_items(
     id: web::Path<Uuid>,
     mut payload: Multipart,
 ) -> Result<HttpResponse, ApiError> {
-    let mut conn = db::conn(&state.pool).await?;
-    let (repository, bucket) = repository_and_bucket(&mut conn, caller.tenant_id, *id).await?;
-    drop(conn);
-    let mut outcome = Outcome::default();
-    let mut received = Received::default();
-    let mut budget = Budget { file_limit: state.max_file_bytes, request_left: state.max_request_bytes };
-    let read = read_parts(&state, &bucket, &repository, &mut payload, &mut outcome, &mut received, &mut budget).await;
-    if let Err(e) = read {
-        journal::delete_now(&state.pool, &state.storage, &bucket, received.object_keys()).await;
-        return Err(e);
-    }
+    let (repository, bucket, mut outcome, received) = receive(&state, caller.tenant_id, *id, &mut payload).await?;
     let Received { staged, folders: new_folders, .. } = received;
     if staged.is_empty() && new_folders.is_empty() && outcome.failed.is_empty() {
         return Err(ApiError::BadRequest(
@@ -495,6 +485,27 @@ async fn upload_items(
         result.insert_file(&row.path, row.item());
     }
     Ok(outcome.respond(result))
+}
+
+/// The caller's repository, its bucket, and every part of a multipart request read (files
+/// written to storage, not yet recorded). A malformed request removes what it wrote.
+async fn receive(
+    state: &AppState,
+    tenant_id: Uuid,
+    repository_id: Uuid,
+    payload: &mut Multipart,
+) -> Result<(Repository, String, Outcome, Received), ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let (repository, bucket) = repository_and_bucket(&mut conn, tenant_id, repository_id).await?;
+    drop(conn);
+    let mut outcome = Outcome::default();
+    let mut received = Received::default();
+    let mut budget = Budget { file_limit: state.max_file_bytes, request_left: state.max_request_bytes };
+    if let Err(e) = read_parts(state, &bucket, &repository, payload, &mut outcome, &mut received, &mut budget).await {
+        journal::delete_now(&state.pool, &state.storage, &bucket, received.object_keys()).await;
+        return Err(e);
+    }
+    Ok((repository, bucket, outcome, received))
 }
 
 /// What the parts of a multipart request brought.
@@ -614,6 +625,24 @@ pub struct Operation {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Operations {
     items: Vec<Operation>,
+}
+
+/// The `operations` field of PATCH: required, JSON `{"items": [...]}`, at least one item.
+fn parse_operations(raw: Option<&[u8]>) -> Result<Operations, ApiError> {
+    let text = raw.ok_or_else(|| {
+        ApiError::BadRequest(
+            "the operations field is required: {\"items\": [{\"path\", \"type\", \"new_path\"}]}".into(),
+        )
+    })?;
+    let ops: Operations = serde_json::from_slice(text).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "operations must be JSON like {{\"items\": [{{\"path\": \"a.pdf\", \"type\": \"file\", \"new_path\": \"b.pdf\"}}]}}: {e}"
+        ))
+    })?;
+    if ops.items.is_empty() {
+        return Err(ApiError::BadRequest("operations.items must list at least one operation".into()));
+    }
+    Ok(ops)
 }
 
 /// Moves a file, unless something is in the way.
@@ -756,27 +785,8 @@ async fn update_items(
     id: web::Path<Uuid>,
     mut payload: Multipart,
 ) -> Result<HttpResponse, ApiError> {
-    let mut conn = db::conn(&state.pool).await?;
-    let (repository, bucket) = repository_and_bucket(&mut conn, caller.tenant_id, *id).await?;
-    drop(conn);
-    let mut outcome = Outcome::default();
-    let mut received = Received::default();
-    let mut budget = Budget { file_limit: state.max_file_bytes, request_left: state.max_request_bytes };
-    let read = read_parts(&state, &bucket, &repository, &mut payload, &mut outcome, &mut received, &mut budget).await;
-    let operations = read.and_then(|()| {
-        let text = received.operations.as_deref().ok_or_else(|| {
-            ApiError::BadRequest("the operations field is required: {\"items\": [{\"path\", \"type\", \"new_path\"}]}".into())
-        })?;
-        let ops: Operations = serde_json::from_slice(text).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "operations must be JSON like {{\"items\": [{{\"path\": \"a.pdf\", \"type\": \"file\", \"new_path\": \"b.pdf\"}}]}}: {e}"
-            ))
-        })?;
-        if ops.items.is_empty() {
-            return Err(ApiError::BadRequest("operations.items must list at least one operation".into()));
-        }
-        Ok(ops)
-    });
+    let (repository, bucket, mut outcome, mut received) = receive(&state, caller.tenant_id, *id, &mut payload).await?;
+    let operations = parse_operations(received.operations.as_deref());
     let operations = match operations {
         Ok(ops) => ops,
         Err(e) => {

@@ -218,6 +218,9 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     Ok(service_kit::http::serve(listener, &settings.http, app)?)
 }
 
+/// The OpenAPI security scheme of the service's bearer tokens.
+const BEARER: service_kit::http::BearerScheme = service_kit::http::BearerScheme("JWT");
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "dokko-api", description = "Multi-tenant document repositories. Sign in with POST /api/v1/auth/login (people) or POST /api/v1/auth/service/login (service accounts), then send Authorization: Bearer <access_token>."),
@@ -234,19 +237,6 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
         files::download_file, files::get_metadata, files::put_metadata, files::reset_metadata,
         document_sources::folder_structure,
     ),
-    modifiers(&BearerScheme)
+    modifiers(&BEARER)
 )]
 pub struct ApiDoc;
-
-struct BearerScheme;
-
-impl utoipa::Modify for BearerScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
-        );
-    }
-}

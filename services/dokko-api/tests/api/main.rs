@@ -179,24 +179,14 @@ pub async fn create_repository(client: &Client, source_id: Uuid, name: &str, per
     res.body
 }
 
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
 /// Runs a `SELECT count(*) AS n …` and returns `n`.
 pub async fn count(db: &TestDb, sql: &str) -> i64 {
-    use diesel_async::RunQueryDsl;
-    let mut conn = db.conn().await.expect("connection");
-    diesel::sql_query(sql).get_result::<Count>(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}")).n
+    db.count(sql).await
 }
 
 /// Runs a statement on the test database.
 pub async fn execute(db: &TestDb, sql: &str) {
-    use diesel_async::RunQueryDsl;
-    let mut conn = db.conn().await.expect("connection");
-    diesel::sql_query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    db.execute(sql).await
 }
 
 /// `value[key]` as a string.
