@@ -379,8 +379,9 @@ async fn regenerate_token(
         .json(NewToken { app_id: id.into_inner(), token }))
 }
 
-/// Deletes an app, its links and its delivery history; repositories nobody else watches go too.
-pub async fn delete(conn: &mut db::Conn, app_id: &str) -> Result<(), ApiError> {
+/// Deletes an app, its links and its delivery history; repositories nobody else watches go too
+/// (their ids are returned, for their clones to go).
+pub async fn delete(conn: &mut db::Conn, app_id: &str) -> Result<Vec<String>, ApiError> {
     conn.transaction::<_, ApiError, _>(async |conn| {
         let watched: Vec<String> = app_repositories::table
             .filter(app_repositories::app_id.eq(app_id))
@@ -396,9 +397,9 @@ pub async fn delete(conn: &mut db::Conn, app_id: &str) -> Result<(), ApiError> {
             .select(app_repositories::repository_id)
             .load(conn)
             .await?;
-        let orphans: Vec<&String> = watched.iter().filter(|r| !still_watched.contains(r)).collect();
-        diesel::delete(repositories::table.filter(repositories::id.eq_any(orphans))).execute(conn).await?;
-        Ok(())
+        let orphans: Vec<String> = watched.into_iter().filter(|r| !still_watched.contains(r)).collect();
+        diesel::delete(repositories::table.filter(repositories::id.eq_any(&orphans))).execute(conn).await?;
+        Ok(orphans)
     })
     .await
 }
@@ -413,6 +414,10 @@ async fn delete_app(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = db::conn(&state.pool).await?;
-    delete(&mut conn, &id).await?;
+    let orphans = delete(&mut conn, &id).await?;
+    drop(conn);
+    for repository_id in orphans {
+        crate::repositories::remove_clone(&state, &repository_id).await;
+    }
     Ok(HttpResponse::NoContent().finish())
 }

@@ -7,6 +7,7 @@
 //! - apps, their tokens and onboarding: [`apps`]; the operator's commands: [`admin`];
 //! - the admin login and JSON API: [`admin_api`];
 //! - secrets at rest (GitHub tokens, signing keys): [`crypto`];
+//! - git (clone, fetch, list and read a commit's files): [`git`];
 //! - errors and their statuses: [`error`];
 //! - settings and start-up: this file.
 
@@ -15,6 +16,7 @@ pub mod admin_api;
 pub mod apps;
 pub mod crypto;
 pub mod error;
+pub mod git;
 pub mod repositories;
 pub mod schema;
 
@@ -51,6 +53,10 @@ pub struct Settings {
     pub github_timeout: Duration,
     /// `GIT_BASE_URL`, default `https://github.com`: clones are `{GIT_BASE_URL}/{owner}/{name}.git`.
     pub git_base_url: String,
+    /// `GIT_WORK_DIR`, default `{temp dir}/docora-watcher`: one bare clone per repository.
+    pub git_work_dir: std::path::PathBuf,
+    /// `GIT_TIMEOUT_SECS`, default 300: the limit of one git command (a first clone included).
+    pub git_timeout: Duration,
     /// `ALLOW_HTTP_WEBHOOKS` and `ALLOW_PRIVATE_WEBHOOKS`, default false: which app base URLs are
     /// accepted (plain HTTP; loopback, private and link-local addresses).
     pub url_policy: UrlPolicy,
@@ -70,6 +76,10 @@ impl Settings {
             github_api_url: env.http_url_or("GITHUB_API_URL", "https://api.github.com")?,
             github_timeout: env.seconds_or("GITHUB_TIMEOUT_SECS", 10)?,
             git_base_url: env.http_url_or("GIT_BASE_URL", "https://github.com")?,
+            git_work_dir: env
+                .get("GIT_WORK_DIR")
+                .map_or_else(|| std::env::temp_dir().join("docora-watcher"), std::path::PathBuf::from),
+            git_timeout: env.seconds_or("GIT_TIMEOUT_SECS", 300)?,
             url_policy: UrlPolicy {
                 allow_http: env.flag_or("ALLOW_HTTP_WEBHOOKS", false)?,
                 allow_private: env.flag_or("ALLOW_PRIVATE_WEBHOOKS", false)?,
@@ -101,6 +111,7 @@ impl Settings {
 pub struct AppState {
     pub pool: db::Pool,
     pub github: github::GithubClient,
+    pub git: git::Git,
     pub cipher: Cipher,
     pub url_policy: UrlPolicy,
     pub admin: AdminSettings,
@@ -130,6 +141,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     let state = web::Data::new(AppState {
         pool: pool.clone(),
         github: github::GithubClient::new(&settings.github_api_url, settings.github_timeout)?,
+        git: git::Git::new(&settings.git_base_url, settings.git_work_dir.clone(), settings.git_timeout),
         cipher: settings.cipher(),
         url_policy: settings.url_policy,
         admin: settings.admin.clone(),

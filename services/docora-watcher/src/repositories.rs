@@ -200,30 +200,42 @@ async fn unwatch(
     }
     let app_id = caller.app_id.clone();
     let mut conn = db::conn(&state.pool).await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        let removed = diesel::delete(
-            app_repositories::table
-                .filter(app_repositories::app_id.eq(&app_id))
-                .filter(app_repositories::repository_id.eq(id.as_str())),
-        )
-        .execute(conn)
-        .await?;
-        if removed == 0 {
-            return Err(not_watched());
-        }
-        // Nobody else watching: the repository goes too.
-        let watchers: i64 = app_repositories::table
-            .filter(app_repositories::repository_id.eq(id.as_str()))
-            .count()
-            .get_result(conn)
+    let orphaned = conn
+        .transaction::<_, ApiError, _>(async |conn| {
+            let removed = diesel::delete(
+                app_repositories::table
+                    .filter(app_repositories::app_id.eq(&app_id))
+                    .filter(app_repositories::repository_id.eq(id.as_str())),
+            )
+            .execute(conn)
             .await?;
-        if watchers == 0 {
-            diesel::delete(repositories::table.filter(repositories::id.eq(id.as_str()))).execute(conn).await?;
-        }
-        Ok(())
-    })
-    .await?;
+            if removed == 0 {
+                return Err(not_watched());
+            }
+            // Nobody else watching: the repository goes too.
+            let watchers: i64 = app_repositories::table
+                .filter(app_repositories::repository_id.eq(id.as_str()))
+                .count()
+                .get_result(conn)
+                .await?;
+            if watchers == 0 {
+                diesel::delete(repositories::table.filter(repositories::id.eq(id.as_str()))).execute(conn).await?;
+            }
+            Ok(watchers == 0)
+        })
+        .await?;
+    if orphaned {
+        remove_clone(&state, &id).await;
+    }
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Removes the clone of a repository nobody watches any more (a failure is only logged: the
+/// clone is a cache, and a new registration fetches into a fresh one).
+pub async fn remove_clone(state: &AppState, repository_id: &str) {
+    if let Err(e) = state.git.remove(repository_id).await {
+        tracing::warn!(repository_id, error = %e, "could not remove the clone of an unwatched repository");
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -3,6 +3,7 @@
 
 mod admin;
 mod binary;
+mod git;
 mod registration;
 
 use serde_json::Value;

@@ -1,0 +1,172 @@
+//! git, as scans use it: one bare clone per repository under `GIT_WORK_DIR`, fetched one branch
+//! at a time (shallow: a scan compares trees, not history), the files of a commit listed with
+//! their blob ids and sizes, and blobs read.
+//!
+//! A GitHub token reaches git through `GIT_CONFIG_*` environment variables as an
+//! `http.extraHeader`: never in a URL, in `.git/config` or on the command line (the process list).
+//! Whatever git prints is scrubbed of the token before it is returned or logged. Every git
+//! process has a time limit and is killed when it passes.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine;
+use tokio::process::Command;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GitError {
+    /// The repository refused the credentials (or needs some).
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("git failed: {0}")]
+    Failed(String),
+    #[error("git took longer than {0:?}")]
+    Timeout(Duration),
+    #[error("cannot run git: {0}")]
+    Spawn(String),
+}
+
+/// A file of a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    /// From the repository root, `/`-separated.
+    pub path: String,
+    /// git's object id of the content.
+    pub blob: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Git {
+    base_url: String,
+    work_dir: PathBuf,
+    timeout: Duration,
+}
+
+impl Git {
+    /// Clones from `{base_url}/{owner}/{name}.git` into `work_dir`, each git call limited to
+    /// `timeout`.
+    pub fn new(base_url: &str, work_dir: PathBuf, timeout: Duration) -> Self {
+        Self { base_url: base_url.trim_end_matches('/').to_owned(), work_dir, timeout }
+    }
+
+    /// The clone of a repository.
+    pub fn clone_dir(&self, repository_id: &str) -> PathBuf {
+        self.work_dir.join(format!("{repository_id}.git"))
+    }
+
+    async fn run(&self, dir: Option<&Path>, args: &[&str], token: Option<&str>) -> Result<Vec<u8>, GitError> {
+        let mut command = Command::new("git");
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.work_dir)
+            .env("LANG", "C")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let header = token.map(auth_header);
+        if let Some(header) = &header {
+            command
+                .env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+                .env("GIT_CONFIG_VALUE_0", header);
+        }
+        let child = command.spawn().map_err(|e| GitError::Spawn(e.to_string()))?;
+        let output = tokio::time::timeout(self.timeout, child.wait_with_output())
+            .await
+            .map_err(|_| GitError::Timeout(self.timeout))?
+            .map_err(|e| GitError::Spawn(e.to_string()))?;
+        if output.status.success() {
+            return Ok(output.stdout);
+        }
+        let mut said = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        for secret in token.into_iter().chain(header.as_deref()) {
+            said = said.replace(secret, "***");
+        }
+        let lower = said.to_ascii_lowercase();
+        if ["authentication failed", "could not read username", "terminal prompts disabled", "error: 401", "error: 403"]
+            .iter()
+            .any(|s| lower.contains(s))
+        {
+            Err(GitError::Auth(said))
+        } else {
+            Err(GitError::Failed(said))
+        }
+    }
+
+    /// Fetches `branch` of `owner/name` into the repository's clone (made on first use) and
+    /// returns the commit it points at.
+    pub async fn fetch(
+        &self,
+        repository_id: &str,
+        owner: &str,
+        name: &str,
+        branch: &str,
+        token: Option<&str>,
+    ) -> Result<String, GitError> {
+        let dir = self.clone_dir(repository_id);
+        if !dir.join("HEAD").exists() {
+            tokio::fs::create_dir_all(&self.work_dir).await.map_err(|e| GitError::Spawn(e.to_string()))?;
+            let path = dir.to_string_lossy().into_owned();
+            self.run(None, &["init", "--quiet", "--bare", &path], None).await?;
+        }
+        let url = format!("{}/{owner}/{name}.git", self.base_url);
+        let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
+        self.run(Some(&dir), &["fetch", "--quiet", "--no-tags", "--depth=1", &url, &refspec], token).await?;
+        let commit =
+            self.run(Some(&dir), &["rev-parse", "--verify", &format!("refs/heads/{branch}^{{commit}}")], None).await?;
+        Ok(String::from_utf8_lossy(&commit).trim().to_owned())
+    }
+
+    /// Every regular file of `commit` (symbolic links and submodules are not files), by path.
+    pub async fn files(&self, repository_id: &str, commit: &str) -> Result<Vec<TreeEntry>, GitError> {
+        let dir = self.clone_dir(repository_id);
+        let listing = self.run(Some(&dir), &["ls-tree", "-r", "-z", "--long", "--full-tree", commit], None).await?;
+        let mut entries = Vec::new();
+        for record in listing.split(|b| *b == 0).filter(|r| !r.is_empty()) {
+            let record = String::from_utf8_lossy(record);
+            let Some((meta, path)) = record.split_once('\t') else { continue };
+            let fields: Vec<&str> = meta.split_whitespace().collect();
+            let [mode, kind, blob, size] = fields.as_slice() else { continue };
+            if *kind != "blob" || !matches!(*mode, "100644" | "100755") || path.starts_with(".git/") {
+                continue;
+            }
+            entries.push(TreeEntry {
+                path: path.to_owned(),
+                blob: (*blob).to_owned(),
+                size: size.parse().unwrap_or(0),
+            });
+        }
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(entries)
+    }
+
+    /// The bytes of a blob.
+    pub async fn read(&self, repository_id: &str, blob: &str) -> Result<Vec<u8>, GitError> {
+        self.run(Some(&self.clone_dir(repository_id)), &["cat-file", "blob", blob], None).await
+    }
+
+    /// Removes a repository's clone (nobody watches it any more).
+    pub async fn remove(&self, repository_id: &str) -> std::io::Result<()> {
+        match tokio::fs::remove_dir_all(self.clone_dir(repository_id)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `Authorization: Basic base64(x-access-token:<token>)`, the way GitHub takes a token over git.
+fn auth_header(token: &str) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
+    format!("Authorization: Basic {encoded}")
+}
