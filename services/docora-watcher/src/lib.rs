@@ -7,7 +7,7 @@
 //! - apps, their tokens and onboarding: [`apps`]; the operator's commands: [`admin`];
 //! - the admin login and JSON API: [`admin_api`];
 //! - secrets at rest (GitHub tokens, signing keys): [`crypto`];
-//! - git (clone, fetch, list and read a commit's files): [`git`];
+//! - git (clone, fetch, list and read a commit's files): [`git`]; scans and the outbox: [`scan`];
 //! - errors and their statuses: [`error`];
 //! - settings and start-up: this file.
 
@@ -18,6 +18,7 @@ pub mod crypto;
 pub mod error;
 pub mod git;
 pub mod repositories;
+pub mod scan;
 pub mod schema;
 
 use std::net::TcpListener;
@@ -57,6 +58,14 @@ pub struct Settings {
     pub git_work_dir: std::path::PathBuf,
     /// `GIT_TIMEOUT_SECS`, default 300: the limit of one git command (a first clone included).
     pub git_timeout: Duration,
+    /// `SCAN_INTERVAL_SECS`, default 300: how old a scan may get before the next.
+    pub scan_interval: Duration,
+    /// `SCAN_LEASE_SECS`, default 900: how long one scan may hold a repository.
+    pub scan_lease: Duration,
+    /// `CIRCUIT_THRESHOLD`, default 5: git failures in a row that open a repository's circuit.
+    pub circuit_threshold: i32,
+    /// `CIRCUIT_COOLDOWN_SECS`, default 1800: how long an open circuit stops scans.
+    pub circuit_cooldown: Duration,
     /// `ALLOW_HTTP_WEBHOOKS` and `ALLOW_PRIVATE_WEBHOOKS`, default false: which app base URLs are
     /// accepted (plain HTTP; loopback, private and link-local addresses).
     pub url_policy: UrlPolicy,
@@ -80,6 +89,10 @@ impl Settings {
                 .get("GIT_WORK_DIR")
                 .map_or_else(|| std::env::temp_dir().join("docora-watcher"), std::path::PathBuf::from),
             git_timeout: env.seconds_or("GIT_TIMEOUT_SECS", 300)?,
+            scan_interval: env.seconds_or("SCAN_INTERVAL_SECS", 300)?,
+            scan_lease: env.seconds_or("SCAN_LEASE_SECS", 900)?,
+            circuit_threshold: env.number_or("CIRCUIT_THRESHOLD", 5, 1..=1000)?,
+            circuit_cooldown: env.seconds_or("CIRCUIT_COOLDOWN_SECS", 1800)?,
             url_policy: UrlPolicy {
                 allow_http: env.flag_or("ALLOW_HTTP_WEBHOOKS", false)?,
                 allow_private: env.flag_or("ALLOW_PRIVATE_WEBHOOKS", false)?,
@@ -99,6 +112,24 @@ impl Settings {
                 session_ttl: env.seconds_or("ADMIN_SESSION_TTL_SECS", 28_800)?,
             },
         })
+    }
+
+    /// The git client of these settings.
+    pub fn git(&self) -> git::Git {
+        git::Git::new(&self.git_base_url, self.git_work_dir.clone(), self.git_timeout)
+    }
+
+    /// The scanner of these settings on `pool`.
+    pub fn scanner(&self, pool: db::Pool) -> scan::Scanner {
+        scan::Scanner {
+            pool,
+            git: self.git(),
+            cipher: self.cipher(),
+            interval: self.scan_interval,
+            lease: self.scan_lease,
+            threshold: self.circuit_threshold,
+            cooldown: self.circuit_cooldown,
+        }
     }
 
     pub fn cipher(&self) -> Cipher {
@@ -141,7 +172,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     let state = web::Data::new(AppState {
         pool: pool.clone(),
         github: github::GithubClient::new(&settings.github_api_url, settings.github_timeout)?,
-        git: git::Git::new(&settings.git_base_url, settings.git_work_dir.clone(), settings.git_timeout),
+        git: settings.git(),
         cipher: settings.cipher(),
         url_policy: settings.url_policy,
         admin: settings.admin.clone(),

@@ -54,11 +54,51 @@ pub mod docora {
             circuit_open_until -> Nullable<Timestamptz>,
             last_error -> Nullable<Text>,
             created_at -> Timestamptz,
+            scan_lease_until -> Nullable<Timestamptz>,
+        }
+    }
+
+    diesel::table! {
+        docora.repository_files (repository_id, path) {
+            repository_id -> Text,
+            path -> Text,
+            blob -> Text,
+            sha256 -> Text,
+            size -> Int8,
+            is_binary -> Bool,
+        }
+    }
+
+    diesel::table! {
+        docora.events (id) {
+            id -> Uuid,
+            seq -> Int8,
+            app_id -> Text,
+            repository_id -> Text,
+            event -> Text,
+            path -> Nullable<Text>,
+            payload -> Jsonb,
+            commit_sha -> Nullable<Text>,
+            status -> Text,
+            attempts -> Int4,
+            next_attempt_at -> Timestamptz,
+            last_error -> Nullable<Text>,
+            created_at -> Timestamptz,
+            delivered_at -> Nullable<Timestamptz>,
         }
     }
 
     diesel::joinable!(app_repositories -> apps (app_id));
     diesel::joinable!(app_repositories -> repositories (repository_id));
 
-    diesel::allow_tables_to_appear_in_same_query!(admin_sessions, app_repositories, apps, repositories,);
+    diesel::joinable!(repository_files -> repositories (repository_id));
+
+    diesel::allow_tables_to_appear_in_same_query!(
+        admin_sessions,
+        app_repositories,
+        apps,
+        events,
+        repositories,
+        repository_files,
+    );
 }

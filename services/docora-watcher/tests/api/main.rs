@@ -5,6 +5,7 @@ mod admin;
 mod binary;
 mod git;
 mod registration;
+mod scan;
 
 use serde_json::Value;
 use service_kit::{Env, db};

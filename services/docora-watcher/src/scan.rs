@@ -1,0 +1,434 @@
+//! Scans: a repository due for one is claimed with a lease (so any number of replicas never scan
+//! it twice at once, and no transaction stays open while git runs), fetched, its files compared
+//! with the last snapshot, and the new snapshot and every app's events written in one
+//! transaction (the durable outbox). A commit that did not move costs one fetch and no walk.
+//!
+//! Git failures count up per repository; at `threshold` in a row the circuit opens for
+//! `cooldown`, one `sync_failed` event goes to every app watching, and no scan runs until it
+//! ends. A successful scan, a token update or a re-registration closes it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde_json::json;
+use service_kit::db;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::crypto::Cipher;
+use crate::error::ApiError;
+use crate::git::{Git, GitError};
+use crate::repositories::token_context;
+use crate::schema::docora::{app_repositories, events, repositories, repository_files};
+
+/// What a scan needs.
+#[derive(Clone)]
+pub struct Scanner {
+    pub pool: db::Pool,
+    pub git: Git,
+    pub cipher: Cipher,
+    /// `SCAN_INTERVAL_SECS`, default 300: how old a scan may get before the next.
+    pub interval: Duration,
+    /// `SCAN_LEASE_SECS`, default 900: how long a claimed scan may run before another replica
+    /// may take the repository over.
+    pub lease: Duration,
+    /// `CIRCUIT_THRESHOLD`, default 5: git failures in a row that open the circuit.
+    pub threshold: i32,
+    /// `CIRCUIT_COOLDOWN_SECS`, default 1800: how long an open circuit stops scans.
+    pub cooldown: Duration,
+}
+
+/// A repository claimed for a scan.
+#[derive(Debug, Clone, Queryable)]
+pub struct Claimed {
+    pub id: String,
+    pub owner: String,
+    pub name: String,
+    pub default_branch: String,
+    pub last_commit_sha: Option<String>,
+}
+
+/// What a scan did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanOutcome {
+    /// The commit did not move and no app waits for a full sync: one fetch, nothing else.
+    Unchanged {
+        commit: String,
+    },
+    Scanned {
+        commit: String,
+        created: usize,
+        updated: usize,
+        deleted: usize,
+        events: usize,
+    },
+    /// git failed; `circuit_opened` when this failure opened the circuit.
+    Failed {
+        error: String,
+        circuit_opened: bool,
+    },
+}
+
+struct FileState {
+    blob: String,
+    sha256: String,
+    size: i64,
+    is_binary: bool,
+}
+
+/// Whether content is binary: a NUL byte in the first 8000 bytes (git's own rule), or not UTF-8.
+pub fn is_binary(bytes: &[u8]) -> bool {
+    bytes.iter().take(8000).any(|b| *b == 0) || std::str::from_utf8(bytes).is_err()
+}
+
+impl Scanner {
+    /// Claims the repository most overdue for a scan, if any.
+    pub async fn claim(&self) -> Result<Option<Claimed>, ApiError> {
+        let mut conn = db::conn(&self.pool).await?;
+        let lease_until = OffsetDateTime::now_utc() + self.lease;
+        let claimed = diesel::sql_query(
+            "UPDATE docora.repositories SET scan_lease_until = $1 WHERE id = ( \
+               SELECT id FROM docora.repositories \
+               WHERE next_scan_at <= now() \
+                 AND (circuit_open_until IS NULL OR circuit_open_until <= now()) \
+                 AND (scan_lease_until IS NULL OR scan_lease_until <= now()) \
+               ORDER BY next_scan_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, owner, name, default_branch, last_commit_sha",
+        )
+        .bind::<diesel::sql_types::Timestamptz, _>(lease_until)
+        .get_result::<ClaimedRow>(&mut conn)
+        .await
+        .optional()?;
+        Ok(claimed.map(|r| Claimed {
+            id: r.id,
+            owner: r.owner,
+            name: r.name,
+            default_branch: r.default_branch,
+            last_commit_sha: r.last_commit_sha,
+        }))
+    }
+
+    /// The tokens apps gave for a repository, most recently updated first.
+    async fn tokens(&self, repository_id: &str) -> Result<Vec<String>, ApiError> {
+        let mut conn = db::conn(&self.pool).await?;
+        let sealed: Vec<(String, Option<Vec<u8>>)> = app_repositories::table
+            .filter(app_repositories::repository_id.eq(repository_id))
+            .filter(app_repositories::github_token_enc.is_not_null())
+            .order(app_repositories::updated_at.desc())
+            .select((app_repositories::app_id, app_repositories::github_token_enc))
+            .load(&mut conn)
+            .await?;
+        Ok(sealed
+            .into_iter()
+            .filter_map(|(app_id, sealed)| {
+                let sealed = sealed?;
+                match self.cipher.open_text(&sealed, &token_context(&app_id, repository_id)) {
+                    Ok(token) => Some(token),
+                    Err(e) => {
+                        tracing::error!(app_id, repository_id, error = %e, "a stored GitHub token does not decrypt");
+                        None
+                    }
+                }
+            })
+            .collect())
+    }
+
+    /// Fetches with the apps' tokens in turn (anonymously when there are none).
+    async fn fetch(&self, repo: &Claimed) -> Result<String, GitError> {
+        let tokens = self.tokens(&repo.id).await.map_err(|e| GitError::Failed(e.to_string()))?;
+        if tokens.is_empty() {
+            return self.git.fetch(&repo.id, &repo.owner, &repo.name, &repo.default_branch, None).await;
+        }
+        let mut last = GitError::Failed("no token worked".into());
+        for token in &tokens {
+            match self.git.fetch(&repo.id, &repo.owner, &repo.name, &repo.default_branch, Some(token)).await {
+                Ok(commit) => return Ok(commit),
+                Err(e @ GitError::Auth(_)) => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    /// Scans a claimed repository and records what it found (or that it failed).
+    pub async fn scan(&self, repo: &Claimed) -> Result<ScanOutcome, ApiError> {
+        let commit = match self.fetch(repo).await {
+            Ok(commit) => commit,
+            Err(e) => return self.record_failure(repo, &e).await,
+        };
+        let mut conn = db::conn(&self.pool).await?;
+        let links: Vec<(String, bool)> = app_repositories::table
+            .filter(app_repositories::repository_id.eq(&repo.id))
+            .order(app_repositories::app_id)
+            .select((app_repositories::app_id, app_repositories::needs_full_sync))
+            .load(&mut conn)
+            .await?;
+        drop(conn);
+        if repo.last_commit_sha.as_deref() == Some(commit.as_str()) && !links.iter().any(|(_, full)| *full) {
+            self.finish(repo, None).await?;
+            return Ok(ScanOutcome::Unchanged { commit });
+        }
+
+        let tree = self.git.files(&repo.id, &commit).await;
+        let tree = match tree {
+            Ok(tree) => tree,
+            Err(e) => return self.record_failure(repo, &e).await,
+        };
+        let mut conn = db::conn(&self.pool).await?;
+        let previous: HashMap<String, FileState> = repository_files::table
+            .filter(repository_files::repository_id.eq(&repo.id))
+            .select((
+                repository_files::path,
+                repository_files::blob,
+                repository_files::sha256,
+                repository_files::size,
+                repository_files::is_binary,
+            ))
+            .load::<(String, String, String, i64, bool)>(&mut conn)
+            .await?
+            .into_iter()
+            .map(|(path, blob, sha256, size, is_binary)| (path, FileState { blob, sha256, size, is_binary }))
+            .collect();
+        drop(conn);
+
+        // Only changed blobs are read and hashed.
+        let mut current: Vec<(String, FileState)> = Vec::with_capacity(tree.len());
+        let (mut created, mut updated) = (Vec::new(), Vec::new());
+        for entry in &tree {
+            let state = match previous.get(&entry.path) {
+                Some(old) if old.blob == entry.blob => FileState {
+                    blob: old.blob.clone(),
+                    sha256: old.sha256.clone(),
+                    size: old.size,
+                    is_binary: old.is_binary,
+                },
+                old => {
+                    let bytes = match self.git.read(&repo.id, &entry.blob).await {
+                        Ok(bytes) => bytes,
+                        Err(e) => return self.record_failure(repo, &e).await,
+                    };
+                    let state = FileState {
+                        blob: entry.blob.clone(),
+                        sha256: hex::encode(Sha256::digest(&bytes)),
+                        size: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+                        is_binary: is_binary(&bytes),
+                    };
+                    match old {
+                        Some(old) if old.sha256 == state.sha256 => {}
+                        Some(old) => updated.push((entry.path.clone(), old.sha256.clone())),
+                        None => created.push(entry.path.clone()),
+                    }
+                    state
+                }
+            };
+            current.push((entry.path.clone(), state));
+        }
+        let mut deleted: Vec<(String, String)> = previous
+            .iter()
+            .filter(|(path, _)| !tree.iter().any(|e| &e.path == *path))
+            .map(|(path, old)| (path.clone(), old.sha256.clone()))
+            .collect();
+        deleted.sort();
+
+        let by_path: HashMap<&str, &FileState> = current.iter().map(|(p, s)| (p.as_str(), s)).collect();
+        let event = |app_id: &str, kind: &str, path: &str, previous: Option<&str>| {
+            let payload = match by_path.get(path) {
+                Some(s) if kind != "delete" => json!({
+                    "sha256": s.sha256, "previous_sha256": previous, "size": s.size,
+                    "is_binary": s.is_binary, "blob": s.blob,
+                }),
+                _ => json!({"sha256": previous}),
+            };
+            (
+                events::id.eq(Uuid::now_v7()),
+                events::app_id.eq(app_id.to_owned()),
+                events::repository_id.eq(repo.id.clone()),
+                events::event.eq(kind.to_owned()),
+                events::path.eq(Some(path.to_owned())),
+                events::payload.eq(payload),
+                events::commit_sha.eq(Some(commit.clone())),
+            )
+        };
+        // Per app: deletes, then creates, then updates (a full sync: every file as a create).
+        let mut rows = Vec::new();
+        for (app_id, full) in &links {
+            if *full {
+                rows.extend(current.iter().map(|(path, _)| event(app_id, "create", path, None)));
+            } else {
+                rows.extend(deleted.iter().map(|(path, sha)| event(app_id, "delete", path, Some(sha))));
+                rows.extend(created.iter().map(|path| event(app_id, "create", path, None)));
+                rows.extend(updated.iter().map(|(path, sha)| event(app_id, "update", path, Some(sha))));
+            }
+        }
+        let event_count = rows.len();
+        let mut conn = db::conn(&self.pool).await?;
+        let full_apps: Vec<&String> = links.iter().filter(|(_, full)| *full).map(|(app, _)| app).collect();
+        conn.transaction::<_, ApiError, _>(async |conn| {
+            diesel::delete(repository_files::table.filter(repository_files::repository_id.eq(&repo.id)))
+                .execute(conn)
+                .await?;
+            for chunk in current.chunks(1000) {
+                let values: Vec<_> = chunk
+                    .iter()
+                    .map(|(path, s)| {
+                        (
+                            repository_files::repository_id.eq(&repo.id),
+                            repository_files::path.eq(path),
+                            repository_files::blob.eq(&s.blob),
+                            repository_files::sha256.eq(&s.sha256),
+                            repository_files::size.eq(s.size),
+                            repository_files::is_binary.eq(s.is_binary),
+                        )
+                    })
+                    .collect();
+                diesel::insert_into(repository_files::table).values(values).execute(conn).await?;
+            }
+            for chunk in rows.chunks(1000) {
+                diesel::insert_into(events::table).values(chunk.to_vec()).execute(conn).await?;
+            }
+            diesel::update(
+                app_repositories::table
+                    .filter(app_repositories::repository_id.eq(&repo.id))
+                    .filter(app_repositories::app_id.eq_any(&full_apps)),
+            )
+            .set(app_repositories::needs_full_sync.eq(false))
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
+        .await?;
+        drop(conn);
+        self.finish(repo, Some(&commit)).await?;
+        Ok(ScanOutcome::Scanned {
+            commit,
+            created: created.len(),
+            updated: updated.len(),
+            deleted: deleted.len(),
+            events: event_count,
+        })
+    }
+
+    /// A successful scan: the circuit closes, the lease goes, the next scan is scheduled.
+    async fn finish(&self, repo: &Claimed, commit: Option<&str>) -> Result<(), ApiError> {
+        let mut conn = db::conn(&self.pool).await?;
+        let next = OffsetDateTime::now_utc() + self.interval;
+        let query = diesel::update(repositories::table.filter(repositories::id.eq(&repo.id)));
+        match commit {
+            Some(commit) => {
+                query
+                    .set((
+                        repositories::last_commit_sha.eq(commit),
+                        repositories::last_scan_at.eq(diesel::dsl::now),
+                        repositories::next_scan_at.eq(next),
+                        repositories::scan_lease_until.eq(None::<OffsetDateTime>),
+                        repositories::consecutive_failures.eq(0),
+                        repositories::circuit_open_until.eq(None::<OffsetDateTime>),
+                        repositories::last_error.eq(None::<String>),
+                    ))
+                    .execute(&mut conn)
+                    .await?
+            }
+            None => {
+                query
+                    .set((
+                        repositories::last_scan_at.eq(diesel::dsl::now),
+                        repositories::next_scan_at.eq(next),
+                        repositories::scan_lease_until.eq(None::<OffsetDateTime>),
+                        repositories::consecutive_failures.eq(0),
+                        repositories::circuit_open_until.eq(None::<OffsetDateTime>),
+                        repositories::last_error.eq(None::<String>),
+                    ))
+                    .execute(&mut conn)
+                    .await?
+            }
+        };
+        Ok(())
+    }
+
+    /// A git failure: counted; at the threshold the circuit opens and every watching app gets one
+    /// `sync_failed` event.
+    async fn record_failure(&self, repo: &Claimed, error: &GitError) -> Result<ScanOutcome, ApiError> {
+        let message = error.to_string();
+        tracing::warn!(repository_id = repo.id, error = message, "scan failed");
+        let (threshold, cooldown, interval) = (self.threshold, self.cooldown, self.interval);
+        let mut conn = db::conn(&self.pool).await?;
+        let opened = conn
+            .transaction::<_, ApiError, _>(async |conn| {
+                let failures: i32 = diesel::update(repositories::table.filter(repositories::id.eq(&repo.id)))
+                    .set((
+                        repositories::consecutive_failures.eq(repositories::consecutive_failures + 1),
+                        repositories::last_error.eq(&message),
+                        repositories::scan_lease_until.eq(None::<OffsetDateTime>),
+                        repositories::next_scan_at.eq(OffsetDateTime::now_utc() + interval),
+                    ))
+                    .returning(repositories::consecutive_failures)
+                    .get_result(conn)
+                    .await?;
+                if failures != threshold {
+                    return Ok(false);
+                }
+                let until = OffsetDateTime::now_utc() + cooldown;
+                diesel::update(repositories::table.filter(repositories::id.eq(&repo.id)))
+                    .set((repositories::circuit_open_until.eq(until), repositories::next_scan_at.eq(until)))
+                    .execute(conn)
+                    .await?;
+                let apps: Vec<String> = app_repositories::table
+                    .filter(app_repositories::repository_id.eq(&repo.id))
+                    .select(app_repositories::app_id)
+                    .load(conn)
+                    .await?;
+                let details = json!({
+                    "error": {"type": "git_failure", "message": message},
+                    "circuit_breaker": {"status": "open", "consecutive_failures": failures, "threshold": threshold,
+                                        "cooldown_until": domain::timestamp::format_rfc3339(until)},
+                });
+                for app_id in apps {
+                    diesel::insert_into(events::table)
+                        .values((
+                            events::id.eq(Uuid::now_v7()),
+                            events::app_id.eq(&app_id),
+                            events::repository_id.eq(&repo.id),
+                            events::event.eq("sync_failed"),
+                            events::payload.eq(details.clone()),
+                        ))
+                        .execute(conn)
+                        .await?;
+                }
+                diesel::update(app_repositories::table.filter(app_repositories::repository_id.eq(&repo.id)))
+                    .set(app_repositories::last_error.eq(Some(message.clone())))
+                    .execute(conn)
+                    .await?;
+                Ok(true)
+            })
+            .await?;
+        Ok(ScanOutcome::Failed { error: message, circuit_opened: opened })
+    }
+}
+
+#[derive(QueryableByName)]
+struct ClaimedRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    owner: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    default_branch: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    last_commit_sha: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn binary_is_detected_from_content() {
+        assert!(!super::is_binary(b"hello\nworld"));
+        assert!(!super::is_binary("héllo".as_bytes()));
+        assert!(super::is_binary(&[0x89, b'P', b'N', b'G', 0, 0]));
+        assert!(super::is_binary(&[0xff, 0xfe, 0xfd]));
+    }
+}
