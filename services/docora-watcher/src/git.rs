@@ -156,6 +156,25 @@ impl Git {
         self.run(Some(&self.clone_dir(repository_id)), &["cat-file", "blob", blob], None).await
     }
 
+    /// A blob's bytes as a stream (large files are sent in pieces and never held whole): the
+    /// running `git cat-file`, whose stdout is the content. Killed when dropped.
+    pub fn open(&self, repository_id: &str, blob: &str) -> Result<tokio::process::Child, GitError> {
+        Command::new("git")
+            .args(["cat-file", "blob", blob])
+            .current_dir(self.clone_dir(repository_id))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.work_dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| GitError::Spawn(e.to_string()))
+    }
+
     /// Removes a repository's clone (nobody watches it any more).
     pub async fn remove(&self, repository_id: &str) -> std::io::Result<()> {
         match tokio::fs::remove_dir_all(self.clone_dir(repository_id)).await {

@@ -8,6 +8,7 @@
 //! - the admin login and JSON API: [`admin_api`];
 //! - secrets at rest (GitHub tokens, signing keys): [`crypto`];
 //! - git (clone, fetch, list and read a commit's files): [`git`]; scans and the outbox: [`scan`];
+//!   webhook delivery from the outbox: [`deliver`];
 //! - errors and their statuses: [`error`];
 //! - settings and start-up: this file.
 
@@ -15,6 +16,7 @@ pub mod admin;
 pub mod admin_api;
 pub mod apps;
 pub mod crypto;
+pub mod deliver;
 pub mod error;
 pub mod git;
 pub mod repositories;
@@ -66,6 +68,18 @@ pub struct Settings {
     pub circuit_threshold: i32,
     /// `CIRCUIT_COOLDOWN_SECS`, default 1800: how long an open circuit stops scans.
     pub circuit_cooldown: Duration,
+    /// `WEBHOOK_TIMEOUT_SECS`, default 30: the limit of one webhook call.
+    pub webhook_timeout: Duration,
+    /// `DELIVERY_MAX_ATTEMPTS`, default 5: attempts of one event before its link is failed.
+    pub delivery_max_attempts: i32,
+    /// `DELIVERY_BACKOFF_SECS`, default 10: the first retry's delay, doubled each time (plus jitter).
+    pub delivery_backoff: Duration,
+    /// `SCAN_WORKERS`, default 2: scans running at once in this replica (0: none).
+    pub scan_workers: usize,
+    /// `DELIVERY_WORKERS`, default 4: deliveries running at once in this replica (0: none).
+    pub delivery_workers: usize,
+    /// `WORKER_POLL_MILLIS`, default 1000: how often idle workers look for work.
+    pub worker_poll: Duration,
     /// `ALLOW_HTTP_WEBHOOKS` and `ALLOW_PRIVATE_WEBHOOKS`, default false: which app base URLs are
     /// accepted (plain HTTP; loopback, private and link-local addresses).
     pub url_policy: UrlPolicy,
@@ -93,6 +107,12 @@ impl Settings {
             scan_lease: env.seconds_or("SCAN_LEASE_SECS", 900)?,
             circuit_threshold: env.number_or("CIRCUIT_THRESHOLD", 5, 1..=1000)?,
             circuit_cooldown: env.seconds_or("CIRCUIT_COOLDOWN_SECS", 1800)?,
+            webhook_timeout: env.seconds_or("WEBHOOK_TIMEOUT_SECS", 30)?,
+            delivery_max_attempts: env.number_or("DELIVERY_MAX_ATTEMPTS", 5, 1..=100)?,
+            delivery_backoff: env.seconds_or("DELIVERY_BACKOFF_SECS", 10)?,
+            scan_workers: env.number_or("SCAN_WORKERS", 2, 0..=64)?,
+            delivery_workers: env.number_or("DELIVERY_WORKERS", 4, 0..=256)?,
+            worker_poll: Duration::from_millis(env.number_or("WORKER_POLL_MILLIS", 1000, 10..=60_000)?),
             url_policy: UrlPolicy {
                 allow_http: env.flag_or("ALLOW_HTTP_WEBHOOKS", false)?,
                 allow_private: env.flag_or("ALLOW_PRIVATE_WEBHOOKS", false)?,
@@ -130,6 +150,27 @@ impl Settings {
             threshold: self.circuit_threshold,
             cooldown: self.circuit_cooldown,
         }
+    }
+
+    /// The webhook deliverer of these settings on `pool`.
+    pub fn deliverer(&self, pool: db::Pool) -> anyhow::Result<deliver::Deliverer> {
+        let http = reqwest::Client::builder()
+            .timeout(self.webhook_timeout)
+            .connect_timeout(self.webhook_timeout.min(Duration::from_secs(10)))
+            // A redirect could lead anywhere, a private address included: not followed.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("docora-watcher")
+            .build()?;
+        Ok(deliver::Deliverer {
+            pool,
+            git: self.git(),
+            cipher: self.cipher(),
+            http,
+            policy: self.url_policy,
+            max_attempts: self.delivery_max_attempts,
+            backoff: self.delivery_backoff,
+            lease: self.webhook_timeout.saturating_mul(8) + Duration::from_secs(60),
+        })
     }
 
     pub fn cipher(&self) -> Cipher {
@@ -178,6 +219,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
         admin: settings.admin.clone(),
         throttle: auth::throttle::LoginThrottle::new(10, Duration::from_secs(900)),
     });
+    spawn_workers(&settings, &pool)?;
     let app = ServiceApp {
         name: NAME,
         pool,
@@ -198,6 +240,54 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
 
 /// The OpenAPI security scheme of the service's bearer tokens.
 const BEARER: service_kit::http::BearerScheme = service_kit::http::BearerScheme("docora_…");
+
+/// The scan and delivery workers of this replica. They share the work of every replica through
+/// leases in the database; a worker stopped midway leaves a lease that runs out, and the work is
+/// taken again (deliveries are at least once; `X-Docora-Delivery` lets receivers drop repeats).
+fn spawn_workers(settings: &Settings, pool: &db::Pool) -> anyhow::Result<()> {
+    let poll = settings.worker_poll;
+    for _ in 0..settings.scan_workers {
+        let scanner = settings.scanner(pool.clone());
+        actix_web::rt::spawn(async move {
+            loop {
+                match scanner.claim().await {
+                    Ok(Some(repository)) => {
+                        if let Err(e) = scanner.scan(&repository).await {
+                            tracing::warn!(repository_id = repository.id, error = %e, "scan could not be recorded");
+                        }
+                    }
+                    Ok(None) => tokio::time::sleep(poll).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot claim a scan");
+                        tokio::time::sleep(poll).await;
+                    }
+                }
+            }
+        });
+    }
+    for _ in 0..settings.delivery_workers {
+        let deliverer = settings.deliverer(pool.clone())?;
+        actix_web::rt::spawn(async move {
+            loop {
+                match deliverer.take().await {
+                    Ok(Some(event)) => match deliverer.deliver(&event).await {
+                        Ok(deliver::Delivered::Ok) => {}
+                        Ok(other) => {
+                            tracing::info!(event_id = %event.id, outcome = ?other, "delivery not acknowledged")
+                        }
+                        Err(e) => tracing::warn!(event_id = %event.id, error = %e, "delivery could not be recorded"),
+                    },
+                    Ok(None) => tokio::time::sleep(poll).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot take an event");
+                        tokio::time::sleep(poll).await;
+                    }
+                }
+            }
+        });
+    }
+    Ok(())
+}
 
 #[derive(OpenApi)]
 #[openapi(

@@ -85,6 +85,7 @@ pub mod docora {
             last_error -> Nullable<Text>,
             created_at -> Timestamptz,
             delivered_at -> Nullable<Timestamptz>,
+            lease_until -> Nullable<Timestamptz>,
         }
     }
 

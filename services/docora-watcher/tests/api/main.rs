@@ -3,6 +3,7 @@
 
 mod admin;
 mod binary;
+mod delivery;
 mod git;
 mod registration;
 mod scan;
@@ -11,6 +12,8 @@ use serde_json::Value;
 use service_kit::{Env, db};
 use testkit::{Client, FakeGithub, TestDb, TestServer};
 
+/// The signing key of every test app.
+pub const SIGNING_KEY: &str = "a-signing-key-of-32-characters!!";
 pub const ENCRYPTION_KEY: &str = "8f0c2b7d4e6a19358c7b2d0e4f6a8b1c3d5e7f90a1b2c3d4e5f60718293a4b5c";
 
 pub struct TestApp {
@@ -50,15 +53,20 @@ impl TestApp {
 
     /// Onboards an app (as the admin does) and returns `(app_id, a client with its token)`.
     pub async fn app(&self, name: &str) -> (String, Client) {
+        self.app_at(name, "https://hooks.example.com/docora").await
+    }
+
+    /// Onboards an app whose webhooks go to `base_url`.
+    pub async fn app_at(&self, name: &str, base_url: &str) -> (String, Client) {
         let pool = db::pool(&self.settings.database).expect("pool");
         let mut conn = db::conn(&pool).await.expect("connection");
         let new = docora_watcher::apps::NewApp {
             app_name: name.to_owned(),
-            base_url: "https://hooks.example.com/docora".to_owned(),
+            base_url: base_url.to_owned(),
             email: "dev@example.com".to_owned(),
             website: None,
             description: None,
-            client_auth_key: "a-signing-key-of-32-characters!!".to_owned(),
+            client_auth_key: SIGNING_KEY.to_owned(),
         };
         let app = docora_watcher::apps::onboard(&mut conn, &self.settings.cipher(), &new, self.settings.url_policy)
             .await
@@ -77,6 +85,9 @@ pub fn test_env(database_url: &str, github_url: &str) -> Env {
         .with("ENCRYPTION_KEY", ENCRYPTION_KEY)
         .with("GITHUB_API_URL", github_url)
         .with("GITHUB_TIMEOUT_SECS", "5")
+        // Tests drive scans and deliveries themselves, except the end-to-end one.
+        .with("SCAN_WORKERS", "0")
+        .with("DELIVERY_WORKERS", "0")
 }
 
 /// Runs a `SELECT count(*) AS n …` and returns `n`.

@@ -8,16 +8,21 @@ use testkit::{GitRepo, GitServer};
 use crate::{TestApp, count, execute, str_of};
 use docora_watcher::scan::{ScanOutcome, Scanner};
 
-struct Fixture {
-    app: TestApp,
-    git: GitServer,
-    repo: GitRepo,
-    scanner: Scanner,
-    repository_id: String,
-    app_id: String,
+pub struct Fixture {
+    pub app: TestApp,
+    pub git: GitServer,
+    pub repo: GitRepo,
+    pub scanner: Scanner,
+    pub repository_id: String,
+    pub app_id: String,
 }
 
-async fn fixture(threshold: &'static str) -> Fixture {
+pub async fn fixture(threshold: &'static str) -> Fixture {
+    fixture_with(threshold, "https://hooks.example.com/docora").await
+}
+
+/// A watched repository whose app's webhooks go to `base_url`.
+pub async fn fixture_with(threshold: &'static str, base_url: &str) -> Fixture {
     let git = GitServer::start().expect("git server");
     let work = std::env::temp_dir().join(format!("docora-scan-{}", uuid::Uuid::new_v4().simple()));
     let git_url = git.url();
@@ -25,6 +30,10 @@ async fn fixture(threshold: &'static str) -> Fixture {
         env.with("GIT_BASE_URL", git_url)
             .with("GIT_WORK_DIR", work.to_string_lossy().into_owned())
             .with("CIRCUIT_THRESHOLD", threshold)
+            .with("ALLOW_HTTP_WEBHOOKS", "true")
+            .with("ALLOW_PRIVATE_WEBHOOKS", "true")
+            .with("DELIVERY_MAX_ATTEMPTS", "3")
+            .with("WEBHOOK_TIMEOUT_SECS", "2")
     })
     .await;
     let (owner_id, _) = app.github.add_user("octo");
@@ -34,7 +43,7 @@ async fn fixture(threshold: &'static str) -> Fixture {
         .write("guide/intro.md", b"Hello")
         .write("img/logo.png", &[0x89, b'P', b'N', b'G', 0, 1, 2]);
     repo.commit("first").expect("commit");
-    let (app_id, client) = app.app("reader").await;
+    let (app_id, client) = app.app_at("reader", base_url).await;
     let res = client.post_json("/api/repositories", &json!({"github_url": "https://github.com/octo/docs"})).await;
     assert_eq!(res.status, 201, "{}", res.text);
     let repository_id = str_of(&res.body, "repository_id").to_owned();
@@ -43,7 +52,7 @@ async fn fixture(threshold: &'static str) -> Fixture {
 }
 
 impl Fixture {
-    async fn scan_now(&self) -> ScanOutcome {
+    pub async fn scan_now(&self) -> ScanOutcome {
         execute(&self.app.db, "UPDATE docora.repositories SET next_scan_at = now()").await;
         let claimed = self.scanner.claim().await.expect("claim").expect("a repository is due");
         assert_eq!(claimed.id, self.repository_id);
@@ -51,7 +60,7 @@ impl Fixture {
     }
 
     /// (event, path, payload) of an app's events in delivery order.
-    async fn events(&self, app_id: &str) -> Vec<(String, Option<String>, Value)> {
+    pub async fn events(&self, app_id: &str) -> Vec<(String, Option<String>, Value)> {
         #[derive(diesel::QueryableByName)]
         struct Row {
             #[diesel(sql_type = diesel::sql_types::Text)]

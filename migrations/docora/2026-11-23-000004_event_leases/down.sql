@@ -1,0 +1,1 @@
+ALTER TABLE docora.events DROP COLUMN lease_until;

@@ -1,0 +1,211 @@
+//! Webhook delivery from the outbox to a recording receiver.
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use testkit::{SinkMode, WebhookSink};
+
+use crate::scan::{Fixture, fixture_with};
+use crate::{SIGNING_KEY, count, execute};
+use docora_watcher::deliver::{Delivered, Deliverer};
+
+async fn setup(sink: &WebhookSink) -> (Fixture, Deliverer) {
+    let f = fixture_with("5", &format!("{}/hooks", sink.url())).await;
+    let deliverer =
+        f.app.settings.deliverer(service_kit::db::pool(&f.app.settings.database).expect("pool")).expect("deliverer");
+    (f, deliverer)
+}
+
+/// Delivers everything deliverable now; returns the outcomes.
+async fn drain(deliverer: &Deliverer) -> Vec<Delivered> {
+    let mut outcomes = Vec::new();
+    while let Some(event) = deliverer.take().await.expect("take") {
+        outcomes.push(deliverer.deliver(&event).await.expect("deliver"));
+    }
+    outcomes
+}
+
+fn sha(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[tokio::test]
+async fn every_file_arrives_signed_in_order_with_the_exact_payload() {
+    let sink = WebhookSink::start().expect("sink");
+    let (f, deliverer) = setup(&sink).await;
+    f.scan_now().await;
+    assert_eq!(drain(&deliverer).await, vec![Delivered::Ok; 3]);
+    let received = sink.received();
+    assert_eq!(received.len(), 3);
+    for r in &received {
+        assert!(r.signature_valid(SIGNING_KEY), "signed with the app's key");
+        assert!(!r.signature_valid("another key of sixteen+"), "and only that key");
+        assert_eq!(r.header("x-docora-app-id"), Some(f.app_id.as_str()));
+        assert_eq!(r.header("x-docora-event"), Some("create"));
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(r.path, "/hooks/create");
+    }
+    let first = received[0].json();
+    assert_eq!(
+        first["repository"],
+        json!({"repository_id": f.repository_id, "github_url": "https://github.com/octo/docs", "owner": "octo", "name": "docs"})
+    );
+    assert_eq!(first["file"], json!({"path": "README.md", "sha": sha(b"# Docs\n"), "size": 7, "content": "# Docs\n"}));
+    assert_eq!(first["commit_sha"], f.repo.head());
+    let ts = first["timestamp"].as_str().unwrap_or_default();
+    assert!(ts.ends_with('Z') && ts.len() == "2026-01-01T00:00:00.000Z".len(), "{ts}");
+    let logo = received[2].json();
+    assert_eq!(logo["file"]["path"], "img/logo.png");
+    assert_eq!(logo["file"]["content_encoding"], "base64");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(logo["file"]["content"].as_str().unwrap_or_default())
+        .expect("base64");
+    assert_eq!(decoded, [0x89, b'P', b'N', b'G', 0, 1, 2]);
+    assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.app_repositories WHERE status = 'synced'").await, 1);
+
+    // A change: delete, create, update, in that order; the update names the previous sha.
+    sink.clear();
+    f.repo.remove("guide/intro.md").write("new.md", b"new").write("README.md", b"# Docs v2\n");
+    f.repo.commit("second").expect("commit");
+    f.scan_now().await;
+    drain(&deliverer).await;
+    let kinds: Vec<String> = sink.received().iter().map(|r| r.event().to_owned()).collect();
+    assert_eq!(kinds, ["delete", "create", "update"]);
+    let delete = sink.received()[0].json();
+    assert_eq!(delete["file"], json!({"path": "guide/intro.md", "sha": sha(b"Hello")}));
+    let update = sink.received()[2].json();
+    assert_eq!(update["file"]["previous_sha"], sha(b"# Docs\n"));
+    assert_eq!(update["file"]["content"], "# Docs v2\n");
+}
+
+#[tokio::test]
+async fn a_large_binary_file_arrives_in_chunks_that_reassemble() {
+    let sink = WebhookSink::start().expect("sink");
+    let (f, deliverer) = setup(&sink).await;
+    let big: Vec<u8> = (0..1_300_000u32).map(|i| (i % 251) as u8).collect();
+    f.repo.write("data/big.bin", &big).commit("big").expect("commit");
+    f.scan_now().await;
+    drain(&deliverer).await;
+    let chunks: Vec<serde_json::Value> =
+        sink.received().iter().map(|r| r.json()).filter(|b| b["file"]["path"] == "data/big.bin").collect();
+    assert_eq!(chunks.len(), 4, "1.3 MB is 1,733,336 base64 characters: four pieces of at most 524,288");
+    let id = chunks[0]["file"]["chunk"]["id"].clone();
+    let mut text = String::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        assert_eq!(chunk["file"]["chunk"]["index"], i);
+        assert_eq!(chunk["file"]["chunk"]["total"], 4);
+        assert_eq!(chunk["file"]["chunk"]["id"], id);
+        assert_eq!(chunk["file"]["size"], big.len(), "size and sha describe the whole file");
+        assert_eq!(chunk["file"]["sha"], sha(&big));
+        let piece = chunk["file"]["content"].as_str().unwrap_or_default();
+        if i < 3 {
+            assert_eq!(piece.len(), 524_288);
+        }
+        text.push_str(piece);
+    }
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(text).expect("base64"), big);
+}
+
+#[tokio::test]
+async fn failures_are_retried_with_a_stable_delivery_id_then_the_link_fails_and_waits() {
+    let sink = WebhookSink::start().expect("sink");
+    let (f, deliverer) = setup(&sink).await;
+    f.scan_now().await;
+    sink.set_mode(SinkMode::Fail(500));
+    let first = deliverer.take().await.expect("take").expect("an event");
+    assert!(matches!(deliverer.deliver(&first).await.expect("deliver"), Delivered::Retry(e) if e.contains("500")));
+    assert!(deliverer.take().await.expect("take").is_none(), "not due yet, and the rest waits behind it");
+    for _ in 0..2 {
+        execute(&f.app.db, "UPDATE docora.events SET next_attempt_at = now()").await;
+        let again = deliverer.take().await.expect("take").expect("the same event");
+        assert_eq!(again.id, first.id);
+        deliverer.deliver(&again).await.expect("deliver");
+    }
+    let ids: Vec<String> =
+        sink.attempts().iter().filter_map(|r| r.header("x-docora-delivery").map(str::to_owned)).collect();
+    assert_eq!(ids, vec![first.id.to_string(); 3], "one delivery id across retries");
+    assert_eq!(
+        count(&f.app.db, "SELECT count(*) AS n FROM docora.events WHERE status = 'failed' AND attempts = 3").await,
+        1
+    );
+    assert_eq!(
+        count(
+            &f.app.db,
+            "SELECT count(*) AS n FROM docora.app_repositories WHERE status = 'failed' AND last_error LIKE '%500%'"
+        )
+        .await,
+        1
+    );
+    execute(&f.app.db, "UPDATE docora.events SET next_attempt_at = now()").await;
+    assert!(deliverer.take().await.expect("take").is_none(), "later events wait behind the failed one");
+
+    // The admin's retry (what the dashboard will do): the queue resumes in order.
+    sink.set_mode(SinkMode::Accept);
+    execute(&f.app.db, "UPDATE docora.events SET status = 'pending', attempts = 0 WHERE status = 'failed'").await;
+    assert_eq!(drain(&deliverer).await.len(), 3);
+    let paths: Vec<String> =
+        sink.received().iter().map(|r| r.json()["file"]["path"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(paths, ["README.md", "guide/intro.md", "img/logo.png"]);
+}
+
+#[tokio::test]
+async fn a_hanging_receiver_times_out_and_two_workers_never_share_a_link() {
+    let sink = WebhookSink::start().expect("sink");
+    let (f, deliverer) = setup(&sink).await;
+    f.scan_now().await;
+    let (a, b) = tokio::join!(deliverer.take(), deliverer.take());
+    let taken: Vec<_> = [a.expect("take"), b.expect("take")].into_iter().flatten().collect();
+    assert_eq!(taken.len(), 1, "one link, one event in flight");
+    sink.set_mode(SinkMode::Hang);
+    let started = std::time::Instant::now();
+    let outcome = deliverer.deliver(&taken[0]).await.expect("deliver");
+    assert!(matches!(&outcome, Delivered::Retry(e) if e.contains("timed out")), "{outcome:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn private_targets_are_refused_unless_the_operator_allows_them() {
+    let sink = WebhookSink::start().expect("sink");
+    let (f, mut deliverer) = setup(&sink).await;
+    f.scan_now().await;
+    deliverer.policy.allow_private = false;
+    let event = deliverer.take().await.expect("take").expect("an event");
+    let outcome = deliverer.deliver(&event).await.expect("deliver");
+    assert!(matches!(&outcome, Delivered::Retry(e) if e.contains("private address")), "{outcome:?}");
+    assert!(sink.attempts().is_empty(), "nothing was sent");
+}
+
+#[tokio::test]
+async fn end_to_end_a_registered_repository_reaches_the_app_and_so_does_a_push() {
+    let sink = WebhookSink::start().expect("sink");
+    let git = testkit::GitServer::start().expect("git server");
+    let work = std::env::temp_dir().join(format!("docora-e2e-{}", uuid::Uuid::new_v4().simple()));
+    let git_url = git.url();
+    let app = crate::TestApp::spawn_with(move |env| {
+        env.with("GIT_BASE_URL", git_url)
+            .with("GIT_WORK_DIR", work.to_string_lossy().into_owned())
+            .with("ALLOW_HTTP_WEBHOOKS", "true")
+            .with("ALLOW_PRIVATE_WEBHOOKS", "true")
+            .with("SCAN_WORKERS", "1")
+            .with("DELIVERY_WORKERS", "2")
+            .with("WORKER_POLL_MILLIS", "50")
+    })
+    .await;
+    let (owner_id, _) = app.github.add_user("octo");
+    app.github.add_repo(owner_id, "live", false);
+    let repo = git.create_repo("octo", "live").expect("repo");
+    repo.write("a.md", b"a").write("b.md", b"b").commit("first").expect("commit");
+    let (_, client) = app.app_at("reader", &sink.url()).await;
+    let res = client.post_json("/api/repositories", &json!({"github_url": "https://github.com/octo/live"})).await;
+    assert_eq!(res.status, 201, "{}", res.text);
+    let received = sink.wait_for(2, Duration::from_secs(20)).await;
+    assert!(received.iter().all(|r| r.event() == "create" && r.signature_valid(SIGNING_KEY)));
+
+    // A new commit arrives at the next scan (made due here instead of waiting the interval).
+    repo.write("c.md", b"c").commit("second").expect("commit");
+    execute(&app.db, "UPDATE docora.repositories SET next_scan_at = now()").await;
+    let received = sink.wait_for(3, Duration::from_secs(20)).await;
+    assert_eq!(received[2].json()["file"]["path"], "c.md");
+}
