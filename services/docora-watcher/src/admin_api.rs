@@ -6,7 +6,10 @@
 //! - `POST /admin/api/logout`;
 //! - `GET /admin/api/apps` (apps with their repositories and sync state), `POST /admin/api/apps`
 //!   (onboard; the token is shown once), `POST /admin/api/apps/{app_id}/token` (a new token),
-//!   `DELETE /admin/api/apps/{app_id}`.
+//!   `DELETE /admin/api/apps/{app_id}`;
+//! - `GET /admin/api/deliveries?app_id=&repository_id=&status=&event=&limit=` (history, newest
+//!   first), `POST /admin/api/apps/{app_id}/repositories/{repository_id}/retry` (failed
+//!   deliveries back in the queue), `GET /admin/api/queue` (due, running, failed).
 //!
 //! Every state-changing call must send the CSRF token in `X-CSRF-Token` (403 otherwise).
 //! Sessions live in the database (any replica serves them); only the cookie's digest is stored.
@@ -40,7 +43,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/api/logout", web::post().to(logout))
         .service(web::resource("/admin/api/apps").route(web::get().to(list_apps)).route(web::post().to(create_app)))
         .route("/admin/api/apps/{app_id}/token", web::post().to(regenerate_token))
-        .route("/admin/api/apps/{app_id}", web::delete().to(delete_app));
+        .route("/admin/api/apps/{app_id}", web::delete().to(delete_app))
+        .route("/admin/api/apps/{app_id}/repositories/{repository_id}/retry", web::post().to(retry))
+        .route("/admin/api/deliveries", web::get().to(list_deliveries))
+        .route("/admin/api/queue", web::get().to(get_queue));
 }
 
 /// Who may log in.
@@ -420,4 +426,252 @@ async fn delete_app(
         crate::repositories::remove_clone(&state, &repository_id).await;
     }
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Filters of the delivery history.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryFilter {
+    app_id: Option<String>,
+    repository_id: Option<String>,
+    /// `pending`, `delivered` or `failed`.
+    status: Option<String>,
+    /// `create`, `update`, `delete` or `sync_failed`.
+    event: Option<String>,
+    /// At most this many, newest first (default 100, at most 1000).
+    limit: Option<i64>,
+}
+
+/// One event of the delivery history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    id: uuid::Uuid,
+    app_id: String,
+    repository_id: String,
+    event: String,
+    path: Option<String>,
+    commit_sha: Option<String>,
+    status: String,
+    attempts: i32,
+    last_error: Option<String>,
+    #[serde(with = "domain::timestamp::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+    #[serde(with = "domain::timestamp::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    next_attempt_at: OffsetDateTime,
+    #[serde(with = "domain::timestamp::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    delivered_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryList {
+    items: Vec<DeliveryView>,
+}
+
+type DeliveryRow = (
+    uuid::Uuid,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    i32,
+    Option<String>,
+    OffsetDateTime,
+    OffsetDateTime,
+    Option<OffsetDateTime>,
+);
+
+/// The delivery history, newest first, filtered.
+pub async fn deliveries(conn: &mut db::Conn, filter: &DeliveryFilter) -> Result<Vec<DeliveryView>, ApiError> {
+    use crate::schema::docora::events;
+    let mut query = events::table.into_boxed();
+    if let Some(app_id) = filter.app_id.as_deref().filter(|v| !v.is_empty()) {
+        query = query.filter(events::app_id.eq(app_id.to_owned()));
+    }
+    if let Some(repository_id) = filter.repository_id.as_deref().filter(|v| !v.is_empty()) {
+        query = query.filter(events::repository_id.eq(repository_id.to_owned()));
+    }
+    if let Some(status) = filter.status.as_deref().filter(|v| !v.is_empty()) {
+        if !matches!(status, "pending" | "delivered" | "failed") {
+            return Err(ApiError::Invalid(format!("status must be pending, delivered or failed, got {status:?}")));
+        }
+        query = query.filter(events::status.eq(status.to_owned()));
+    }
+    if let Some(event) = filter.event.as_deref().filter(|v| !v.is_empty()) {
+        if !matches!(event, "create" | "update" | "delete" | "sync_failed") {
+            return Err(ApiError::Invalid(format!(
+                "event must be create, update, delete or sync_failed, got {event:?}"
+            )));
+        }
+        query = query.filter(events::event.eq(event.to_owned()));
+    }
+    let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
+    let rows: Vec<DeliveryRow> = query
+        .order(events::seq.desc())
+        .limit(limit)
+        .select((
+            events::id,
+            events::app_id,
+            events::repository_id,
+            events::event,
+            events::path,
+            events::commit_sha,
+            events::status,
+            events::attempts,
+            events::last_error,
+            events::created_at,
+            events::next_attempt_at,
+            events::delivered_at,
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| DeliveryView {
+            id: r.0,
+            app_id: r.1,
+            repository_id: r.2,
+            event: r.3,
+            path: r.4,
+            commit_sha: r.5,
+            status: r.6,
+            attempts: r.7,
+            last_error: r.8,
+            created_at: r.9,
+            next_attempt_at: r.10,
+            delivered_at: r.11,
+        })
+        .collect())
+}
+
+/// The delivery history, newest first.
+#[utoipa::path(get, path = "/admin/api/deliveries", tag = "admin", params(DeliveryFilter),
+    responses((status = 200, body = DeliveryList), (status = 401, body = domain::ErrorBody),
+              (status = 422, body = domain::ErrorBody)))]
+async fn list_deliveries(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    filter: web::Query<DeliveryFilter>,
+) -> Result<web::Json<DeliveryList>, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(web::Json(DeliveryList { items: deliveries(&mut conn, &filter).await? }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Retried {
+    /// Failed events put back in the queue.
+    retried: usize,
+}
+
+/// Puts a link's failed events back in the queue (now, attempts reset) and the link back to
+/// pending: its waiting events follow in order.
+pub async fn retry_link(conn: &mut db::Conn, app_id: &str, repository_id: &str) -> Result<usize, ApiError> {
+    use crate::schema::docora::events;
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let linked = diesel::update(
+            app_repositories::table
+                .filter(app_repositories::app_id.eq(app_id))
+                .filter(app_repositories::repository_id.eq(repository_id)),
+        )
+        .set((app_repositories::status.eq("pending"), app_repositories::last_error.eq(None::<String>)))
+        .execute(conn)
+        .await?;
+        if linked == 0 {
+            return Err(ApiError::NotFound(format!("{app_id} does not watch {repository_id}")));
+        }
+        Ok(diesel::update(
+            events::table
+                .filter(events::app_id.eq(app_id))
+                .filter(events::repository_id.eq(repository_id))
+                .filter(events::status.eq("failed")),
+        )
+        .set((events::status.eq("pending"), events::attempts.eq(0), events::next_attempt_at.eq(diesel::dsl::now)))
+        .execute(conn)
+        .await?)
+    })
+    .await
+}
+
+/// Retries a failed link's deliveries.
+#[utoipa::path(post, path = "/admin/api/apps/{app_id}/repositories/{repository_id}/retry", tag = "admin",
+    params(("app_id" = String, Path), ("repository_id" = String, Path)),
+    responses((status = 200, body = Retried), (status = 401, body = domain::ErrorBody),
+              (status = 403, body = domain::ErrorBody), (status = 404, body = domain::ErrorBody)))]
+async fn retry(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<web::Json<Retried>, ApiError> {
+    let (app_id, repository_id) = path.into_inner();
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(web::Json(Retried { retried: retry_link(&mut conn, &app_id, &repository_id).await? }))
+}
+
+/// The work queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Queue {
+    /// Repositories due for a scan now.
+    scans_due: i64,
+    /// Repositories being scanned (leased).
+    scans_running: i64,
+    /// Repositories whose circuit is open.
+    circuits_open: i64,
+    /// Events waiting (due or backing off).
+    deliveries_pending: i64,
+    /// Events being delivered (leased).
+    deliveries_running: i64,
+    /// Events that gave up (their links wait for a retry).
+    deliveries_failed: i64,
+}
+
+/// What is queued, running and failed.
+pub async fn queue(conn: &mut db::Conn) -> Result<Queue, ApiError> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        scans_due: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        scans_running: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        circuits_open: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        deliveries_pending: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        deliveries_running: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        deliveries_failed: i64,
+    }
+    let row: Row = diesel::sql_query(
+        "SELECT \
+           (SELECT count(*) FROM docora.repositories WHERE next_scan_at <= now() \
+              AND (circuit_open_until IS NULL OR circuit_open_until <= now()) \
+              AND (scan_lease_until IS NULL OR scan_lease_until <= now())) AS scans_due, \
+           (SELECT count(*) FROM docora.repositories WHERE scan_lease_until > now()) AS scans_running, \
+           (SELECT count(*) FROM docora.repositories WHERE circuit_open_until > now()) AS circuits_open, \
+           (SELECT count(*) FROM docora.events WHERE status = 'pending') AS deliveries_pending, \
+           (SELECT count(*) FROM docora.events WHERE status = 'pending' AND lease_until > now()) AS deliveries_running, \
+           (SELECT count(*) FROM docora.events WHERE status = 'failed') AS deliveries_failed",
+    )
+    .get_result(conn)
+    .await?;
+    Ok(Queue {
+        scans_due: row.scans_due,
+        scans_running: row.scans_running,
+        circuits_open: row.circuits_open,
+        deliveries_pending: row.deliveries_pending,
+        deliveries_running: row.deliveries_running,
+        deliveries_failed: row.deliveries_failed,
+    })
+}
+
+/// The work queue.
+#[utoipa::path(get, path = "/admin/api/queue", tag = "admin",
+    responses((status = 200, body = Queue), (status = 401, body = domain::ErrorBody)))]
+async fn get_queue(_admin: Admin, state: web::Data<AppState>) -> Result<web::Json<Queue>, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(web::Json(queue(&mut conn).await?))
 }

@@ -3,7 +3,7 @@
 //! README's docora-watcher section).
 //!
 //! Where things are:
-//! - the repository API of apps: [`repositories`];
+//! - the repository API of apps: [`repositories`]; GitHub's push webhook: [`push`];
 //! - apps, their tokens and onboarding: [`apps`]; the operator's commands: [`admin`];
 //! - the admin login and JSON API: [`admin_api`];
 //! - secrets at rest (GitHub tokens, signing keys): [`crypto`];
@@ -19,6 +19,7 @@ pub mod crypto;
 pub mod deliver;
 pub mod error;
 pub mod git;
+pub mod push;
 pub mod repositories;
 pub mod scan;
 pub mod schema;
@@ -68,6 +69,9 @@ pub struct Settings {
     pub circuit_threshold: i32,
     /// `CIRCUIT_COOLDOWN_SECS`, default 1800: how long an open circuit stops scans.
     pub circuit_cooldown: Duration,
+    /// `GITHUB_WEBHOOK_SECRET`: verifies GitHub push webhooks (`POST /api/github/push`); unset,
+    /// the endpoint answers 503.
+    pub github_webhook_secret: Option<Secret<String>>,
     /// `WEBHOOK_TIMEOUT_SECS`, default 30: the limit of one webhook call.
     pub webhook_timeout: Duration,
     /// `DELIVERY_MAX_ATTEMPTS`, default 5: attempts of one event before its link is failed.
@@ -107,6 +111,7 @@ impl Settings {
             scan_lease: env.seconds_or("SCAN_LEASE_SECS", 900)?,
             circuit_threshold: env.number_or("CIRCUIT_THRESHOLD", 5, 1..=1000)?,
             circuit_cooldown: env.seconds_or("CIRCUIT_COOLDOWN_SECS", 1800)?,
+            github_webhook_secret: env.get("GITHUB_WEBHOOK_SECRET").map(|s| Secret::new(s.to_owned())),
             webhook_timeout: env.seconds_or("WEBHOOK_TIMEOUT_SECS", 30)?,
             delivery_max_attempts: env.number_or("DELIVERY_MAX_ATTEMPTS", 5, 1..=100)?,
             delivery_backoff: env.seconds_or("DELIVERY_BACKOFF_SECS", 10)?,
@@ -187,6 +192,7 @@ pub struct AppState {
     pub cipher: Cipher,
     pub url_policy: UrlPolicy,
     pub admin: AdminSettings,
+    pub github_webhook_secret: Option<String>,
     /// Failed admin logins per username.
     pub throttle: auth::throttle::LoginThrottle,
 }
@@ -202,7 +208,7 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
 
 /// Every route of the service.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.configure(repositories::configure).configure(admin_api::configure);
+    cfg.configure(repositories::configure).configure(push::configure).configure(admin_api::configure);
 }
 
 /// Migrates, then serves on `listener` until stopped.
@@ -217,6 +223,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
         cipher: settings.cipher(),
         url_policy: settings.url_policy,
         admin: settings.admin.clone(),
+        github_webhook_secret: settings.github_webhook_secret.as_ref().map(|s| s.expose().clone()),
         throttle: auth::throttle::LoginThrottle::new(10, Duration::from_secs(900)),
     });
     spawn_workers(&settings, &pool)?;
@@ -293,9 +300,10 @@ fn spawn_workers(settings: &Settings, pool: &db::Pool) -> anyhow::Result<()> {
 #[openapi(
     info(title = "docora-watcher", description = "Register GitHub repositories; every file change reaches your app as a signed webhook. Send Authorization: Bearer docora_…"),
     paths(
-        repositories::register, repositories::unwatch, repositories::update_token,
+        repositories::register, repositories::unwatch, repositories::update_token, push::push,
         admin_api::login, admin_api::logout, admin_api::list_apps, admin_api::create_app,
-        admin_api::regenerate_token, admin_api::delete_app,
+        admin_api::regenerate_token, admin_api::delete_app, admin_api::list_deliveries, admin_api::retry,
+        admin_api::get_queue,
     ),
     modifiers(&BEARER)
 )]

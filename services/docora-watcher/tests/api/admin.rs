@@ -5,7 +5,7 @@ use testkit::Client;
 
 use crate::{TestApp, count, str_of};
 
-const PASSWORD: &str = "a long admin password";
+pub const PASSWORD: &str = "a long admin password";
 
 async fn with_admin() -> TestApp {
     let hash = auth::password::hash(PASSWORD).expect("hash");
@@ -13,7 +13,7 @@ async fn with_admin() -> TestApp {
 }
 
 /// Logs in and returns a client carrying the session cookie and CSRF token, and the raw cookie.
-async fn logged_in(app: &TestApp) -> (Client, String) {
+pub async fn logged_in(app: &TestApp) -> (Client, String) {
     let res = app.anonymous().post_json("/admin/api/login", &json!({"username": "root", "password": PASSWORD})).await;
     assert_eq!(res.status, 200, "{}", res.text);
     let set_cookie = res.headers["set-cookie"].to_str().expect("cookie").to_owned();

@@ -209,3 +209,36 @@ async fn end_to_end_a_registered_repository_reaches_the_app_and_so_does_a_push()
     let received = sink.wait_for(3, Duration::from_secs(20)).await;
     assert_eq!(received[2].json()["file"]["path"], "c.md");
 }
+
+#[tokio::test]
+async fn the_admin_sees_the_history_and_queue_and_retries_a_failed_link() {
+    let sink = WebhookSink::start().expect("sink");
+    let (f, deliverer) = setup(&sink).await;
+    let (admin, _) = crate::admin::logged_in(&f.app).await;
+    f.scan_now().await;
+    let queue = admin.get("/admin/api/queue").await;
+    assert_eq!(queue.status, 200, "{}", queue.text);
+    assert_eq!(queue.body["deliveries_pending"], 3);
+    sink.set_mode(SinkMode::Fail(503));
+    for _ in 0..3 {
+        execute(&f.app.db, "UPDATE docora.events SET next_attempt_at = now()").await;
+        drain(&deliverer).await;
+    }
+    let failed = admin.get(&format!("/admin/api/deliveries?status=failed&app_id={}", f.app_id)).await;
+    assert_eq!(failed.status, 200, "{}", failed.text);
+    assert_eq!(failed.body["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(failed.body["items"][0]["path"], "README.md");
+    assert!(failed.body["items"][0]["last_error"].as_str().unwrap_or_default().contains("503"));
+    assert_eq!(admin.get("/admin/api/queue").await.body["deliveries_failed"], 1);
+    assert_eq!(admin.get("/admin/api/deliveries?status=lost").await.status, 422);
+    let apps = admin.get("/admin/api/apps").await;
+    assert_eq!(apps.body["items"][0]["repositories"][0]["status"], "failed");
+
+    sink.set_mode(SinkMode::Accept);
+    let retried = admin.post(&format!("/admin/api/apps/{}/repositories/{}/retry", f.app_id, f.repository_id)).await;
+    assert_eq!(retried.status, 200, "{}", retried.text);
+    assert_eq!(retried.body["retried"], 1);
+    assert_eq!(drain(&deliverer).await, vec![Delivered::Ok; 3]);
+    assert_eq!(admin.get("/admin/api/apps").await.body["items"][0]["repositories"][0]["status"], "synced");
+    assert_eq!(admin.post("/admin/api/apps/app_nope/repositories/repo_nope/retry").await.status, 404);
+}

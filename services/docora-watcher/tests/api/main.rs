@@ -5,6 +5,7 @@ mod admin;
 mod binary;
 mod delivery;
 mod git;
+mod push;
 mod registration;
 mod scan;
 

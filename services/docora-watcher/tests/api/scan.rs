@@ -26,8 +26,11 @@ pub async fn fixture_with(threshold: &'static str, base_url: &str) -> Fixture {
     let git = GitServer::start().expect("git server");
     let work = std::env::temp_dir().join(format!("docora-scan-{}", uuid::Uuid::new_v4().simple()));
     let git_url = git.url();
+    let admin_hash = auth::password::hash(crate::admin::PASSWORD).expect("hash");
     let app = TestApp::spawn_with(move |env| {
         env.with("GIT_BASE_URL", git_url)
+            .with("ADMIN_USERNAME", "root")
+            .with("ADMIN_PASSWORD_HASH", admin_hash)
             .with("GIT_WORK_DIR", work.to_string_lossy().into_owned())
             .with("CIRCUIT_THRESHOLD", threshold)
             .with("ALLOW_HTTP_WEBHOOKS", "true")
