@@ -156,6 +156,28 @@ impl Git {
         self.run(Some(&self.clone_dir(repository_id)), &["cat-file", "blob", blob], None).await
     }
 
+    /// One `git cat-file --batch` for reading many blobs in a row (a scan of a large repository
+    /// would otherwise start one git process per changed file).
+    pub fn batch(&self, repository_id: &str) -> Result<BlobBatch, GitError> {
+        let mut child = Command::new("git")
+            .args(["cat-file", "--batch"])
+            .current_dir(self.clone_dir(repository_id))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.work_dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| GitError::Spawn(e.to_string()))?;
+        let stdin = child.stdin.take().ok_or_else(|| GitError::Spawn("no stdin".into()))?;
+        let stdout = child.stdout.take().ok_or_else(|| GitError::Spawn("no stdout".into()))?;
+        Ok(BlobBatch { _child: child, stdin, stdout: tokio::io::BufReader::new(stdout), timeout: self.timeout })
+    }
+
     /// A blob's bytes as a stream (large files are sent in pieces and never held whole): the
     /// running `git cat-file`, whose stdout is the content. Killed when dropped.
     pub fn open(&self, repository_id: &str, blob: &str) -> Result<tokio::process::Child, GitError> {
@@ -188,4 +210,40 @@ impl Git {
 fn auth_header(token: &str) -> String {
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
     format!("Authorization: Basic {encoded}")
+}
+
+/// A running `git cat-file --batch`: blobs are asked for one after another.
+pub struct BlobBatch {
+    _child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::io::BufReader<tokio::process::ChildStdout>,
+    timeout: Duration,
+}
+
+impl BlobBatch {
+    /// The bytes of `blob`.
+    pub async fn read(&mut self, blob: &str) -> Result<Vec<u8>, GitError> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let io = |e: std::io::Error| GitError::Failed(format!("reading from git cat-file: {e}"));
+        let work = async {
+            self.stdin.write_all(format!("{blob}\n").as_bytes()).await.map_err(io)?;
+            self.stdin.flush().await.map_err(io)?;
+            let mut header = String::new();
+            self.stdout.read_line(&mut header).await.map_err(io)?;
+            // "<oid> blob <size>", or "<oid> missing".
+            let mut fields = header.split_whitespace();
+            let (_, kind, size) = (fields.next(), fields.next(), fields.next());
+            let size: usize = match (kind, size) {
+                (Some("blob"), Some(size)) => {
+                    size.parse().map_err(|_| GitError::Failed(format!("unexpected answer {header:?}")))?
+                }
+                _ => return Err(GitError::Failed(format!("blob {blob}: {}", header.trim()))),
+            };
+            let mut bytes = vec![0u8; size + 1];
+            self.stdout.read_exact(&mut bytes).await.map_err(io)?;
+            bytes.truncate(size);
+            Ok(bytes)
+        };
+        tokio::time::timeout(self.timeout, work).await.map_err(|_| GitError::Timeout(self.timeout))?
+    }
 }

@@ -194,7 +194,11 @@ impl Scanner {
             .collect();
         drop(conn);
 
-        // Only changed blobs are read and hashed.
+        // Only changed blobs are read and hashed, through one git process.
+        let mut batch = match self.git.batch(&repo.id) {
+            Ok(batch) => batch,
+            Err(e) => return self.record_failure(repo, &e).await,
+        };
         let mut current: Vec<(String, FileState)> = Vec::with_capacity(tree.len());
         let (mut created, mut updated) = (Vec::new(), Vec::new());
         for entry in &tree {
@@ -206,7 +210,7 @@ impl Scanner {
                     is_binary: old.is_binary,
                 },
                 old => {
-                    let bytes = match self.git.read(&repo.id, &entry.blob).await {
+                    let bytes = match batch.read(&entry.blob).await {
                         Ok(bytes) => bytes,
                         Err(e) => return self.record_failure(repo, &e).await,
                     };
@@ -226,6 +230,7 @@ impl Scanner {
             };
             current.push((entry.path.clone(), state));
         }
+        drop(batch);
         let mut deleted: Vec<(String, String)> = previous
             .iter()
             .filter(|(path, _)| !tree.iter().any(|e| &e.path == *path))
