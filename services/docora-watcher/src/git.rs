@@ -74,12 +74,15 @@ impl Git {
         if let Some(dir) = dir {
             command.current_dir(dir);
         }
+        // No automatic gc or maintenance: blobs that pending events still point at must stay.
         let header = token.map(auth_header);
+        let mut config = vec![("gc.auto", "0".to_owned()), ("maintenance.auto", "false".to_owned())];
         if let Some(header) = &header {
-            command
-                .env("GIT_CONFIG_COUNT", "1")
-                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-                .env("GIT_CONFIG_VALUE_0", header);
+            config.push(("http.extraHeader", header.clone()));
+        }
+        command.env("GIT_CONFIG_COUNT", config.len().to_string());
+        for (i, (key, value)) in config.iter().enumerate() {
+            command.env(format!("GIT_CONFIG_KEY_{i}"), key).env(format!("GIT_CONFIG_VALUE_{i}"), value);
         }
         let child = command.spawn().map_err(|e| GitError::Spawn(e.to_string()))?;
         let output = tokio::time::timeout(self.timeout, child.wait_with_output())
