@@ -22,7 +22,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web::Bytes;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -110,39 +110,16 @@ impl GitServer {
         }
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let url = format!("http://{}", listener.local_addr()?);
-        let (tx, rx) = std::sync::mpsc::channel();
         let data = web::Data::from(shared.clone());
-        let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(serve)))
-                    .workers(1)
-                    // A client that gives up closes its side: drop its handler at once (which kills its
-                    // `git http-backend`).
-                    .h1_allow_half_closed(false)
-                    .disable_signals()
-                    .shutdown_timeout(0)
-                    .listen(listener);
-                match server {
-                    Ok(server) => {
-                        let server = server.run();
-                        let _ = tx.send(Ok(server.handle()));
-                        let _ = server.await;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(anyhow::Error::from(e)));
-                    }
-                }
-            });
+        // A client that gives up closes its side: its handler goes, and its `git http-backend` with it.
+        let started = crate::server::spawn_stand_in(listener, move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(data.clone()).default_service(web::to(serve));
         });
-        let handle = match rx.recv() {
-            Ok(Ok(handle)) => handle,
-            Ok(Err(e)) => {
+        let (handle, thread) = match started {
+            Ok(started) => started,
+            Err(e) => {
                 let _ = std::fs::remove_dir_all(&shared.root);
                 return Err(e);
-            }
-            Err(_) => {
-                let _ = std::fs::remove_dir_all(&shared.root);
-                bail!("the git server thread ended before starting");
             }
         };
         Ok(GitServer { url, shared, handle, thread: Some(thread), scratch: Default::default() })

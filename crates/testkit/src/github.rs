@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 
 use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 /// How the fake answers.
@@ -82,31 +82,17 @@ impl FakeGithub {
         }));
         let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         let url = format!("http://{}", listener.local_addr().expect("bound"));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let shared = state.clone();
-        let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let data = web::Data::from(shared);
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(data.clone())
-                        .route("/user", web::get().to(get_user))
-                        .route("/user/starred", web::get().to(get_starred))
-                        .route("/repos/{owner}/{repo}", web::get().to(get_repo))
-                        .route("/repositories/{id}", web::get().to(get_repo_by_id))
-                        .route("/rate_limit", web::get().to(get_rate_limit))
-                        .default_service(web::to(not_found))
-                })
-                .workers(1)
-                .disable_signals()
-                .listen(listener)
-                .expect("listens")
-                .run();
-                let _ = tx.send(server.handle());
-                let _ = server.await;
-            });
-        });
-        let handle = rx.recv().expect("fake GitHub started");
+        let data = web::Data::from(state.clone());
+        let (handle, thread) = crate::server::spawn_stand_in(listener, move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(data.clone())
+                .route("/user", web::get().to(get_user))
+                .route("/user/starred", web::get().to(get_starred))
+                .route("/repos/{owner}/{repo}", web::get().to(get_repo))
+                .route("/repositories/{id}", web::get().to(get_repo_by_id))
+                .route("/rate_limit", web::get().to(get_rate_limit))
+                .default_service(web::to(not_found));
+        })
+        .expect("fake GitHub started");
         FakeGithub { url, state, handle, thread: Some(thread) }
     }
 

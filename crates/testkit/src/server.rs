@@ -1,5 +1,6 @@
 //! Runs a service in-process on a loopback port, through the same `start` function its `main`
-//! calls, on a thread with its own actix system (so any test runtime can talk to it).
+//! calls, on a thread with its own actix system (so any test runtime can talk to it); and the
+//! same for the test kit's own stand-ins ([`spawn_stand_in`]).
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
@@ -7,7 +8,40 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpServer, web};
 use service_kit::http::Running;
+
+/// Serves `configure`'s routes on `listener` from a thread of its own with its own actix system:
+/// one worker, no signal handling, no drain on stop, and a handler dropped as soon as its client
+/// gives up (so a hanging answer or a running CGI process goes with it).
+pub(crate) fn spawn_stand_in<C>(listener: TcpListener, configure: C) -> anyhow::Result<(ServerHandle, JoinHandle<()>)>
+where
+    C: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+{
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = HttpServer::new(move || App::new().configure(configure.clone()))
+                .workers(1)
+                .h1_allow_half_closed(false)
+                .disable_signals()
+                .shutdown_timeout(0)
+                .listen(listener);
+            match server {
+                Ok(server) => {
+                    let server = server.run();
+                    let _ = tx.send(Ok(server.handle()));
+                    let _ = server.await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(anyhow::Error::from(e)));
+                }
+            }
+        });
+    });
+    let handle = rx.recv().map_err(|_| anyhow::anyhow!("the server thread ended before starting"))??;
+    Ok((handle, thread))
+}
 
 pub struct TestServer {
     pub addr: SocketAddr,

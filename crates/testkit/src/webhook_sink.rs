@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -185,35 +185,11 @@ impl WebhookSink {
         let url = format!("http://{}", listener.local_addr()?);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared { state: Mutex::new(State::default()), shutdown: shutdown_rx });
-        let (tx, rx) = std::sync::mpsc::channel();
         let data = web::Data::from(shared.clone());
-        let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(data.clone())
-                        .app_data(web::PayloadConfig::new(MAX_BODY))
-                        .default_service(web::to(receive))
-                })
-                .workers(1)
-                // A client that gives up closes its side: drop its pending answer at once.
-                .h1_allow_half_closed(false)
-                .disable_signals()
-                .shutdown_timeout(0)
-                .listen(listener);
-                match server {
-                    Ok(server) => {
-                        let server = server.run();
-                        let _ = tx.send(Ok(server.handle()));
-                        let _ = server.await;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(anyhow::Error::from(e)));
-                    }
-                }
-            });
-        });
-        let handle = rx.recv().map_err(|_| anyhow::anyhow!("the webhook sink thread ended before starting"))??;
+        // A client that gives up closes its side: its pending answer is dropped at once.
+        let (handle, thread) = crate::server::spawn_stand_in(listener, move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(data.clone()).app_data(web::PayloadConfig::new(MAX_BODY)).default_service(web::to(receive));
+        })?;
         Ok(WebhookSink { url, shared, shutdown, handle, thread: Some(thread) })
     }
 
@@ -257,17 +233,7 @@ impl WebhookSink {
     /// Waits until at least `n` requests were answered with a 2xx and returns them all; panics
     /// after `timeout` listing every attempt that arrived.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.received();
-            if got.len() >= n {
-                return got;
-            }
-            if Instant::now() >= deadline {
-                self.timed_out("received", n, got.len(), timeout);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.wait(false, n, timeout).await
     }
 
     /// [`WebhookSink::wait_for`] for code that is not async.
@@ -287,14 +253,18 @@ impl WebhookSink {
 
     /// Waits until at least `n` requests arrived, whatever their answer (for retry tests).
     pub async fn wait_for_attempts(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        self.wait(true, n, timeout).await
+    }
+
+    async fn wait(&self, every_attempt: bool, n: usize, timeout: Duration) -> Vec<Received> {
         let deadline = Instant::now() + timeout;
         loop {
-            let got = self.attempts();
+            let got = if every_attempt { self.attempts() } else { self.received() };
             if got.len() >= n {
                 return got;
             }
             if Instant::now() >= deadline {
-                self.timed_out("attempts", n, got.len(), timeout);
+                self.timed_out(if every_attempt { "attempts" } else { "received" }, n, got.len(), timeout);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

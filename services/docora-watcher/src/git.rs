@@ -56,7 +56,9 @@ impl Git {
         self.work_dir.join(format!("{repository_id}.git"))
     }
 
-    async fn run(&self, dir: Option<&Path>, args: &[&str], token: Option<&str>) -> Result<Vec<u8>, GitError> {
+    /// `git <args>` with a clean environment: no user or system configuration, no prompts, stdin
+    /// closed, killed when dropped.
+    fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new("git");
         command
             .args(args)
@@ -68,9 +70,13 @@ impl Git {
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .kill_on_drop(true);
+        command
+    }
+
+    async fn run(&self, dir: Option<&Path>, args: &[&str], token: Option<&str>) -> Result<Vec<u8>, GitError> {
+        let mut command = self.command(args);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
         if let Some(dir) = dir {
             command.current_dir(dir);
         }
@@ -162,18 +168,12 @@ impl Git {
     /// One `git cat-file --batch` for reading many blobs in a row (a scan of a large repository
     /// would otherwise start one git process per changed file).
     pub fn batch(&self, repository_id: &str) -> Result<BlobBatch, GitError> {
-        let mut child = Command::new("git")
-            .args(["cat-file", "--batch"])
+        let mut child = self
+            .command(&["cat-file", "--batch"])
             .current_dir(self.clone_dir(repository_id))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", &self.work_dir)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
-            .kill_on_drop(true)
             .spawn()
             .map_err(|e| GitError::Spawn(e.to_string()))?;
         let stdin = child.stdin.take().ok_or_else(|| GitError::Spawn("no stdin".into()))?;
@@ -184,18 +184,10 @@ impl Git {
     /// A blob's bytes as a stream (large files are sent in pieces and never held whole): the
     /// running `git cat-file`, whose stdout is the content. Killed when dropped.
     pub fn open(&self, repository_id: &str, blob: &str) -> Result<tokio::process::Child, GitError> {
-        Command::new("git")
-            .args(["cat-file", "blob", blob])
+        self.command(&["cat-file", "blob", blob])
             .current_dir(self.clone_dir(repository_id))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", &self.work_dir)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
-            .kill_on_drop(true)
             .spawn()
             .map_err(|e| GitError::Spawn(e.to_string()))
     }

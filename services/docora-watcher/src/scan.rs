@@ -231,9 +231,10 @@ impl Scanner {
             current.push((entry.path.clone(), state));
         }
         drop(batch);
+        let present: std::collections::HashSet<&str> = tree.iter().map(|e| e.path.as_str()).collect();
         let mut deleted: Vec<(String, String)> = previous
             .iter()
-            .filter(|(path, _)| !tree.iter().any(|e| &e.path == *path))
+            .filter(|(path, _)| !present.contains(path.as_str()))
             .map(|(path, old)| (path.clone(), old.sha256.clone()))
             .collect();
         deleted.sort();
