@@ -6,12 +6,14 @@
 //! - [`constant_time_eq`]: comparison of secrets that does not leak where they differ.
 //! - [`cache`]: a small TTL cache for resolved identities.
 //! - [`throttle`]: failed sign-ins per account, and the lockout after too many.
+//! - [`service_token`]: the short-lived tokens our services present to each other.
 //! - [`extract`]: the actix extractor a handler takes to require a caller.
 
 pub mod cache;
 pub mod extract;
 pub mod jwt;
 pub mod password;
+pub mod service_token;
 pub mod throttle;
 pub mod token;
 

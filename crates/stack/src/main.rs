@@ -8,6 +8,7 @@
 //! |----------------|------------------------|
 //! | docora-watcher | 8081                   |
 //! | dokko-api      | 8082                   |
+//! | dokko-ingest   | 8083                   |
 //! | giistr-tags  | 8084                   |
 //! | S3           | 9000 (`STACK_S3_PORT`) |
 //! | PostgreSQL   | 54329 (`STACK_POSTGRES_PORT`) |
@@ -40,6 +41,8 @@ const S3_REGION: &str = "us-east-1";
 const DEV_JWT_SECRET: &str = "local-stack-only-jwt-secret-never-use-in-production";
 /// For the local stack only: the docora-watcher admin's password.
 const DEV_ADMIN_PASSWORD: &str = "local-admin-password";
+/// For the local stack only; deployments set their own `INTERNAL_TOKEN_SECRET`.
+const DEV_INTERNAL_SECRET: &str = "local-stack-only-internal-token-secret-never-in-production";
 /// For the local stack only; deployments set their own `ENCRYPTION_KEY`.
 const DEV_ENCRYPTION_KEY: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
 
@@ -88,11 +91,24 @@ impl Layout {
             .with_default("S3_ACCESS_KEY_ID", S3_ACCESS_KEY)
             .with_default("S3_SECRET_ACCESS_KEY", S3_SECRET_KEY)
             .with_default("PUBLIC_URL", format!("http://localhost:{}", dokko_api::PORT))
+            .with_default("INTERNAL_TOKEN_SECRET", DEV_INTERNAL_SECRET)
+            .with_default("INGEST_URL", format!("http://127.0.0.1:{}", dokko_ingest::PORT))
+            .with_default("DOKKO_API_URL", format!("http://127.0.0.1:{}", dokko_api::PORT))
+            .with_default("INDEX_DIR", self.data_dir.join("indexes").to_string_lossy())
     }
 }
 
+fn main() -> anyhow::Result<std::process::ExitCode> {
+    // dokko-ingest runs each file's text extraction as `<this program> extract-child`.
+    if std::env::args().nth(1).as_deref() == Some(dokko_ingest::EXTRACT_CHILD) {
+        return Ok(extract::child_main());
+    }
+    launch()?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 #[actix_web::main]
-async fn main() -> anyhow::Result<()> {
+async fn launch() -> anyhow::Result<()> {
     service_kit::telemetry::init_from_env();
     let env = Env::process();
     let layout = Layout::from_env(&env)?;
@@ -155,6 +171,14 @@ async fn run_stack(env: &Env, layout: &Layout) -> anyhow::Result<()> {
         println!(
             "dokko-api     http://{addr}  (onboard: cargo run -p stack -- dokko-admin create-tenant --name acme --admin-email you@acme.example)"
         );
+    }
+    {
+        let addr = layout.addr(dokko_ingest::PORT);
+        let settings = dokko_ingest::Settings::from_env(&service_env.clone().with("LISTEN_ADDR", addr.clone()))
+            .context("dokko-ingest settings")?;
+        let listener = bind(&addr, dokko_ingest::NAME)?;
+        running.push(dokko_ingest::start(settings, listener).await.context("starting dokko-ingest")?);
+        println!("dokko-ingest  http://{addr}  (called by dokko-api: POST /api/v1/document-sources/{{id}}/process, …/retrieve)");
     }
     {
         let addr = layout.addr(giistr_tags::PORT);

@@ -12,9 +12,12 @@
 //! - [`http`]: a small JSON client for tests.
 //! - [`webhook_sink`]: a recording webhook receiver (a Docora app's endpoints) that checks
 //!   signatures and can be told to fail, hang or answer slowly.
+//! - [`embeddings`]: an OpenAI-compatible embeddings endpoint with deterministic bag-of-words
+//!   vectors, for dokko-ingest's vector search.
 //! - [`git_server`]: real git repositories served over smart HTTP like GitHub, with token checks
 //!   for private ones, and work trees tests commit in.
 
+pub mod embeddings;
 pub mod git_server;
 pub mod github;
 pub mod http;
@@ -23,6 +26,7 @@ pub mod s3;
 pub mod server;
 pub mod webhook_sink;
 
+pub use embeddings::EmbeddingsServer;
 pub use git_server::{GitRepo, GitServer};
 pub use github::FakeGithub;
 pub use http::{Client, Response};

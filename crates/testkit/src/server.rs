@@ -57,7 +57,16 @@ impl TestServer {
         F: FnOnce(TcpListener) -> Fut + Send + 'static,
         Fut: Future<Output = anyhow::Result<Running>> + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        Self::start_on(TcpListener::bind("127.0.0.1:0")?, start)
+    }
+
+    /// Starts a server on a listener the caller bound (to know the address before the server
+    /// starts, e.g. for two services that call each other).
+    pub fn start_on<F, Fut>(listener: TcpListener, start: F) -> anyhow::Result<TestServer>
+    where
+        F: FnOnce(TcpListener) -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<Running>> + 'static,
+    {
         let addr = listener.local_addr()?;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {

@@ -148,10 +148,10 @@ async fn download_file(
 pub struct FileMetadata {
     file_id: Uuid,
     #[schema(value_type = Object)]
-    metadata: Map<String, Value>,
+    pub(crate) metadata: Map<String, Value>,
 }
 
-fn metadata_view(file: &FileRow, document_source_id: Uuid) -> FileMetadata {
+pub(crate) fn metadata_view(file: &FileRow, document_source_id: Uuid) -> FileMetadata {
     let mut metadata = file.metadata.as_object().cloned().unwrap_or_default();
     let system = [
         ("repository_id", Value::from(file.repository_id.to_string())),

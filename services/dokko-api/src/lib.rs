@@ -5,7 +5,9 @@
 //! - routes: one module per resource, each with `configure` listing its routes —
 //!   [`users`] (login, invitations, people), [`service_accounts`] (M2M login and the admin
 //!   routes), [`permissions`], [`document_sources`], [`repositories`], [`items`] (a
-//!   repository's files and folders), [`files`] (downloads and filter metadata by `file_id`);
+//!   repository's files and folders), [`files`] (downloads and filter metadata by `file_id`),
+//!   [`processing`] (ingestion jobs and retrieval, carried out by dokko-ingest);
+//! - dokko-ingest's client and the internal file list it pulls: [`ingest`];
 //! - repository paths and accepted file types: [`paths`]; the tree answers: [`tree`];
 //! - who is calling, both kinds of token: [`identity`];
 //! - tenants and the operator's commands (`dokko-api admin …`): [`tenants`], [`admin`];
@@ -18,9 +20,11 @@ pub mod document_sources;
 pub mod error;
 pub mod files;
 pub mod identity;
+pub mod ingest;
 pub mod items;
 pub mod paths;
 pub mod permissions;
+pub mod processing;
 pub mod repositories;
 pub mod schema;
 pub mod service_accounts;
@@ -79,6 +83,7 @@ pub struct Settings {
     /// `PRESIGN_TTL_SECS`, default 900: how long a presigned download URL works.
     pub presign_ttl: Duration,
     pub s3: S3Settings,
+    pub ingest: ingest::IngestSettings,
 }
 
 impl Settings {
@@ -103,6 +108,7 @@ impl Settings {
             max_request_bytes: env.number_or("MAX_UPLOAD_BYTES", 10 << 30, 1..=(50u64 << 40))?,
             presign_ttl: positive(env, "PRESIGN_TTL_SECS", 900)?,
             s3: S3Settings::from_env(env)?,
+            ingest: ingest::IngestSettings::from_env(env)?,
         })
     }
 }
@@ -127,6 +133,7 @@ pub struct AppState {
     pub max_file_bytes: u64,
     pub max_request_bytes: u64,
     pub presign_ttl: Duration,
+    pub ingest: ingest::Ingest,
 }
 
 /// One page of `items`. The total comes free when the page is the first and not full;
@@ -159,7 +166,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(document_sources::configure)
         .configure(repositories::configure)
         .configure(items::configure)
-        .configure(files::configure);
+        .configure(files::configure)
+        .configure(processing::configure)
+        .configure(ingest::configure);
 }
 
 /// Deletes, every five minutes, the objects the journal lists for deletion and uploads that died
@@ -198,6 +207,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
         max_file_bytes: settings.max_file_bytes,
         max_request_bytes: settings.max_request_bytes,
         presign_ttl: settings.presign_ttl,
+        ingest: ingest::Ingest::new(&settings.ingest)?,
     });
     spawn_sweeper(state.clone().into_inner());
     let app = ServiceApp {
@@ -236,6 +246,8 @@ const BEARER: service_kit::http::BearerScheme = service_kit::http::BearerScheme(
         items::get_tree, items::upload_items, items::update_items, items::delete_items, items::get_content,
         files::download_file, files::get_metadata, files::put_metadata, files::reset_metadata,
         document_sources::folder_structure,
+        processing::start_processing, processing::processing_status, processing::processing_files,
+        processing::retrieve,
     ),
     modifiers(&BEARER)
 )]

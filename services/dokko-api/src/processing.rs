@@ -1,0 +1,196 @@
+//! Document processing and retrieval (carried out by dokko-ingest, see [`crate::ingest`]):
+//! - `POST /api/v1/document-sources/{id}/process`: start an ingestion job (202; 409 while one runs);
+//! - `GET /api/v1/document-sources/{id}/process/status`: the current or last job (400 when none ran);
+//! - `GET /api/v1/document-sources/{id}/process/files`: what the last job did with each file
+//!   (why a file failed, for one);
+//! - `POST /api/v1/document-sources/{id}/retrieve`: the best chunks for a query, within the
+//!   caller's tenant, the repositories asked for and those carrying the permissions asked for.
+//!
+//! Permissions are resolved here at query time, so a repository's new permissions count on the
+//! next query, without re-indexing.
+
+use std::collections::HashSet;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use domain::ingest::{IngestionJob, JobFile, RetrieveRequest, RetrieveResponse, SearchRequest, StartJob};
+use domain::pagination::{PageQuery, Paginated};
+use serde::Deserialize;
+use service_kit::db;
+use service_kit::http::Json;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::document_sources::require;
+use crate::error::ApiError;
+use crate::identity::Caller;
+use crate::schema::dokko::{repositories, repository_permissions};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v1/document-sources/{document_source_id}/process", web::post().to(start_processing))
+        .route("/api/v1/document-sources/{document_source_id}/process/status", web::get().to(processing_status))
+        .route("/api/v1/document-sources/{document_source_id}/process/files", web::get().to(processing_files))
+        .route("/api/v1/document-sources/{document_source_id}/retrieve", web::post().to(retrieve));
+}
+
+const NO_JOB: &str = "No active ingestion job found";
+
+fn source_path(source_id: Uuid, rest: &str) -> String {
+    format!("/internal/v1/sources/{source_id}{rest}")
+}
+
+/// Starts an ingestion job: the source's files become searchable once it completes.
+#[utoipa::path(post, path = "/api/v1/document-sources/{document_source_id}/process", tag = "document processing",
+    params(("document_source_id" = Uuid, Path)),
+    responses((status = 202, body = IngestionJob), (status = 401, body = domain::ErrorBody),
+              (status = 402, body = domain::ErrorBody), (status = 404, body = domain::ErrorBody),
+              (status = 409, description = "an ingestion job is already running", body = domain::ErrorBody),
+              (status = 503, description = "the ingestion service is unavailable", body = domain::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn start_processing(
+    caller: Caller,
+    state: web::Data<AppState>,
+    source_id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let source = require(&mut conn, caller.tenant_id, *source_id).await?;
+    drop(conn);
+    let body = StartJob { tenant_id: source.tenant_id, bucket: source.identifier };
+    let answer = state.ingest.call(reqwest::Method::POST, &source_path(source.id, "/jobs"), &[], Some(&body)).await?;
+    Ok(answer.into_response())
+}
+
+/// The current or most recent ingestion job of the source.
+#[utoipa::path(get, path = "/api/v1/document-sources/{document_source_id}/process/status", tag = "document processing",
+    params(("document_source_id" = Uuid, Path)),
+    responses((status = 200, body = IngestionJob),
+              (status = 400, description = "no ingestion job ever ran", body = domain::ErrorBody),
+              (status = 401, body = domain::ErrorBody), (status = 402, body = domain::ErrorBody),
+              (status = 404, body = domain::ErrorBody), (status = 503, body = domain::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn processing_status(
+    caller: Caller,
+    state: web::Data<AppState>,
+    source_id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let source = require(&mut conn, caller.tenant_id, *source_id).await?;
+    drop(conn);
+    let query = [("tenant_id", source.tenant_id.to_string())];
+    let answer = state
+        .ingest
+        .call(reqwest::Method::GET, &source_path(source.id, "/jobs/latest"), &query, None::<&()>)
+        .await?;
+    if answer.status == StatusCode::NOT_FOUND {
+        return Err(ApiError::BadRequest(NO_JOB.into()));
+    }
+    Ok(answer.into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatusQuery {
+    /// Only files with this outcome: `pending`, `new`, `modified`, `metadata`, `unchanged`,
+    /// `deleted` or `failed`.
+    status: Option<String>,
+}
+
+/// What the last ingestion job did with each file, in the order it listed them.
+#[utoipa::path(get, path = "/api/v1/document-sources/{document_source_id}/process/files", tag = "document processing",
+    params(("document_source_id" = Uuid, Path), StatusQuery, PageQuery),
+    responses((status = 200, body = Paginated<JobFile>),
+              (status = 400, description = "no ingestion job ever ran, or an unknown status", body = domain::ErrorBody),
+              (status = 401, body = domain::ErrorBody), (status = 404, body = domain::ErrorBody),
+              (status = 422, body = domain::ErrorBody), (status = 503, body = domain::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn processing_files(
+    caller: Caller,
+    state: web::Data<AppState>,
+    source_id: web::Path<Uuid>,
+    query: web::Query<StatusQuery>,
+    page: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = page.page()?;
+    let mut conn = db::conn(&state.pool).await?;
+    let source = require(&mut conn, caller.tenant_id, *source_id).await?;
+    drop(conn);
+    let mut params = vec![
+        ("tenant_id", source.tenant_id.to_string()),
+        ("page_num", page.number.to_string()),
+        ("per_page", page.size.to_string()),
+    ];
+    if let Some(status) = &query.status {
+        params.push(("status", status.clone()));
+    }
+    let answer = state
+        .ingest
+        .call(reqwest::Method::GET, &source_path(source.id, "/jobs/latest/files"), &params, None::<&()>)
+        .await?;
+    if answer.status == StatusCode::NOT_FOUND {
+        return Err(ApiError::BadRequest(NO_JOB.into()));
+    }
+    Ok(answer.into_response())
+}
+
+/// The chunks that best answer `query`, best first, from the source's processed files the
+/// caller may search.
+#[utoipa::path(post, path = "/api/v1/document-sources/{document_source_id}/retrieve", tag = "document processing",
+    params(("document_source_id" = Uuid, Path)), request_body = RetrieveRequest,
+    responses((status = 200, body = RetrieveResponse),
+              (status = 400, description = "empty query, top_k out of range, or a malformed filter (the message says where)", body = domain::ErrorBody),
+              (status = 401, body = domain::ErrorBody), (status = 402, body = domain::ErrorBody),
+              (status = 404, body = domain::ErrorBody), (status = 422, description = "malformed body", body = domain::ErrorBody),
+              (status = 503, body = domain::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn retrieve(
+    caller: Caller,
+    state: web::Data<AppState>,
+    source_id: web::Path<Uuid>,
+    body: Json<RetrieveRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let request = body.into_inner();
+    let top_k = request.top_k.unwrap_or(10);
+    if !(1..=100).contains(&top_k) {
+        return Err(ApiError::BadRequest("top_k must be between 1 and 100".into()));
+    }
+    if request.query.trim().is_empty() {
+        return Err(ApiError::BadRequest("query must not be empty".into()));
+    }
+    let mut conn = db::conn(&state.pool).await?;
+    let source = require(&mut conn, caller.tenant_id, *source_id).await?;
+    let mut searched = repositories::table
+        .filter(repositories::tenant_id.eq(caller.tenant_id))
+        .filter(repositories::document_source_id.eq(source.id))
+        .select(repositories::id)
+        .into_boxed();
+    if let Some(wanted) = &request.repository_ids {
+        searched = searched.filter(repositories::id.eq_any(wanted.iter().copied().collect::<HashSet<_>>()));
+    }
+    if let Some(permission_ids) = &request.permission_ids {
+        let carrying = repository_permissions::table
+            .filter(repository_permissions::tenant_id.eq(caller.tenant_id))
+            .filter(repository_permissions::permission_id.eq_any(permission_ids.clone()))
+            .select(repository_permissions::repository_id);
+        searched = searched.filter(repositories::id.eq_any(carrying));
+    }
+    let repository_ids: Vec<Uuid> = searched.load(&mut conn).await?;
+    drop(conn);
+    if repository_ids.is_empty() && request.filter.is_none() {
+        return Ok(HttpResponse::Ok().json(RetrieveResponse { results: Vec::new() }));
+    }
+    let search = SearchRequest {
+        tenant_id: source.tenant_id,
+        query: request.query,
+        top_k,
+        filter: request.filter,
+        repository_ids,
+    };
+    let answer = state.ingest.call(reqwest::Method::POST, &source_path(source.id, "/retrieve"), &[], Some(&search)).await?;
+    if answer.status == StatusCode::NOT_FOUND {
+        // dokko-ingest has not heard of the source yet: nothing was processed.
+        return Ok(HttpResponse::Ok().json(RetrieveResponse { results: Vec::new() }));
+    }
+    Ok(answer.into_response())
+}

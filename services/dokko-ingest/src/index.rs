@@ -1,0 +1,489 @@
+//! The search index of each document source: tantivy (BM25) on this replica's disk, one index
+//! per source under `INDEX_DIR/{source id}`, plus the in-memory catalog of the source's files
+//! (what filters and answers need) and, when embeddings are on, the chunks' vectors.
+//!
+//! All of it is derived from the ingest schema, which stays the record: each index stores, as
+//! its commit payload, the source version it holds, and [`SourceIndex::sync`] brings it to the
+//! database's version by re-indexing the files whose content changed since (`files.change_seq`).
+//! The same routine serves the replica that ran a job, a replica that did not, a restarted
+//! replica with an index on disk, and one starting from an empty folder (a full rebuild).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde_json::{Map, Value};
+use service_kit::db;
+use tantivy::collector::{FilterCollector, TopDocs};
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions, Value as _,
+};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
+use uuid::Uuid;
+
+use crate::schema::ingest::{chunks, files, sources};
+
+/// The analyzer of chunk text and queries: words of letters and digits, accents folded,
+/// lower-cased, English stop words dropped, English stemming.
+const ANALYZER: &str = "dokko_en";
+/// The indexing memory of one sync (tantivy flushes a segment when it is full).
+const WRITER_MEMORY: usize = 64 << 20;
+/// Files whose chunks one sync step reads from the database at a time.
+const SYNC_BATCH: usize = 256;
+
+#[derive(Debug, Clone, Copy)]
+struct Fields {
+    file_ord: Field,
+    position: Field,
+    content: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let file_ord = builder.add_u64_field("file_ord", INDEXED | FAST | STORED);
+    let position = builder.add_u64_field("position", STORED);
+    let text = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default().set_tokenizer(ANALYZER).set_index_option(IndexRecordOption::WithFreqs),
+        )
+        .set_stored();
+    let content = builder.add_text_field("content", text);
+    (builder.build(), Fields { file_ord, position, content })
+}
+
+fn analyzer() -> TextAnalyzer {
+    let builder = TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(AsciiFoldingFilter)
+        .filter(LowerCaser)
+        .dynamic();
+    let builder = match StopWordFilter::new(Language::English) {
+        Some(stop_words) => builder.filter_dynamic(stop_words),
+        None => builder,
+    };
+    builder.filter_dynamic(Stemmer::new(Language::English)).build()
+}
+
+/// A file of the source as retrieval sees it.
+#[derive(Debug, Clone)]
+pub struct CatalogFile {
+    pub file_id: Uuid,
+    pub repository_id: Uuid,
+    pub path: String,
+    pub metadata: Map<String, Value>,
+}
+
+/// The source's indexed files at one version, by their index number (`ord`).
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub version: i64,
+    pub files: HashMap<i64, CatalogFile>,
+}
+
+/// A set of file numbers (a bitmap over the catalog's range).
+#[derive(Debug, Default)]
+pub struct OrdSet {
+    base: u64,
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl OrdSet {
+    pub fn new(ords: impl IntoIterator<Item = i64>) -> Self {
+        let ords: Vec<u64> = ords.into_iter().filter_map(|o| u64::try_from(o).ok()).collect();
+        let (Some(&min), Some(&max)) = (ords.iter().min(), ords.iter().max()) else {
+            return Self::default();
+        };
+        let mut words = vec![0u64; usize::try_from((max - min) / 64 + 1).unwrap_or(0)];
+        for ord in &ords {
+            let bit = ord - min;
+            words[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+        Self { base: min, words, len: ords.len() }
+    }
+
+    pub fn contains(&self, ord: u64) -> bool {
+        let Some(bit) = ord.checked_sub(self.base) else { return false };
+        self.words.get((bit / 64) as usize).is_some_and(|word| word & (1 << (bit % 64)) != 0)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// One chunk found by a search.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub score: f32,
+    pub file_ord: i64,
+    pub position: i32,
+    /// Filled by keyword search (stored in the index); vector hits leave it empty.
+    pub content: Option<String>,
+}
+
+/// The embeddings of a source's chunks, by file.
+#[derive(Debug, Default)]
+struct Vectors {
+    by_file: HashMap<i64, Vec<(i32, Vec<f32>)>>,
+}
+
+/// Every source index this replica has opened.
+pub struct Indexes {
+    dir: PathBuf,
+    vectors: bool,
+    open: Mutex<HashMap<Uuid, Arc<SourceIndex>>>,
+}
+
+impl std::fmt::Debug for Indexes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Indexes").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+impl Indexes {
+    /// Indexes under `dir`; `vectors`: keep the chunks' embeddings in memory for vector search.
+    pub fn new(dir: PathBuf, vectors: bool) -> Self {
+        Self { dir, vectors, open: Mutex::default() }
+    }
+
+    /// The index of `source_id`, opened (or created) on first use.
+    pub fn source(&self, source_id: Uuid) -> anyhow::Result<Arc<SourceIndex>> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(index) = open.get(&source_id) {
+            return Ok(index.clone());
+        }
+        let index = Arc::new(SourceIndex::open(self.dir.join(source_id.to_string()), source_id, self.vectors)?);
+        open.insert(source_id, index.clone());
+        Ok(index)
+    }
+}
+
+pub struct SourceIndex {
+    source_id: Uuid,
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+    /// The source version the committed index holds.
+    applied: AtomicI64,
+    /// The source version the vectors hold (0 after a start: they live in memory only).
+    vectors_applied: AtomicI64,
+    /// One sync at a time.
+    syncing: tokio::sync::Mutex<()>,
+    catalog: RwLock<Arc<Catalog>>,
+    vectors: Option<RwLock<Vectors>>,
+}
+
+impl SourceIndex {
+    fn open(dir: PathBuf, source_id: Uuid, vectors: bool) -> anyhow::Result<Self> {
+        let (schema, fields) = schema();
+        std::fs::create_dir_all(&dir)?;
+        let index = match Index::open_in_dir(&dir) {
+            Ok(index) if index.schema() == schema => index,
+            existing => {
+                // Missing, unreadable or of another schema: start empty; sync rebuilds it.
+                if existing.is_ok() {
+                    tracing::warn!(%source_id, "index schema changed; rebuilding the index");
+                }
+                std::fs::remove_dir_all(&dir)?;
+                std::fs::create_dir_all(&dir)?;
+                Index::create_in_dir(&dir, schema)?
+            }
+        };
+        index.tokenizers().register(ANALYZER, analyzer());
+        let applied = index.load_metas()?.payload.and_then(|p| p.parse::<i64>().ok()).unwrap_or(0);
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(Self {
+            source_id,
+            index,
+            reader,
+            fields,
+            applied: AtomicI64::new(applied),
+            vectors_applied: AtomicI64::new(0),
+            syncing: tokio::sync::Mutex::new(()),
+            catalog: RwLock::default(),
+            vectors: vectors.then(RwLock::default),
+        })
+    }
+
+    /// The catalog, reloaded when the source's version moved, and the index brought up to date
+    /// (waiting at most `wait` for a sync another request started; after that, the last
+    /// committed index answers, while the catalog still keeps deleted files out).
+    pub async fn refresh(&self, pool: &db::Pool, wait: Duration) -> anyhow::Result<Arc<Catalog>> {
+        let mut conn = db::conn(pool).await?;
+        let version: i64 = sources::table
+            .find(self.source_id)
+            .select(sources::version)
+            .first(&mut conn)
+            .await
+            .optional()?
+            .unwrap_or(0);
+        let current = self.catalog();
+        let catalog = if current.version == version {
+            current
+        } else {
+            let rows: Vec<(i64, Uuid, Uuid, String, Value)> = files::table
+                .filter(files::source_id.eq(self.source_id))
+                .filter(files::state.eq("indexed"))
+                .select((files::ord, files::file_id, files::repository_id, files::path, files::metadata))
+                .load(&mut conn)
+                .await?;
+            let files = rows
+                .into_iter()
+                .map(|(ord, file_id, repository_id, path, metadata)| {
+                    let metadata = match metadata {
+                        Value::Object(map) => map,
+                        _ => Map::new(),
+                    };
+                    (ord, CatalogFile { file_id, repository_id, path, metadata })
+                })
+                .collect();
+            let fresh = Arc::new(Catalog { version, files });
+            *self.catalog.write().unwrap_or_else(PoisonError::into_inner) = fresh.clone();
+            fresh
+        };
+        drop(conn);
+        if self.behind(version) {
+            match tokio::time::timeout(wait, self.sync(pool)).await {
+                Ok(synced) => synced?,
+                Err(_) => tracing::info!(source_id = %self.source_id, "index sync still running; answering from the last commit"),
+            }
+        }
+        Ok(catalog)
+    }
+
+    fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn behind(&self, version: i64) -> bool {
+        AtomicI64::load(&self.applied, Ordering::Acquire) != version
+            || (self.vectors.is_some() && AtomicI64::load(&self.vectors_applied, Ordering::Acquire) != version)
+    }
+
+    /// Brings the index (and the vectors) to the source's version in the database.
+    pub async fn sync(&self, pool: &db::Pool) -> anyhow::Result<()> {
+        let _one_at_a_time = self.syncing.lock().await;
+        let mut conn = db::conn(pool).await?;
+        let target: i64 = sources::table
+            .find(self.source_id)
+            .select(sources::version)
+            .first(&mut conn)
+            .await
+            .optional()?
+            .unwrap_or(0);
+        let applied = AtomicI64::load(&self.applied, Ordering::Acquire);
+        let vectors_applied = if self.vectors.is_some() { AtomicI64::load(&self.vectors_applied, Ordering::Acquire) } else { target };
+        if applied == target && vectors_applied == target {
+            return Ok(());
+        }
+        // An index ahead of the database (a restored database) is rebuilt from scratch.
+        let rebuild = applied > target;
+        let index_from = if rebuild { 0 } else { applied };
+        let from = index_from.min(vectors_applied);
+        let changed: Vec<(i64, String, i64)> = files::table
+            .filter(files::source_id.eq(self.source_id))
+            .filter(files::change_seq.gt(from))
+            .select((files::ord, files::state, files::change_seq))
+            .order(files::change_seq)
+            .load(&mut conn)
+            .await?;
+        let mut writer: IndexWriter<TantivyDocument> = self.index.writer_with_num_threads(1, WRITER_MEMORY)?;
+        if rebuild {
+            writer.delete_all_documents()?;
+        }
+        let fields = self.fields;
+        for batch in changed.chunks(SYNC_BATCH) {
+            let for_index: Vec<i64> = batch.iter().filter(|(_, _, seq)| *seq > index_from).map(|(o, _, _)| *o).collect();
+            let for_vectors: Vec<i64> =
+                batch.iter().filter(|(_, _, seq)| *seq > vectors_applied).map(|(o, _, _)| *o).collect();
+            let live: Vec<i64> = batch.iter().filter(|(_, state, _)| state == "indexed").map(|(o, _, _)| *o).collect();
+            let rows: Vec<(i64, i32, String, Option<Vec<u8>>)> = chunks::table
+                .filter(chunks::file_ord.eq_any(&live))
+                .select((chunks::file_ord, chunks::position, chunks::content, chunks::embedding))
+                .order((chunks::file_ord, chunks::position))
+                .load(&mut conn)
+                .await?;
+            if let Some(vectors) = &self.vectors {
+                let mut vectors = vectors.write().unwrap_or_else(PoisonError::into_inner);
+                for ord in &for_vectors {
+                    vectors.by_file.remove(ord);
+                }
+                for (ord, position, _, embedding) in &rows {
+                    if let Some(embedding) = embedding.as_deref().filter(|_| for_vectors.contains(ord)) {
+                        vectors.by_file.entry(*ord).or_default().push((*position, decode_vector(embedding)));
+                    }
+                }
+            }
+            writer = tokio::task::spawn_blocking(move || -> anyhow::Result<IndexWriter<TantivyDocument>> {
+                for ord in &for_index {
+                    writer.delete_term(Term::from_field_u64(fields.file_ord, *ord as u64));
+                }
+                for (ord, position, content, _) in rows {
+                    if for_index.contains(&ord) {
+                        writer.add_document(doc!(
+                            fields.file_ord => ord as u64,
+                            fields.position => position as u64,
+                            fields.content => content,
+                        ))?;
+                    }
+                }
+                Ok(writer)
+            })
+            .await??;
+        }
+        drop(conn);
+        let payload = target.to_string();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let mut commit = writer.prepare_commit()?;
+            commit.set_payload(&payload);
+            commit.commit()?;
+            writer.wait_merging_threads()?;
+            Ok(())
+        })
+        .await??;
+        self.reader.reload()?;
+        self.applied.store(target, Ordering::Release);
+        self.vectors_applied.store(target, Ordering::Release);
+        tracing::debug!(source_id = %self.source_id, version = target, files = changed.len(), "index synced");
+        Ok(())
+    }
+
+    /// The best `limit` chunks for `query` (BM25) among the files in `allowed`.
+    pub async fn keyword(&self, query: &str, limit: usize, allowed: Arc<OrdSet>) -> anyhow::Result<Vec<Hit>> {
+        let mut analyzer = self.index.tokenizer_for_field(self.fields.content)?;
+        let mut counts: HashMap<String, f32> = HashMap::new();
+        let mut stream = analyzer.token_stream(query);
+        while let Some(token) = stream.next() {
+            *counts.entry(token.text.clone()).or_default() += 1.0;
+        }
+        if counts.is_empty() || allowed.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let fields = self.fields;
+        let mut terms: Vec<(String, f32)> = counts.into_iter().collect();
+        terms.sort_by(|a, b| a.0.cmp(&b.0));
+        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+            .into_iter()
+            .map(|(text, count)| {
+                let term = TermQuery::new(Term::from_field_text(fields.content, &text), IndexRecordOption::WithFreqs);
+                let query: Box<dyn Query> =
+                    if count > 1.0 { Box::new(BoostQuery::new(Box::new(term), count)) } else { Box::new(term) };
+                (Occur::Should, query)
+            })
+            .collect();
+        let searcher = self.reader.searcher();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Hit>> {
+            let query = BooleanQuery::new(clauses);
+            let collector = FilterCollector::new(
+                "file_ord".to_owned(),
+                move |ord: u64| allowed.contains(ord),
+                TopDocs::with_limit(limit).order_by_score(),
+            );
+            let top = searcher.search(&query, &collector)?;
+            top.into_iter()
+                .map(|(score, address)| {
+                    let doc: TantivyDocument = searcher.doc(address)?;
+                    let file_ord = doc.get_first(fields.file_ord).and_then(|v| v.as_u64()).unwrap_or_default();
+                    let position = doc.get_first(fields.position).and_then(|v| v.as_u64()).unwrap_or_default();
+                    let content = doc.get_first(fields.content).and_then(|v| v.as_str()).map(str::to_owned);
+                    Ok(Hit {
+                        score,
+                        file_ord: i64::try_from(file_ord).unwrap_or_default(),
+                        position: i32::try_from(position).unwrap_or_default(),
+                        content,
+                    })
+                })
+                .collect()
+        })
+        .await?
+    }
+
+    /// The `limit` chunks nearest to `query` (cosine similarity) among the files in `allowed`;
+    /// empty when this replica keeps no vectors.
+    pub fn nearest(&self, query: &[f32], limit: usize, allowed: &OrdSet) -> Vec<Hit> {
+        let Some(vectors) = &self.vectors else { return Vec::new() };
+        let vectors = vectors.read().unwrap_or_else(PoisonError::into_inner);
+        let query_norm = norm(query);
+        if query_norm == 0.0 || limit == 0 {
+            return Vec::new();
+        }
+        let mut scored: Vec<Hit> = Vec::new();
+        for (ord, chunks) in &vectors.by_file {
+            if !u64::try_from(*ord).is_ok_and(|o| allowed.contains(o)) {
+                continue;
+            }
+            for (position, vector) in chunks {
+                let denominator = query_norm * norm(vector);
+                if vector.len() != query.len() || denominator == 0.0 {
+                    continue;
+                }
+                let dot: f32 = vector.iter().zip(query).map(|(a, b)| a * b).sum();
+                scored.push(Hit { score: dot / denominator, file_ord: *ord, position: *position, content: None });
+            }
+        }
+        scored.sort_by(|a, b| b.score.total_cmp(&a.score));
+        scored.truncate(limit);
+        scored
+    }
+}
+
+fn norm(vector: &[f32]) -> f32 {
+    vector.iter().map(|x| x * x).sum::<f32>().sqrt()
+}
+
+/// An embedding as stored: little-endian f32s.
+pub fn encode_vector(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn decode_vector(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ord_sets_hold_exactly_their_members() {
+        let set = OrdSet::new([70, 5, 6, 200]);
+        assert_eq!(set.len(), 4);
+        for ord in [5, 6, 70, 200] {
+            assert!(set.contains(ord), "{ord}");
+        }
+        for ord in [0, 4, 7, 69, 71, 199, 201, 100_000] {
+            assert!(!set.contains(ord), "{ord}");
+        }
+        assert!(!OrdSet::new([]).contains(0));
+    }
+
+    #[test]
+    fn the_analyzer_stems_folds_and_drops_stop_words() {
+        let mut analyzer = analyzer();
+        let mut stream = analyzer.token_stream("The Libraries' retrieval of Café indexes");
+        let mut tokens = Vec::new();
+        while let Some(token) = stream.next() {
+            tokens.push(token.text.clone());
+        }
+        assert_eq!(tokens, ["librari", "retriev", "cafe", "index"]);
+    }
+
+    #[test]
+    fn vectors_round_trip() {
+        let vector = [0.5f32, -1.25, 3.0];
+        assert_eq!(decode_vector(&encode_vector(&vector)), vector);
+    }
+}

@@ -1,0 +1,101 @@
+//! Jobs against restarts, replicas and failures of their own dependencies.
+
+use std::time::{Duration, Instant};
+
+use crate::{Stack, counters};
+
+/// Uploads `n` small text files into a new repository.
+async fn many_files(org: &crate::Org, n: usize) {
+    let repo = org.repository("bulk", &[]).await;
+    let files: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| (format!("notes/note-{i:04}.txt"), format!("Note number {i} mentions token{i} and the harbour.").into_bytes()))
+        .collect();
+    for batch in files.chunks(50) {
+        let refs: Vec<(&str, &[u8])> = batch.iter().map(|(p, b)| (p.as_str(), b.as_slice())).collect();
+        org.upload(&repo, &refs).await;
+    }
+}
+
+#[tokio::test]
+async fn a_job_survives_a_restart_mid_way_and_counts_every_file_once() {
+    let mut stack =
+        Stack::spawn_with(|env| env.with("JOB_LEASE_SECS", "3").with("EXTRACT_CONCURRENCY", "1")).await;
+    let org = stack.org("acme").await;
+    many_files(&org, 150).await;
+    org.start().await;
+    // Progress shows while the job runs.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mid_way = loop {
+        let status = org.status().await.body;
+        let done = counters(&status)[1];
+        assert!(done < 150, "the job ended before the restart could happen: {status}");
+        if done >= 5 {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no progress: {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(mid_way["status"], "RUNNING");
+    assert_eq!(counters(&mid_way)[0], 150, "listing is done before processing");
+
+    stack.stop_ingest();
+    let stopped = stack.db.count("SELECT new_indexed AS n FROM ingest.jobs").await;
+    assert!(stopped < 150, "{stopped}");
+    stack.start_ingest(false, |_| {});
+    let status = org.wait().await;
+    assert_eq!(status["status"], "COMPLETED", "{status}");
+    assert_eq!(counters(&status), [150, 150, 0, 0, 0], "{status}");
+    assert_eq!(stack.db.count("SELECT claims::bigint AS n FROM ingest.jobs").await, 2, "taken up again once");
+    assert_eq!(stack.db.count("SELECT count(*) AS n FROM ingest.files WHERE state = 'indexed'").await, 150);
+    assert_eq!(org.search("token3").await, ["notes/note-0003.txt"]);
+    assert_eq!(org.search("token149").await, ["notes/note-0149.txt"]);
+}
+
+#[tokio::test]
+async fn two_replicas_share_the_work_without_running_one_job_twice() {
+    let stack = Stack::spawn().await;
+    let _replica = stack.replica();
+    let acme = stack.org("acme").await;
+    let globex = stack.org("globex").await;
+    many_files(&acme, 60).await;
+    many_files(&globex, 60).await;
+    acme.start().await;
+    globex.start().await;
+    for org in [&acme, &globex] {
+        let status = org.wait().await;
+        assert_eq!(counters(&status), [60, 60, 0, 0, 0], "{status}");
+    }
+    assert_eq!(stack.db.count("SELECT count(*) AS n FROM ingest.jobs WHERE claims <> 1").await, 0);
+    assert_eq!(stack.db.count("SELECT count(*) AS n FROM ingest.job_files WHERE outcome = 'new'").await, 120);
+    // Whichever replica ran a job, either answers queries.
+    assert_eq!(acme.search("token7").await, ["notes/note-0007.txt"]);
+}
+
+#[tokio::test]
+async fn a_job_that_cannot_list_its_files_fails_with_the_reason() {
+    // dokko-ingest cannot reach dokko-api.
+    let stack = Stack::spawn_with(|env| env.with("DOKKO_API_URL", "http://127.0.0.1:9")).await;
+    let org = stack.org("acme").await;
+    org.start().await;
+    let status = org.wait().await;
+    assert_eq!(status["status"], "FAILED", "{status}");
+    let reason = status["failureReasons"][0].as_str().unwrap_or_default();
+    assert!(reason.starts_with("cannot list the document source's files"), "{reason}");
+    // A failed job does not block the next one.
+    let res = org.client.post(&format!("/api/v1/document-sources/{}/process", org.source_id)).await;
+    assert_eq!(res.status, 202, "{}", res.text);
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_killing_its_runner_ends_failed() {
+    let mut stack = Stack::spawn_with(|env| env.with("JOB_WORKERS", "0")).await;
+    let org = stack.org("acme").await;
+    org.start().await;
+    // As if three runners had taken it and died.
+    stack.db.execute("UPDATE ingest.jobs SET claims = 3, lease_until = now() - interval '1 second'").await;
+    stack.stop_ingest();
+    stack.start_ingest(false, |settings| settings.job_workers = 1);
+    let status = org.wait().await;
+    assert_eq!(status["status"], "FAILED", "{status}");
+    assert!(status["failureReasons"][0].as_str().unwrap_or_default().contains("interrupted 3 times"), "{status}");
+}
