@@ -36,15 +36,12 @@ fn serve(input: &mut impl BufRead, output: &mut impl Write) -> Result<(), String
         .take(MAX_HEADER_BYTES as u64)
         .read_until(b'\n', &mut header)
         .map_err(|e| format!("cannot read the request: {e}"))?;
-    let request: Request =
-        serde_json::from_slice(&header).map_err(|e| format!("malformed request: {e}"))?;
+    let request: Request = serde_json::from_slice(&header).map_err(|e| format!("malformed request: {e}"))?;
     set_limits(&request.limits)?;
 
     let result = read_body(input, request.limits.max_input_bytes).and_then(|bytes| {
-        panic::catch_unwind(AssertUnwindSafe(|| {
-            extract_with_limits(&request.name, &bytes, &request.limits)
-        }))
-        .unwrap_or_else(|payload| Err(ExtractError::Crashed(panic_reason(payload.as_ref()))))
+        panic::catch_unwind(AssertUnwindSafe(|| extract_with_limits(&request.name, &bytes, &request.limits)))
+            .unwrap_or_else(|payload| Err(ExtractError::Crashed(panic_reason(payload.as_ref()))))
     });
     write_response(output, result).map_err(|e| format!("cannot write the response: {e}"))
 }
@@ -52,11 +49,8 @@ fn serve(input: &mut impl BufRead, output: &mut impl Write) -> Result<(), String
 /// Applies `limits` to this process. A limit can only be lowered, so each is capped at the
 /// current hard limit.
 fn set_limits(limits: &Limits) -> Result<(), String> {
-    let cpu_seconds = limits
-        .timeout
-        .as_secs()
-        .saturating_add(u64::from(limits.timeout.subsec_nanos() > 0))
-        .saturating_add(1);
+    let cpu_seconds =
+        limits.timeout.as_secs().saturating_add(u64::from(limits.timeout.subsec_nanos() > 0)).saturating_add(1);
     // SIGXCPU at the soft limit, SIGKILL a second later if that is ignored.
     let wanted = [
         (Resource::AS, limits.max_memory_bytes, limits.max_memory_bytes),
@@ -64,13 +58,9 @@ fn set_limits(limits: &Limits) -> Result<(), String> {
         (Resource::CORE, 0, 0),
     ];
     for (resource, soft, hard) in wanted {
-        let (_, current_hard) = resource
-            .get()
-            .map_err(|e| format!("cannot read {}: {e}", resource.as_name()))?;
+        let (_, current_hard) = resource.get().map_err(|e| format!("cannot read {}: {e}", resource.as_name()))?;
         let hard = hard.min(current_hard);
-        resource
-            .set(soft.min(hard), hard)
-            .map_err(|e| format!("cannot set {}: {e}", resource.as_name()))?;
+        resource.set(soft.min(hard), hard).map_err(|e| format!("cannot set {}: {e}", resource.as_name()))?;
     }
     Ok(())
 }
@@ -82,25 +72,15 @@ fn read_body(input: &mut impl Read, max_input_bytes: u64) -> Result<Vec<u8>, Ext
         .read_to_end(&mut bytes)
         .map_err(|e| ExtractError::Io(format!("cannot read the file from the parent: {e}")))?;
     if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > max_input_bytes {
-        return Err(ExtractError::TooLarge {
-            what: Oversize::Input,
-            limit: max_input_bytes,
-        });
+        return Err(ExtractError::TooLarge { what: Oversize::Input, limit: max_input_bytes });
     }
     Ok(bytes)
 }
 
-fn write_response(
-    output: &mut impl Write,
-    result: Result<Extracted, ExtractError>,
-) -> io::Result<()> {
+fn write_response(output: &mut impl Write, result: Result<Extracted, ExtractError>) -> io::Result<()> {
     let (response, text) = match result {
         Ok(extracted) => (
-            Response::Ok {
-                format: extracted.format,
-                title: extracted.title,
-                text_bytes: extracted.text.len() as u64,
-            },
+            Response::Ok { format: extracted.format, title: extracted.title, text_bytes: extracted.text.len() as u64 },
             extracted.text,
         ),
         Err(error) => (Response::Err(error), String::new()),
@@ -127,11 +107,8 @@ mod tests {
     use super::*;
 
     fn request(name: &str, limits: &Limits, body: &[u8]) -> Vec<u8> {
-        let mut bytes = serde_json::to_vec(&Request {
-            name: name.to_owned(),
-            limits: limits.clone(),
-        })
-        .expect("serialises");
+        let mut bytes =
+            serde_json::to_vec(&Request { name: name.to_owned(), limits: limits.clone() }).expect("serialises");
         bytes.push(b'\n');
         bytes.extend_from_slice(body);
         bytes
@@ -141,35 +118,22 @@ mod tests {
     fn responds_with_a_header_line_then_the_text() {
         // No `serve` here: it would set this test process's own limits.
         let mut out = Vec::new();
-        let extracted = Extracted {
-            format: crate::Format::Text,
-            title: None,
-            text: "héllo".to_owned(),
-        };
+        let extracted = Extracted { format: crate::Format::Text, title: None, text: "héllo".to_owned() };
         write_response(&mut out, Ok(extracted)).expect("writes");
         let text = String::from_utf8(out).expect("utf-8");
-        assert_eq!(
-            text,
-            "{\"ok\":{\"format\":\"text\",\"title\":null,\"text_bytes\":6}}\nhéllo"
-        );
+        assert_eq!(text, "{\"ok\":{\"format\":\"text\",\"title\":null,\"text_bytes\":6}}\nhéllo");
     }
 
     #[test]
     fn body_over_the_input_limit_is_refused() {
-        let limits = Limits {
-            max_input_bytes: 3,
-            ..Limits::default()
-        };
+        let limits = Limits { max_input_bytes: 3, ..Limits::default() };
         let raw = request("a.txt", &limits, b"abcd");
         let mut input = &raw[..];
         let mut header = Vec::new();
         input.read_until(b'\n', &mut header).expect("reads");
         assert!(matches!(
             read_body(&mut input, limits.max_input_bytes),
-            Err(ExtractError::TooLarge {
-                what: Oversize::Input,
-                limit: 3
-            })
+            Err(ExtractError::TooLarge { what: Oversize::Input, limit: 3 })
         ));
     }
 

@@ -23,9 +23,7 @@ pub fn detect(name: &str, bytes: &[u8]) -> Option<Format> {
 /// [`detect`], with what the file looks like when it is not readable.
 pub(crate) fn sniff(name: &str, bytes: &[u8]) -> Result<Format, ExtractError> {
     let by_name = by_extension(name);
-    let unsupported = |kind: &str| ExtractError::Unsupported {
-        kind: kind.to_owned(),
-    };
+    let unsupported = |kind: &str| ExtractError::Unsupported { kind: kind.to_owned() };
 
     if is_pdf(bytes) {
         return Ok(Format::Pdf);
@@ -51,11 +49,7 @@ pub(crate) fn sniff(name: &str, bytes: &[u8]) -> Result<Format, ExtractError> {
         Some(format @ (Format::Pdf | Format::Docx | Format::Xlsx | Format::Pptx)) => Ok(format),
         Some(format) if looks_like_text(bytes, false) => Ok(format),
         Some(_) => Err(unsupported("binary data")),
-        None if looks_like_text(bytes, true) => Ok(if starts_like_html(bytes) {
-            Format::Html
-        } else {
-            Format::Text
-        }),
+        None if looks_like_text(bytes, true) => Ok(if starts_like_html(bytes) { Format::Html } else { Format::Text }),
         None => Err(unsupported("binary data")),
     }
 }
@@ -94,10 +88,7 @@ fn binary_kind(bytes: &[u8]) -> Option<&'static str> {
         (b"GIF89a", "GIF image"),
         (b"II*\0", "TIFF image"),
         (b"MM\0*", "TIFF image"),
-        (
-            b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
-            "legacy Office document (.doc, .xls or .ppt)",
-        ),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "legacy Office document (.doc, .xls or .ppt)"),
         (b"\x1f\x8b", "gzip archive"),
         (b"7z\xbc\xaf\x27\x1c", "7-Zip archive"),
         (b"Rar!\x1a\x07", "RAR archive"),
@@ -132,10 +123,7 @@ fn binary_kind(bytes: &[u8]) -> Option<&'static str> {
 /// `<!doctype html` or `<html` first (after whitespace and a BOM), in any case.
 fn starts_like_html(bytes: &[u8]) -> bool {
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-    let start = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(bytes.len());
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
     let head = &bytes[start..bytes.len().min(start + 16)];
     let lower = head.to_ascii_lowercase();
     lower.starts_with(b"<!doctype html") || lower.starts_with(b"<html")

@@ -57,10 +57,7 @@ pub enum ExtractError {
 
 impl ExtractError {
     pub(crate) fn corrupt(format: Format, reason: impl fmt::Display) -> Self {
-        ExtractError::Corrupt {
-            format,
-            reason: reason.to_string(),
-        }
+        ExtractError::Corrupt { format, reason: reason.to_string() }
     }
 
     /// A short stable identifier of the variant (`"corrupt"`, `"timeout"` …), for metrics and
@@ -136,26 +133,14 @@ mod tests {
 
     #[test]
     fn messages_read_as_reasons() {
-        let too_large = ExtractError::TooLarge {
-            what: Oversize::Input,
-            limit: 64 << 20,
-        };
-        assert_eq!(
-            too_large.to_string(),
-            "the file is larger than the limit of 64 MiB"
-        );
-        assert_eq!(
-            ExtractError::Timeout(Duration::from_millis(1500)).to_string(),
-            "extraction took longer than 1.5 s"
-        );
+        let too_large = ExtractError::TooLarge { what: Oversize::Input, limit: 64 << 20 };
+        assert_eq!(too_large.to_string(), "the file is larger than the limit of 64 MiB");
+        assert_eq!(ExtractError::Timeout(Duration::from_millis(1500)).to_string(), "extraction took longer than 1.5 s");
         assert_eq!(
             ExtractError::OutOfMemory { limit: 1536 }.to_string(),
             "extraction needed more than 1.5 KiB of memory"
         );
-        assert_eq!(
-            ExtractError::corrupt(Format::Pdf, "no trailer").to_string(),
-            "cannot read this PDF: no trailer"
-        );
+        assert_eq!(ExtractError::corrupt(Format::Pdf, "no trailer").to_string(), "cannot read this PDF: no trailer");
         assert_eq!(human_bytes(10), "10 bytes");
     }
 }

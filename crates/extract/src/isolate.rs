@@ -39,16 +39,10 @@ pub async fn extract_isolated(
     limits: &Limits,
 ) -> Result<Extracted, ExtractError> {
     if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > limits.max_input_bytes {
-        return Err(ExtractError::TooLarge {
-            what: Oversize::Input,
-            limit: limits.max_input_bytes,
-        });
+        return Err(ExtractError::TooLarge { what: Oversize::Input, limit: limits.max_input_bytes });
     }
-    let mut request = serde_json::to_vec(&Request {
-        name: short_name(name).to_owned(),
-        limits: limits.clone(),
-    })
-    .map_err(|e| ExtractError::Io(format!("cannot encode the request: {e}")))?;
+    let mut request = serde_json::to_vec(&Request { name: short_name(name).to_owned(), limits: limits.clone() })
+        .map_err(|e| ExtractError::Io(format!("cannot encode the request: {e}")))?;
     request.push(b'\n');
 
     let mut child = Command::new(program)
@@ -60,8 +54,7 @@ pub async fn extract_isolated(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| ExtractError::Io(format!("cannot start {}: {e}", program.display())))?;
-    let (Some(stdin), Some(stdout), Some(stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
         return Err(ExtractError::Io("the child's pipes are missing".to_owned()));
     };
@@ -82,10 +75,7 @@ pub async fn extract_isolated(
         }
         (reply, child.wait().await)
     };
-    let outcome = tokio::time::timeout(limits.timeout, async {
-        tokio::join!(exchange, stderr_tail(stderr))
-    })
-    .await;
+    let outcome = tokio::time::timeout(limits.timeout, async { tokio::join!(exchange, stderr_tail(stderr)) }).await;
 
     match outcome {
         Ok(((reply, status), stderr)) => {
@@ -139,11 +129,7 @@ async fn read_reply(stdout: ChildStdout, limits: &Limits) -> Reply {
     };
     let (format, title, text_bytes) = match response {
         Response::Err(error) => return Reply::Answer(Err(error)),
-        Response::Ok {
-            format,
-            title,
-            text_bytes,
-        } => (format, title, text_bytes),
+        Response::Ok { format, title, text_bytes } => (format, title, text_bytes),
     };
     if text_bytes > u64::try_from(limits.max_output_bytes).unwrap_or(u64::MAX) {
         return Reply::Answer(Err(ExtractError::TooLarge {
@@ -160,11 +146,7 @@ async fn read_reply(stdout: ChildStdout, limits: &Limits) -> Reply {
         return Reply::Closed("its response was cut short".to_owned());
     }
     match String::from_utf8(text) {
-        Ok(text) => Reply::Answer(Ok(Extracted {
-            format,
-            title,
-            text,
-        })),
+        Ok(text) => Reply::Answer(Ok(Extracted { format, title, text })),
         Err(_) => Reply::Garbled("its text is not UTF-8".to_owned()),
     }
 }
@@ -192,12 +174,7 @@ async fn read_some(reader: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> Opt
 }
 
 /// The result of a finished child: its answer if it gave one, otherwise why it died.
-fn conclude(
-    reply: Reply,
-    status: ExitStatus,
-    stderr: &str,
-    limits: &Limits,
-) -> Result<Extracted, ExtractError> {
+fn conclude(reply: Reply, status: ExitStatus, stderr: &str, limits: &Limits) -> Result<Extracted, ExtractError> {
     let reason = match reply {
         Reply::Answer(result) => return result,
         Reply::Garbled(reason) => return Err(ExtractError::Crashed(reason)),
@@ -205,9 +182,7 @@ fn conclude(
     };
     // Rust's allocation-failure handler prints this, then aborts.
     if stderr.contains("memory allocation of") {
-        return Err(ExtractError::OutOfMemory {
-            limit: limits.max_memory_bytes,
-        });
+        return Err(ExtractError::OutOfMemory { limit: limits.max_memory_bytes });
     }
     if stderr.contains("has overflowed its stack") {
         return Err(ExtractError::Crashed("stack overflow".to_owned()));
@@ -219,9 +194,7 @@ fn conclude(
     if let Some(signal) = status.signal() {
         return Err(match signal {
             SIGXCPU => ExtractError::Timeout(limits.timeout),
-            SIGKILL => ExtractError::Crashed(
-                "killed by SIGKILL (the system may have run out of memory)".to_owned(),
-            ),
+            SIGKILL => ExtractError::Crashed("killed by SIGKILL (the system may have run out of memory)".to_owned()),
             signal => ExtractError::Crashed(format!("killed by {}", signal_name(signal))),
         });
     }
@@ -258,10 +231,7 @@ fn signal_name(signal: i32) -> String {
 fn panic_message(stderr: &str) -> Option<String> {
     let mut lines = stderr.lines();
     lines.find(|l| l.contains("panicked at"))?;
-    lines
-        .next()
-        .map(|l| l.trim().chars().take(300).collect::<String>())
-        .filter(|l| !l.is_empty())
+    lines.next().map(|l| l.trim().chars().take(300).collect::<String>()).filter(|l| !l.is_empty())
 }
 
 #[cfg(test)]
@@ -284,14 +254,8 @@ mod tests {
     fn deaths_map_to_reasons() {
         let limits = Limits::default();
         let oom = "memory allocation of 1073741824 bytes failed\n";
-        assert!(matches!(
-            conclude(closed(), signalled(6), oom, &limits),
-            Err(ExtractError::OutOfMemory { .. })
-        ));
-        assert!(matches!(
-            conclude(closed(), signalled(SIGXCPU), "", &limits),
-            Err(ExtractError::Timeout(_))
-        ));
+        assert!(matches!(conclude(closed(), signalled(6), oom, &limits), Err(ExtractError::OutOfMemory { .. })));
+        assert!(matches!(conclude(closed(), signalled(SIGXCPU), "", &limits), Err(ExtractError::Timeout(_))));
         let panicked = "thread 'main' panicked at src/lib.rs:1:2:\nindex out of bounds\nnote: …";
         assert_eq!(
             conclude(closed(), signalled(6), panicked, &limits),
@@ -303,9 +267,7 @@ mod tests {
         );
         assert_eq!(
             conclude(closed(), exited(2), "extract-child: malformed request\n", &limits),
-            Err(ExtractError::Crashed(
-                "exited with status 2: extract-child: malformed request".to_owned()
-            ))
+            Err(ExtractError::Crashed("exited with status 2: extract-child: malformed request".to_owned()))
         );
         assert_eq!(
             conclude(closed(), exited(0), "", &limits),

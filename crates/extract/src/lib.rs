@@ -17,18 +17,19 @@
 //! |---|---|
 //! | text | the text, decoded (UTF-8, UTF-16 with a BOM, else Windows-1252) |
 //! | Markdown | the Markdown as written (the chunker understands it) |
-//! | HTML | readable text: no script or style, headings as `#` lines, paragraphs, list items, entities decoded |
+//! | HTML | readable text: the title as a `#` line, no script or style, headings as `#` lines, paragraphs, list items (nested ones indented), table cells separated by ` | `, entities decoded |
 //! | CSV / TSV | one line per row, `header: value; header: value` |
 //! | JSON / JSON Lines | one `path.to.key: value` line per scalar, a blank line between records |
-//! | PDF | the text of each page in page order, a blank line between pages |
+//! | PDF | the text of each page in page order: lines, blank lines at paragraph gaps and between pages, words hyphenated across lines rejoined |
 //! | DOCX | paragraphs in order, headings as `#` lines, list items as `- `, table cells separated by ` | ` |
 //! | XLSX | a `## Sheet` heading per sheet, then its rows like CSV |
 //! | PPTX | a `## Slide N` heading per slide, in presentation order, then its text |
 //!
 //! Whitespace is normalised lightly: line ends trimmed, at most one blank line in a row, no
-//! control characters.
+//! control characters; typographic ligatures (`ﬁ`) become their letters.
 
 mod child;
+pub mod craft;
 mod detect;
 mod error;
 mod formats;
@@ -166,7 +167,7 @@ impl Default for Limits {
 
 /// Extracts text in this process with the default [`Limits`]' size bounds.
 ///
-/// The format comes from [`detect`]; a file it cannot place is [`ExtractError::Unsupported`].
+/// The format comes from [`detect()`]; a file it cannot place is [`ExtractError::Unsupported`].
 /// Prefer [`extract_isolated`] for untrusted input: this never panics by design, but the PDF and
 /// ZIP parsers underneath are third-party code.
 pub fn extract(name: &str, bytes: &[u8]) -> Result<Extracted, ExtractError> {
@@ -175,16 +176,9 @@ pub fn extract(name: &str, bytes: &[u8]) -> Result<Extracted, ExtractError> {
 
 /// Extracts text in this process, applying `limits`' size bounds (input, output, decompressed);
 /// time and memory are bounded only by [`extract_isolated`].
-pub fn extract_with_limits(
-    name: &str,
-    bytes: &[u8],
-    limits: &Limits,
-) -> Result<Extracted, ExtractError> {
+pub fn extract_with_limits(name: &str, bytes: &[u8], limits: &Limits) -> Result<Extracted, ExtractError> {
     if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > limits.max_input_bytes {
-        return Err(ExtractError::TooLarge {
-            what: Oversize::Input,
-            limit: limits.max_input_bytes,
-        });
+        return Err(ExtractError::TooLarge { what: Oversize::Input, limit: limits.max_input_bytes });
     }
     let format = detect::sniff(name, bytes)?;
     formats::extract(format, bytes, limits)

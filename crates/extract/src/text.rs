@@ -35,10 +35,7 @@ pub(crate) fn looks_like_text(bytes: &[u8], require_utf8: bool) -> bool {
     if head.contains(&0) {
         return false;
     }
-    let controls = head
-        .iter()
-        .filter(|&&b| b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t' | 0x0c | 0x1b))
-        .count();
+    let controls = head.iter().filter(|&&b| b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t' | 0x0c | 0x1b)).count();
     controls * 10 <= head.len()
 }
 
@@ -53,10 +50,7 @@ pub(crate) struct Sink {
 
 impl Sink {
     pub(crate) fn new(limit: usize) -> Self {
-        Self {
-            text: String::new(),
-            limit,
-        }
+        Self { text: String::new(), limit }
     }
 
     pub(crate) fn push_str(&mut self, s: &str) -> Result<(), ExtractError> {
@@ -73,11 +67,20 @@ impl Sink {
         self.push_str(c.encode_utf8(&mut [0; 4]))
     }
 
+    /// Removes a hyphen that ends the text after a lowercase letter (a word broken across lines)
+    /// and says whether it did.
+    pub(crate) fn unhyphenate(&mut self) -> bool {
+        let mut tail = self.text.chars().rev();
+        let hyphenated = tail.next() == Some('-') && tail.next().is_some_and(char::is_lowercase);
+        if hyphenated {
+            self.text.pop();
+        }
+        hyphenated
+    }
+
     /// Whether the text's first line is `line`.
     pub(crate) fn starts_with_line(&self, line: &str) -> bool {
-        self.text
-            .strip_prefix(line)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('\n'))
+        self.text.strip_prefix(line).is_some_and(|rest| rest.is_empty() || rest.starts_with('\n'))
     }
 
     /// Puts `s` before the text written so far.
@@ -95,11 +98,7 @@ impl Sink {
 
     /// Ends the current line, unless the text is empty or already at a line start.
     pub(crate) fn newline(&mut self) -> Result<(), ExtractError> {
-        if self.text.is_empty() || self.text.ends_with('\n') {
-            Ok(())
-        } else {
-            self.push('\n')
-        }
+        if self.text.is_empty() || self.text.ends_with('\n') { Ok(()) } else { self.push('\n') }
     }
 
     /// Leaves a blank line before what comes next (unless at the very start).
@@ -130,15 +129,13 @@ impl Sink {
     }
 
     fn too_large(&self) -> ExtractError {
-        ExtractError::TooLarge {
-            what: Oversize::Output,
-            limit: u64::try_from(self.limit).unwrap_or(u64::MAX),
-        }
+        ExtractError::TooLarge { what: Oversize::Output, limit: u64::try_from(self.limit).unwrap_or(u64::MAX) }
     }
 }
 
 /// Light whitespace normalisation: `\r\n` and `\r` become `\n`; control characters other than
-/// tab and newline go (form feeds become line breaks); trailing spaces on each line go; at most
+/// tab and newline go (form feeds become line breaks); ligatures like `ﬁ` become their letters;
+/// soft hyphens go; trailing spaces on each line go; at most
 /// one blank line in a row; no blank lines at the start or end. Indentation is kept (Markdown
 /// needs it).
 pub(crate) fn normalize(text: &str) -> String {
@@ -173,6 +170,14 @@ pub(crate) fn normalize(text: &str) -> String {
             '\n' | '\u{0c}' | '\u{2028}' | '\u{2029}' => flush(&mut line, &mut out),
             '\t' => line.push('\t'),
             '\u{feff}' | '\u{00ad}' => {}
+            // Typographic ligatures (PDF fonts are full of them) as their letters, so that
+            // "speciﬁcation" is found as "specification".
+            '\u{fb00}' => line.push_str("ff"),
+            '\u{fb01}' => line.push_str("fi"),
+            '\u{fb02}' => line.push_str("fl"),
+            '\u{fb03}' => line.push_str("ffi"),
+            '\u{fb04}' => line.push_str("ffl"),
+            '\u{fb05}' | '\u{fb06}' => line.push_str("st"),
             c if c.is_control() => {}
             c => line.push(c),
         }
@@ -187,8 +192,8 @@ mod tests {
 
     #[test]
     fn normalize_collapses_blank_runs_and_keeps_indentation() {
-        let text = "\n\n# Title  \r\n\r\n\r\n\r\n  indented\tline\u{1}\n\n\n- item\n\n";
-        assert_eq!(normalize(text), "# Title\n\n  indented\tline\n\n- item");
+        let text = "\n\n# Title  \r\n\r\n\r\n\r\n  indented\tline\u{1}\n\n\n- speci\u{fb01}c\n\n";
+        assert_eq!(normalize(text), "# Title\n\n  indented\tline\n\n- specific");
     }
 
     #[test]
@@ -218,12 +223,6 @@ mod tests {
             let _ = sink.push_str("abcdef");
             sink
         };
-        assert!(matches!(
-            sink.finish(),
-            Err(ExtractError::TooLarge {
-                what: Oversize::Output,
-                limit: 4
-            })
-        ));
+        assert!(matches!(sink.finish(), Err(ExtractError::TooLarge { what: Oversize::Output, limit: 4 })));
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Parent → child: one JSON [`Request`] line, then the file's bytes until end of input.
 //! Child → parent: one JSON [`Response`] line, then, for a success, exactly
-//! [`Response::Ok::text_bytes`] bytes of UTF-8 text. The text travels raw so that escaping
+//! `text_bytes` bytes of UTF-8 text. The text travels raw so that escaping
 //! cannot inflate it and the parent can check its length before reading it.
 
 use serde::{Deserialize, Serialize};
@@ -26,11 +26,7 @@ pub(crate) struct Request {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Response {
-    Ok {
-        format: Format,
-        title: Option<String>,
-        text_bytes: u64,
-    },
+    Ok { format: Format, title: Option<String>, text_bytes: u64 },
     Err(ExtractError),
 }
 

@@ -159,7 +159,7 @@ async fn run_stack(env: &Env, layout: &Layout) -> anyhow::Result<()> {
         let listener = bind(&addr, docora_watcher::NAME)?;
         running.push(docora_watcher::start(settings, listener).await.context("starting docora-watcher")?);
         println!(
-            "docora-watcher http://{addr}  (admin API: POST /admin/api/login with admin / {DEV_ADMIN_PASSWORD}, unless ADMIN_PASSWORD_HASH is set)"
+            "docora-watcher http://{addr}  (dashboard: http://{addr}/admin, admin / {DEV_ADMIN_PASSWORD} unless ADMIN_PASSWORD_HASH is set)"
         );
     }
     {
@@ -178,7 +178,9 @@ async fn run_stack(env: &Env, layout: &Layout) -> anyhow::Result<()> {
             .context("dokko-ingest settings")?;
         let listener = bind(&addr, dokko_ingest::NAME)?;
         running.push(dokko_ingest::start(settings, listener).await.context("starting dokko-ingest")?);
-        println!("dokko-ingest  http://{addr}  (called by dokko-api: POST /api/v1/document-sources/{{id}}/process, …/retrieve)");
+        println!(
+            "dokko-ingest  http://{addr}  (called by dokko-api: POST /api/v1/document-sources/{{id}}/process, …/retrieve)"
+        );
     }
     {
         let addr = layout.addr(giistr_tags::PORT);

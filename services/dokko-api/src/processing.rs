@@ -79,10 +79,8 @@ pub(crate) async fn processing_status(
     let source = require(&mut conn, caller.tenant_id, *source_id).await?;
     drop(conn);
     let query = [("tenant_id", source.tenant_id.to_string())];
-    let answer = state
-        .ingest
-        .call(reqwest::Method::GET, &source_path(source.id, "/jobs/latest"), &query, None::<&()>)
-        .await?;
+    let answer =
+        state.ingest.call(reqwest::Method::GET, &source_path(source.id, "/jobs/latest"), &query, None::<&()>).await?;
     if answer.status == StatusCode::NOT_FOUND {
         return Err(ApiError::BadRequest(NO_JOB.into()));
     }
@@ -187,7 +185,8 @@ pub(crate) async fn retrieve(
         filter: request.filter,
         repository_ids,
     };
-    let answer = state.ingest.call(reqwest::Method::POST, &source_path(source.id, "/retrieve"), &[], Some(&search)).await?;
+    let answer =
+        state.ingest.call(reqwest::Method::POST, &source_path(source.id, "/retrieve"), &[], Some(&search)).await?;
     if answer.status == StatusCode::NOT_FOUND {
         // dokko-ingest has not heard of the source yet: nothing was processed.
         return Ok(HttpResponse::Ok().json(RetrieveResponse { results: Vec::new() }));

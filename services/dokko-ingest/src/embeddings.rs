@@ -54,10 +54,8 @@ pub struct Embedder {
 
 impl Embedder {
     pub fn new(settings: EmbeddingSettings) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(Duration::from_secs(5))
-            .build()?;
+        let http =
+            reqwest::Client::builder().timeout(settings.timeout).connect_timeout(Duration::from_secs(5)).build()?;
         Ok(Self { http, settings })
     }
 
@@ -101,7 +99,8 @@ impl Embedder {
             let retryable = status.as_u16() == 429 || status.is_server_error();
             return Err((retryable, format!("HTTP {status}: {}", body.chars().take(300).collect::<String>())));
         }
-        let mut answer: EmbedResponse = response.json().await.map_err(|e| (false, format!("unreadable answer: {e}")))?;
+        let mut answer: EmbedResponse =
+            response.json().await.map_err(|e| (false, format!("unreadable answer: {e}")))?;
         if answer.data.len() != batch.len() {
             return Err((false, format!("{} vectors for {} inputs", answer.data.len(), batch.len())));
         }

@@ -124,7 +124,10 @@ fn parse(value: &Value, path: &str, depth: usize, conditions: &mut usize) -> Res
         return Err(fault(path, format!("a filter has at most {MAX_CONDITIONS} conditions")));
     }
     let Some(object) = value.as_object() else {
-        return Err(fault(path, "expected an object with one operator, such as {\"equals\": {\"key\": …, \"value\": …}}"));
+        return Err(fault(
+            path,
+            "expected an object with one operator, such as {\"equals\": {\"key\": …, \"value\": …}}",
+        ));
     };
     let mut entries = object.iter();
     let (Some((operator, operand)), None) = (entries.next(), entries.next()) else {
@@ -146,8 +149,17 @@ fn parse(value: &Value, path: &str, depth: usize, conditions: &mut usize) -> Res
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(if operator == "andAll" { Filter::AndAll(parsed) } else { Filter::OrAll(parsed) })
         }
-        "equals" | "notEquals" | "greaterThan" | "greaterThanOrEquals" | "lessThan" | "lessThanOrEquals" | "in"
-        | "notIn" | "startsWith" | "listContains" | "stringContains" => {
+        "equals"
+        | "notEquals"
+        | "greaterThan"
+        | "greaterThanOrEquals"
+        | "lessThan"
+        | "lessThanOrEquals"
+        | "in"
+        | "notIn"
+        | "startsWith"
+        | "listContains"
+        | "stringContains" => {
             let (key, value) = key_value(operand, &here)?;
             let value_path = format!("{here}.value");
             let text = |value: Value| match value {
@@ -182,10 +194,7 @@ fn parse(value: &Value, path: &str, depth: usize, conditions: &mut usize) -> Res
                 _ => Filter::StringContains(key, text(value)?),
             })
         }
-        other => Err(fault(
-            path,
-            format!("unknown operator {other:?}; expected one of {}", OPERATORS.join(", ")),
-        )),
+        other => Err(fault(path, format!("unknown operator {other:?}; expected one of {}", OPERATORS.join(", ")))),
     }
 }
 

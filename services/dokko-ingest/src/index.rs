@@ -258,7 +258,9 @@ impl SourceIndex {
         if self.behind(version) {
             match tokio::time::timeout(wait, self.sync(pool)).await {
                 Ok(synced) => synced?,
-                Err(_) => tracing::info!(source_id = %self.source_id, "index sync still running; answering from the last commit"),
+                Err(_) => {
+                    tracing::info!(source_id = %self.source_id, "index sync still running; answering from the last commit")
+                }
             }
         }
         Ok(catalog)
@@ -285,7 +287,8 @@ impl SourceIndex {
             .optional()?
             .unwrap_or(0);
         let applied = AtomicI64::load(&self.applied, Ordering::Acquire);
-        let vectors_applied = if self.vectors.is_some() { AtomicI64::load(&self.vectors_applied, Ordering::Acquire) } else { target };
+        let vectors_applied =
+            if self.vectors.is_some() { AtomicI64::load(&self.vectors_applied, Ordering::Acquire) } else { target };
         if applied == target && vectors_applied == target {
             return Ok(());
         }
@@ -306,7 +309,8 @@ impl SourceIndex {
         }
         let fields = self.fields;
         for batch in changed.chunks(SYNC_BATCH) {
-            let for_index: Vec<i64> = batch.iter().filter(|(_, _, seq)| *seq > index_from).map(|(o, _, _)| *o).collect();
+            let for_index: Vec<i64> =
+                batch.iter().filter(|(_, _, seq)| *seq > index_from).map(|(o, _, _)| *o).collect();
             let for_vectors: Vec<i64> =
                 batch.iter().filter(|(_, _, seq)| *seq > vectors_applied).map(|(o, _, _)| *o).collect();
             let live: Vec<i64> = batch.iter().filter(|(_, state, _)| state == "indexed").map(|(o, _, _)| *o).collect();

@@ -76,8 +76,7 @@ pub struct TenantQuery {
 
 /// 404 unless the source is known and belongs to `tenant_id`; `None` when never processed.
 pub async fn check_tenant(conn: &mut db::Conn, source_id: Uuid, tenant_id: Uuid) -> Result<bool, ApiError> {
-    let owner: Option<Uuid> =
-        sources::table.find(source_id).select(sources::tenant_id).first(conn).await.optional()?;
+    let owner: Option<Uuid> = sources::table.find(source_id).select(sources::tenant_id).first(conn).await.optional()?;
     match owner {
         Some(owner) if owner != tenant_id => Err(ApiError::NotFound("document source not found".into())),
         known => Ok(known.is_some()),
@@ -151,7 +150,8 @@ pub(crate) async fn latest_job(
 ) -> Result<web::Json<IngestionJob>, ApiError> {
     let mut conn = db::conn(&state.pool).await?;
     check_tenant(&mut conn, *source_id, query.tenant_id).await?;
-    let job = latest(&mut conn, *source_id).await?.ok_or_else(|| ApiError::NotFound("no ingestion job found".into()))?;
+    let job =
+        latest(&mut conn, *source_id).await?.ok_or_else(|| ApiError::NotFound("no ingestion job found".into()))?;
     Ok(web::Json(job.view()))
 }
 
@@ -161,6 +161,9 @@ pub struct FilesQuery {
     /// Only files with this outcome (`failed`, `new`, …; `pending` for those not done yet).
     status: Option<String>,
 }
+
+/// A file's id, repository, path, outcome and reason.
+type OutcomeRow = (Uuid, Uuid, String, Option<String>, Option<String>);
 
 const STATUSES: [&str; 7] = ["pending", "new", "modified", "metadata", "unchanged", "deleted", "failed"];
 
@@ -185,7 +188,8 @@ pub(crate) async fn latest_job_files(
     }
     let mut conn = db::conn(&state.pool).await?;
     check_tenant(&mut conn, *source_id, query.tenant_id).await?;
-    let job = latest(&mut conn, *source_id).await?.ok_or_else(|| ApiError::NotFound("no ingestion job found".into()))?;
+    let job =
+        latest(&mut conn, *source_id).await?.ok_or_else(|| ApiError::NotFound("no ingestion job found".into()))?;
     let scoped = || {
         let rows = job_files::table.filter(job_files::job_id.eq(job.id)).into_boxed();
         match query.status.as_deref() {
@@ -194,7 +198,7 @@ pub(crate) async fn latest_job_files(
             None => rows,
         }
     };
-    let rows: Vec<(Uuid, Uuid, String, Option<String>, Option<String>)> = scoped()
+    let rows: Vec<OutcomeRow> = scoped()
         .order(job_files::seq)
         .offset(page.offset())
         .limit(page.limit())

@@ -200,7 +200,12 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     let indexes = Arc::new(Indexes::new(settings.index_dir.clone(), settings.embeddings.is_some()));
     let embedder = settings.embeddings.clone().map(Embedder::new).transpose()?;
     let wake = Arc::new(Notify::new());
-    let state = web::Data::new(AppState { pool: pool.clone(), indexes: indexes.clone(), embedder: embedder.clone(), wake: wake.clone() });
+    let state = web::Data::new(AppState {
+        pool: pool.clone(),
+        indexes: indexes.clone(),
+        embedder: embedder.clone(),
+        wake: wake.clone(),
+    });
     let runner = Arc::new(Runner {
         pool: pool.clone(),
         storage: Storage::new(&settings.s3)?,

@@ -140,7 +140,9 @@ fn fuse(rankings: &[Vec<Hit>], limit: usize) -> Vec<Hit> {
         }
     }
     let mut hits: Vec<Hit> = fused.into_values().collect();
-    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.file_ord.cmp(&b.file_ord)).then(a.position.cmp(&b.position)));
+    hits.sort_by(|a, b| {
+        b.score.total_cmp(&a.score).then(a.file_ord.cmp(&b.file_ord)).then(a.position.cmp(&b.position))
+    });
     hits.truncate(limit);
     hits
 }

@@ -233,24 +233,24 @@ impl Runner {
             let listed = page.files;
             let mut conn = db::conn(&self.pool).await?;
             conn.transaction::<_, Stop, _>(async |conn| {
-                    let mut inserted = 0;
-                    for batch in listed.chunks(INSERT_ROWS) {
-                        inserted += diesel::insert_into(job_files::table)
-                            .values(batch.iter().map(|f| listed_row(job.id, f)).collect::<Vec<_>>())
-                            .on_conflict_do_nothing()
-                            .execute(conn)
-                            .await?;
-                    }
-                    let cursor = next.or(last).map(|c| c.to_string());
-                    let updated = diesel::update(owned(job.id, self.me))
-                        .set((
-                            jobs::scanned.eq(jobs::scanned + inserted as i64),
-                            jobs::list_cursor.eq(cursor),
-                            jobs::updated_at.eq(diesel::dsl::now),
-                        ))
+                let mut inserted = 0;
+                for batch in listed.chunks(INSERT_ROWS) {
+                    inserted += diesel::insert_into(job_files::table)
+                        .values(batch.iter().map(|f| listed_row(job.id, f)).collect::<Vec<_>>())
+                        .on_conflict_do_nothing()
                         .execute(conn)
                         .await?;
-                    if updated == 0 { Err(Stop::LeaseLost) } else { Ok(()) }
+                }
+                let cursor = next.or(last).map(|c| c.to_string());
+                let updated = diesel::update(owned(job.id, self.me))
+                    .set((
+                        jobs::scanned.eq(jobs::scanned + inserted as i64),
+                        jobs::list_cursor.eq(cursor),
+                        jobs::updated_at.eq(diesel::dsl::now),
+                    ))
+                    .execute(conn)
+                    .await?;
+                if updated == 0 { Err(Stop::LeaseLost) } else { Ok(()) }
             })
             .await?;
             match next {
@@ -266,57 +266,57 @@ impl Runner {
         let mut conn = db::conn(&self.pool).await?;
         let source_id = job.source_id;
         conn.transaction::<_, Stop, _>(async |conn| {
-                let listed = job_files::table.filter(job_files::job_id.eq(job.id)).select(job_files::file_id);
-                let gone_query = || {
-                    files::table
-                        .filter(files::source_id.eq(source_id))
-                        .filter(files::state.ne("deleted"))
-                        .filter(files::file_id.ne_all(listed))
-                };
-                let gone: i64 = gone_query().count().get_result(conn).await?;
-                if gone > 0 {
-                    let version = bump(conn, source_id).await?;
-                    let removed: Vec<(i64, Uuid, Uuid, String, String)> = diesel::update(gone_query())
-                        .set((
-                            files::state.eq("deleted"),
-                            files::chunk_count.eq(0),
-                            files::error.eq(None::<String>),
-                            files::change_seq.eq(version),
-                            files::updated_at.eq(diesel::dsl::now),
-                        ))
-                        .returning((files::ord, files::file_id, files::repository_id, files::path, files::sha256))
-                        .get_results(conn)
-                        .await?;
-                    let ords: Vec<i64> = removed.iter().map(|r| r.0).collect();
-                    diesel::delete(chunks::table.filter(chunks::file_ord.eq_any(&ords))).execute(conn).await?;
-                    for batch in removed.chunks(INSERT_ROWS) {
-                        let rows: Vec<_> = batch
-                            .iter()
-                            .map(|(_, file_id, repository_id, path, sha256)| {
-                                (
-                                    job_files::job_id.eq(job.id),
-                                    job_files::file_id.eq(*file_id),
-                                    job_files::repository_id.eq(*repository_id),
-                                    job_files::path.eq(path),
-                                    job_files::sha256.eq(sha256),
-                                    job_files::size.eq(0),
-                                    job_files::object_key.eq(""),
-                                    job_files::outcome.eq(Some("deleted")),
-                                )
-                            })
-                            .collect();
-                        diesel::insert_into(job_files::table).values(rows).execute(conn).await?;
-                    }
-                }
-                let updated = diesel::update(owned(job.id, self.me))
+            let listed = job_files::table.filter(job_files::job_id.eq(job.id)).select(job_files::file_id);
+            let gone_query = || {
+                files::table
+                    .filter(files::source_id.eq(source_id))
+                    .filter(files::state.ne("deleted"))
+                    .filter(files::file_id.ne_all(listed))
+            };
+            let gone: i64 = gone_query().count().get_result(conn).await?;
+            if gone > 0 {
+                let version = bump(conn, source_id).await?;
+                let removed: Vec<(i64, Uuid, Uuid, String, String)> = diesel::update(gone_query())
                     .set((
-                        jobs::deleted.eq(jobs::deleted + gone),
-                        jobs::phase.eq("processing"),
-                        jobs::updated_at.eq(diesel::dsl::now),
+                        files::state.eq("deleted"),
+                        files::chunk_count.eq(0),
+                        files::error.eq(None::<String>),
+                        files::change_seq.eq(version),
+                        files::updated_at.eq(diesel::dsl::now),
                     ))
-                    .execute(conn)
+                    .returning((files::ord, files::file_id, files::repository_id, files::path, files::sha256))
+                    .get_results(conn)
                     .await?;
-                if updated == 0 { Err(Stop::LeaseLost) } else { Ok(()) }
+                let ords: Vec<i64> = removed.iter().map(|r| r.0).collect();
+                diesel::delete(chunks::table.filter(chunks::file_ord.eq_any(&ords))).execute(conn).await?;
+                for batch in removed.chunks(INSERT_ROWS) {
+                    let rows: Vec<_> = batch
+                        .iter()
+                        .map(|(_, file_id, repository_id, path, sha256)| {
+                            (
+                                job_files::job_id.eq(job.id),
+                                job_files::file_id.eq(*file_id),
+                                job_files::repository_id.eq(*repository_id),
+                                job_files::path.eq(path),
+                                job_files::sha256.eq(sha256),
+                                job_files::size.eq(0),
+                                job_files::object_key.eq(""),
+                                job_files::outcome.eq(Some("deleted")),
+                            )
+                        })
+                        .collect();
+                    diesel::insert_into(job_files::table).values(rows).execute(conn).await?;
+                }
+            }
+            let updated = diesel::update(owned(job.id, self.me))
+                .set((
+                    jobs::deleted.eq(jobs::deleted + gone),
+                    jobs::phase.eq("processing"),
+                    jobs::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?;
+            if updated == 0 { Err(Stop::LeaseLost) } else { Ok(()) }
         })
         .await
     }
@@ -367,7 +367,8 @@ impl Runner {
         drop(conn);
         let indexed = known.as_ref().filter(|k| k.state == "indexed");
         if let Some(known) = indexed.filter(|k| k.sha256 == file.sha256) {
-            let same = known.metadata == file.metadata && known.path == file.path && known.repository_id == file.repository_id;
+            let same =
+                known.metadata == file.metadata && known.path == file.path && known.repository_id == file.repository_id;
             return if same {
                 self.record(job, &file, Outcome::Unchanged, None).await
             } else {
@@ -383,26 +384,37 @@ impl Runner {
 
     /// The file's chunks (and their vectors), or why the file cannot be read. Errors of the
     /// job's own dependencies (storage down, the extractor missing, embeddings down) stop it.
-    async fn read(&self, bucket: &str, file: &Pending) -> Result<Result<(Vec<String>, Option<Vec<Vec<f32>>>), String>, Stop> {
+    async fn read(
+        &self,
+        bucket: &str,
+        file: &Pending,
+    ) -> Result<Result<(Vec<String>, Option<Vec<Vec<f32>>>), String>, Stop> {
         if u64::try_from(file.size).unwrap_or(u64::MAX) > self.max_file_bytes {
             return Ok(Err(FetchError::TooLarge(self.max_file_bytes).to_string()));
         }
         let bytes = match self.storage.get(bucket, &file.object_key, self.max_file_bytes).await {
             Ok(bytes) => bytes,
-            Err(FetchError::Unavailable(reason)) => return Err(Stop::Failed(format!("object storage failed: {reason}"))),
+            Err(FetchError::Unavailable(reason)) => {
+                return Err(Stop::Failed(format!("object storage failed: {reason}")));
+            }
             Err(e) => return Ok(Err(e.to_string())),
         };
         let args: Vec<&str> = self.extraction.args.iter().map(String::as_str).collect();
-        let extracted =
-            match extract::extract_isolated(&self.extraction.program, &args, &file.path, &bytes, &self.extraction.limits)
-                .await
-            {
-                Ok(extracted) => extracted,
-                Err(extract::ExtractError::Io(e)) => {
-                    return Err(Stop::Failed(format!("the text extractor cannot run: {e}")));
-                }
-                Err(e) => return Ok(Err(e.to_string())),
-            };
+        let extracted = match extract::extract_isolated(
+            &self.extraction.program,
+            &args,
+            &file.path,
+            &bytes,
+            &self.extraction.limits,
+        )
+        .await
+        {
+            Ok(extracted) => extracted,
+            Err(extract::ExtractError::Io(e)) => {
+                return Err(Stop::Failed(format!("the text extractor cannot run: {e}")));
+            }
+            Err(e) => return Ok(Err(e.to_string())),
+        };
         drop(bytes);
         let chunker = self.chunker.clone();
         let markdown = extracted.format == extract::Format::Markdown;
@@ -411,9 +423,8 @@ impl Runner {
             Some(title) if !extracted.text.trim_start().starts_with(title) => format!("{title}\n\n{}", extracted.text),
             _ => extracted.text,
         };
-        let chunks = tokio::task::spawn_blocking(move || chunker.chunks(&text, markdown))
-            .await
-            .map_err(anyhow::Error::from)?;
+        let chunks =
+            tokio::task::spawn_blocking(move || chunker.chunks(&text, markdown)).await.map_err(anyhow::Error::from)?;
         let vectors = match &self.embedder {
             Some(embedder) if !chunks.is_empty() => {
                 Some(embedder.embed(&chunks).await.map_err(|e| Stop::Failed(e.to_string()))?)
@@ -434,27 +445,27 @@ impl Runner {
     ) -> Result<(), Stop> {
         let mut conn = db::conn(&self.pool).await?;
         conn.transaction::<_, Stop, _>(async |conn| {
-                let version = bump(conn, job.source_id).await?;
-                let count = i32::try_from(texts.len()).unwrap_or(i32::MAX);
-                let ord = upsert_file(conn, job.source_id, file, "indexed", None, count, version).await?;
-                diesel::delete(chunks::table.filter(chunks::file_ord.eq(ord))).execute(conn).await?;
-                let vectors = vectors.unwrap_or_default();
-                let rows: Vec<_> = texts
-                    .iter()
-                    .enumerate()
-                    .map(|(position, content)| {
-                        (
-                            chunks::file_ord.eq(ord),
-                            chunks::position.eq(i32::try_from(position).unwrap_or(i32::MAX)),
-                            chunks::content.eq(content.replace('\0', "")),
-                            chunks::embedding.eq(vectors.get(position).map(|v| encode_vector(v))),
-                        )
-                    })
-                    .collect();
-                for batch in rows.chunks(INSERT_ROWS) {
-                    diesel::insert_into(chunks::table).values(batch).execute(conn).await?;
-                }
-                progress(conn, job.id, self.me, file.file_id, outcome, None).await
+            let version = bump(conn, job.source_id).await?;
+            let count = i32::try_from(texts.len()).unwrap_or(i32::MAX);
+            let ord = upsert_file(conn, job.source_id, file, "indexed", None, count, version).await?;
+            diesel::delete(chunks::table.filter(chunks::file_ord.eq(ord))).execute(conn).await?;
+            let vectors = vectors.unwrap_or_default();
+            let rows: Vec<_> = texts
+                .iter()
+                .enumerate()
+                .map(|(position, content)| {
+                    (
+                        chunks::file_ord.eq(ord),
+                        chunks::position.eq(i32::try_from(position).unwrap_or(i32::MAX)),
+                        chunks::content.eq(content.replace('\0', "")),
+                        chunks::embedding.eq(vectors.get(position).map(|v| encode_vector(v))),
+                    )
+                })
+                .collect();
+            for batch in rows.chunks(INSERT_ROWS) {
+                diesel::insert_into(chunks::table).values(batch).execute(conn).await?;
+            }
+            progress(conn, job.id, self.me, file.file_id, outcome, None).await
         })
         .await
     }
@@ -464,10 +475,10 @@ impl Runner {
         tracing::info!(job_id = %job.id, file_id = %file.file_id, reason, "file not indexed");
         let mut conn = db::conn(&self.pool).await?;
         conn.transaction::<_, Stop, _>(async |conn| {
-                let version = bump(conn, job.source_id).await?;
-                let ord = upsert_file(conn, job.source_id, file, "failed", Some(&reason), 0, version).await?;
-                diesel::delete(chunks::table.filter(chunks::file_ord.eq(ord))).execute(conn).await?;
-                progress(conn, job.id, self.me, file.file_id, Outcome::Failed, Some(&reason)).await
+            let version = bump(conn, job.source_id).await?;
+            let ord = upsert_file(conn, job.source_id, file, "failed", Some(&reason), 0, version).await?;
+            diesel::delete(chunks::table.filter(chunks::file_ord.eq(ord))).execute(conn).await?;
+            progress(conn, job.id, self.me, file.file_id, Outcome::Failed, Some(&reason)).await
         })
         .await
     }
@@ -476,17 +487,17 @@ impl Runner {
     async fn update_metadata(&self, job: &Job, file: &Pending, ord: i64) -> Result<(), Stop> {
         let mut conn = db::conn(&self.pool).await?;
         conn.transaction::<_, Stop, _>(async |conn| {
-                bump(conn, job.source_id).await?;
-                diesel::update(files::table.find(ord))
-                    .set((
-                        files::metadata.eq(&file.metadata),
-                        files::path.eq(&file.path),
-                        files::repository_id.eq(file.repository_id),
-                        files::updated_at.eq(diesel::dsl::now),
-                    ))
-                    .execute(conn)
-                    .await?;
-                progress(conn, job.id, self.me, file.file_id, Outcome::Metadata, None).await
+            bump(conn, job.source_id).await?;
+            diesel::update(files::table.find(ord))
+                .set((
+                    files::metadata.eq(&file.metadata),
+                    files::path.eq(&file.path),
+                    files::repository_id.eq(file.repository_id),
+                    files::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?;
+            progress(conn, job.id, self.me, file.file_id, Outcome::Metadata, None).await
         })
         .await
     }
@@ -494,7 +505,9 @@ impl Runner {
     /// Records an outcome that changes nothing indexed.
     async fn record(&self, job: &Job, file: &Pending, outcome: Outcome, reason: Option<&str>) -> Result<(), Stop> {
         let mut conn = db::conn(&self.pool).await?;
-        conn.transaction::<_, Stop, _>(async |conn| progress(conn, job.id, self.me, file.file_id, outcome, reason).await)
+        conn.transaction::<_, Stop, _>(async |conn| {
+            progress(conn, job.id, self.me, file.file_id, outcome, reason).await
+        })
         .await
     }
 
@@ -522,7 +535,8 @@ impl Runner {
             .await?;
         if ended == 1 {
             // Only the last job's per-file listing is kept.
-            let older = jobs::table.filter(jobs::source_id.eq(job.source_id)).filter(jobs::id.ne(job.id)).select(jobs::id);
+            let older =
+                jobs::table.filter(jobs::source_id.eq(job.source_id)).filter(jobs::id.ne(job.id)).select(jobs::id);
             diesel::delete(job_files::table.filter(job_files::job_id.eq_any(older))).execute(&mut conn).await?;
             tracing::info!(job_id = %job.id, status, "ingestion job ended");
         }
@@ -530,8 +544,17 @@ impl Runner {
     }
 }
 
+/// The job's row, if this runner still holds it.
+type OwnedJob = diesel::dsl::Filter<
+    jobs::table,
+    diesel::dsl::And<
+        diesel::dsl::And<diesel::dsl::Eq<jobs::id, Uuid>, diesel::dsl::Eq<jobs::lease_owner, Uuid>>,
+        diesel::dsl::Eq<jobs::status, &'static str>,
+    >,
+>;
+
 /// The job, if this runner still holds it.
-fn owned(job_id: Uuid, me: Uuid) -> diesel::dsl::Filter<jobs::table, diesel::dsl::And<diesel::dsl::And<diesel::dsl::Eq<jobs::id, Uuid>, diesel::dsl::Eq<jobs::lease_owner, Uuid>>, diesel::dsl::Eq<jobs::status, &'static str>>> {
+fn owned(job_id: Uuid, me: Uuid) -> OwnedJob {
     jobs::table.filter(jobs::id.eq(job_id).and(jobs::lease_owner.eq(me)).and(jobs::status.eq("RUNNING")))
 }
 
@@ -544,9 +567,7 @@ async fn heartbeat(pool: db::Pool, job_id: Uuid, me: Uuid, lease: Duration, lost
         let renewed = async {
             let mut conn = db::conn(&pool).await?;
             let until = time::OffsetDateTime::now_utc() + lease;
-            anyhow::Ok(
-                diesel::update(owned(job_id, me)).set(jobs::lease_until.eq(until)).execute(&mut conn).await?,
-            )
+            anyhow::Ok(diesel::update(owned(job_id, me)).set(jobs::lease_until.eq(until)).execute(&mut conn).await?)
         }
         .await;
         match renewed {
@@ -655,29 +676,31 @@ async fn progress(
     if updated == 0 { Err(Stop::LeaseLost) } else { Ok(()) }
 }
 
-fn listed_row(
+/// A listed file, as the job records it.
+#[derive(Insertable)]
+#[diesel(table_name = job_files)]
+struct ListedRow<'a> {
     job_id: Uuid,
-    file: &SourceFile,
-) -> (
-    diesel::dsl::Eq<job_files::job_id, Uuid>,
-    diesel::dsl::Eq<job_files::file_id, Uuid>,
-    diesel::dsl::Eq<job_files::repository_id, Uuid>,
-    diesel::dsl::Eq<job_files::path, String>,
-    diesel::dsl::Eq<job_files::sha256, String>,
-    diesel::dsl::Eq<job_files::size, i64>,
-    diesel::dsl::Eq<job_files::object_key, String>,
-    diesel::dsl::Eq<job_files::metadata, Value>,
-) {
-    (
-        job_files::job_id.eq(job_id),
-        job_files::file_id.eq(file.file_id),
-        job_files::repository_id.eq(file.repository_id),
-        job_files::path.eq(file.path.clone()),
-        job_files::sha256.eq(file.sha256.clone()),
-        job_files::size.eq(file.size),
-        job_files::object_key.eq(file.object_key.clone()),
-        job_files::metadata.eq(Value::Object(file.metadata.clone())),
-    )
+    file_id: Uuid,
+    repository_id: Uuid,
+    path: &'a str,
+    sha256: &'a str,
+    size: i64,
+    object_key: &'a str,
+    metadata: Value,
+}
+
+fn listed_row(job_id: Uuid, file: &SourceFile) -> ListedRow<'_> {
+    ListedRow {
+        job_id,
+        file_id: file.file_id,
+        repository_id: file.repository_id,
+        path: &file.path,
+        sha256: &file.sha256,
+        size: file.size,
+        object_key: &file.object_key,
+        metadata: Value::Object(file.metadata.clone()),
+    }
 }
 
 /// A duration as a PostgreSQL interval.

@@ -41,9 +41,7 @@ fn sniff_delimiter(text: &str) -> u8 {
         }
     }
     // `max_by_key` keeps the last maximum; the reversed index makes the first one win.
-    let best = (0..CANDIDATES.len())
-        .max_by_key(|&i| (counts[i], std::cmp::Reverse(i)))
-        .unwrap_or(0);
+    let best = (0..CANDIDATES.len()).max_by_key(|&i| (counts[i], std::cmp::Reverse(i))).unwrap_or(0);
     CANDIDATES[best]
 }
 

@@ -6,23 +6,20 @@ use std::borrow::Cow;
 
 /// Names of U+00A0 to U+00FF, in code point order.
 const LATIN_1: [&str; 96] = [
-    "nbsp", "iexcl", "cent", "pound", "curren", "yen", "brvbar", "sect", "uml", "copy", "ordf",
-    "laquo", "not", "shy", "reg", "macr", "deg", "plusmn", "sup2", "sup3", "acute", "micro",
-    "para", "middot", "cedil", "sup1", "ordm", "raquo", "frac14", "frac12", "frac34", "iquest",
-    "Agrave", "Aacute", "Acirc", "Atilde", "Auml", "Aring", "AElig", "Ccedil", "Egrave", "Eacute",
-    "Ecirc", "Euml", "Igrave", "Iacute", "Icirc", "Iuml", "ETH", "Ntilde", "Ograve", "Oacute",
-    "Ocirc", "Otilde", "Ouml", "times", "Oslash", "Ugrave", "Uacute", "Ucirc", "Uuml", "Yacute",
-    "THORN", "szlig", "agrave", "aacute", "acirc", "atilde", "auml", "aring", "aelig", "ccedil",
-    "egrave", "eacute", "ecirc", "euml", "igrave", "iacute", "icirc", "iuml", "eth", "ntilde",
-    "ograve", "oacute", "ocirc", "otilde", "ouml", "divide", "oslash", "ugrave", "uacute", "ucirc",
-    "uuml", "yacute", "thorn", "yuml",
+    "nbsp", "iexcl", "cent", "pound", "curren", "yen", "brvbar", "sect", "uml", "copy", "ordf", "laquo", "not", "shy",
+    "reg", "macr", "deg", "plusmn", "sup2", "sup3", "acute", "micro", "para", "middot", "cedil", "sup1", "ordm",
+    "raquo", "frac14", "frac12", "frac34", "iquest", "Agrave", "Aacute", "Acirc", "Atilde", "Auml", "Aring", "AElig",
+    "Ccedil", "Egrave", "Eacute", "Ecirc", "Euml", "Igrave", "Iacute", "Icirc", "Iuml", "ETH", "Ntilde", "Ograve",
+    "Oacute", "Ocirc", "Otilde", "Ouml", "times", "Oslash", "Ugrave", "Uacute", "Ucirc", "Uuml", "Yacute", "THORN",
+    "szlig", "agrave", "aacute", "acirc", "atilde", "auml", "aring", "aelig", "ccedil", "egrave", "eacute", "ecirc",
+    "euml", "igrave", "iacute", "icirc", "iuml", "eth", "ntilde", "ograve", "oacute", "ocirc", "otilde", "ouml",
+    "divide", "oslash", "ugrave", "uacute", "ucirc", "uuml", "yacute", "thorn", "yuml",
 ];
 
 /// Greek capitals from U+0391 (U+03A2 is unassigned) and small letters from U+03B1.
 const GREEK: [&str; 25] = [
-    "Alpha", "Beta", "Gamma", "Delta", "Epsilon", "Zeta", "Eta", "Theta", "Iota", "Kappa",
-    "Lambda", "Mu", "Nu", "Xi", "Omicron", "Pi", "Rho", "", "Sigma", "Tau", "Upsilon", "Phi",
-    "Chi", "Psi", "Omega",
+    "Alpha", "Beta", "Gamma", "Delta", "Epsilon", "Zeta", "Eta", "Theta", "Iota", "Kappa", "Lambda", "Mu", "Nu", "Xi",
+    "Omicron", "Pi", "Rho", "", "Sigma", "Tau", "Upsilon", "Phi", "Chi", "Psi", "Omega",
 ];
 
 const OTHERS: &[(&str, u32)] = &[
@@ -153,10 +150,7 @@ fn named(name: &str) -> Option<char> {
             return char::from_u32(0x3b1 + i as u32);
         }
     }
-    OTHERS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .and_then(|(_, code)| char::from_u32(*code))
+    OTHERS.iter().find(|(n, _)| *n == name).and_then(|(_, code)| char::from_u32(*code))
 }
 
 /// The character a numeric reference stands for, with the HTML rules for bad numbers: zero,
@@ -208,9 +202,7 @@ fn reference(text: &str) -> Option<(char, usize)> {
             Some(hex) => (hex, 16, 3),
             None => (number, 10, 2),
         };
-        let len = digits
-            .find(|c: char| !c.is_digit(radix))
-            .unwrap_or(digits.len());
+        let len = digits.find(|c: char| !c.is_digit(radix)).unwrap_or(digits.len());
         if len == 0 {
             return None;
         }
@@ -220,16 +212,12 @@ fn reference(text: &str) -> Option<(char, usize)> {
         let semicolon = usize::from(digits[len..].starts_with(';'));
         return Some((numeric(code), skip + len + semicolon));
     }
-    let len = body
-        .find(|c: char| !c.is_ascii_alphanumeric())
-        .unwrap_or(body.len());
+    let len = body.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(body.len());
     let name = &body[..len];
     if body[len..].starts_with(';') {
         return named(name).map(|c| (c, len + 2));
     }
-    matches!(name, "amp" | "lt" | "gt" | "quot" | "nbsp" | "copy")
-        .then(|| named(name).map(|c| (c, len + 1)))
-        .flatten()
+    matches!(name, "amp" | "lt" | "gt" | "quot" | "nbsp" | "copy").then(|| named(name).map(|c| (c, len + 1))).flatten()
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //!
 //! The tokenizer is a single forward pass with no recursion, so hostile nesting costs nothing.
 
+use std::borrow::Cow;
+
 use encoding_rs::Encoding;
 
 use super::{collapse_whitespace, entities};
@@ -33,10 +35,7 @@ fn meta_charset(bytes: &[u8]) -> Option<&'static Encoding> {
     let head = bytes[..bytes.len().min(2048)].to_ascii_lowercase();
     let at = head.windows(8).position(|w| w == b"charset=")? + 8;
     let rest = &head[at..];
-    let rest = rest
-        .strip_prefix(b"\"")
-        .or_else(|| rest.strip_prefix(b"'"))
-        .unwrap_or(rest);
+    let rest = rest.strip_prefix(b"\"").or_else(|| rest.strip_prefix(b"'")).unwrap_or(rest);
     let len = rest
         .iter()
         .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'.')))
@@ -45,26 +44,18 @@ fn meta_charset(bytes: &[u8]) -> Option<&'static Encoding> {
 }
 
 /// Elements whose content is raw text up to their end tag (no markup inside).
-const RAW_TEXT: &[&str] = &[
-    "script", "style", "title", "textarea", "xmp", "iframe", "noembed", "noframes",
-];
+const RAW_TEXT: &[&str] = &["script", "style", "title", "textarea", "xmp", "iframe", "noembed", "noframes"];
 
 /// Elements whose content is not part of the readable text.
-const HIDDEN: &[&str] = &[
-    "head", "noscript", "template", "svg", "math", "canvas", "object", "audio", "video",
-];
+const HIDDEN: &[&str] = &["head", "noscript", "template", "svg", "math", "canvas", "object", "audio", "video"];
 
 /// Elements that may appear in `<head>`; any other start tag closes an unclosed `<head>`, as in
 /// a browser.
-const HEAD_CONTENT: &[&str] = &[
-    "title", "meta", "link", "style", "script", "base", "noscript", "template",
-];
+const HEAD_CONTENT: &[&str] = &["title", "meta", "link", "style", "script", "base", "noscript", "template"];
 
 /// Elements that never have content or an end tag.
-const VOID: &[&str] = &[
-    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
-    "track", "wbr",
-];
+const VOID: &[&str] =
+    &["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"];
 
 /// Elements that start and end a paragraph.
 const BLOCK: &[&str] = &[
@@ -135,11 +126,7 @@ fn tokenize(html: &str, writer: &mut Writer<'_>) -> Result<(), ExtractError> {
                     let title = collapse_whitespace(&entities::decode(&html[pos..end]));
                     writer.title = Some(title);
                 }
-                pos = if end < bytes.len() {
-                    tag_end(bytes, end + close.len())
-                } else {
-                    end
-                };
+                pos = if end < bytes.len() { tag_end(bytes, end + close.len()) } else { end };
             } else {
                 let self_closing = bytes[..pos].ends_with(b"/>");
                 writer.start(&name, self_closing)?;
@@ -190,19 +177,11 @@ fn tag_end(bytes: &[u8], from: usize) -> usize {
 }
 
 fn find(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    bytes
-        .get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| from + p)
+    bytes.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|p| from + p)
 }
 
 fn find_ignore_case(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    bytes
-        .get(from..)?
-        .windows(needle.len())
-        .position(|w| w.eq_ignore_ascii_case(needle))
-        .map(|p| from + p)
+    bytes.get(from..)?.windows(needle.len()).position(|w| w.eq_ignore_ascii_case(needle)).map(|p| from + p)
 }
 
 /// Turns the token stream into text.
@@ -218,7 +197,9 @@ struct Writer<'a> {
     /// Whitespace was seen since the last word.
     space: bool,
     /// Written before the next word (`- ` for a list item, ` | ` between cells).
-    prefix: Option<&'static str>,
+    prefix: Option<Cow<'static, str>>,
+    /// Open `<ul>`/`<ol>` elements, for the indentation of nested items.
+    lists: usize,
     /// Cells seen in the current table row.
     cells: usize,
 }
@@ -233,6 +214,7 @@ impl<'a> Writer<'a> {
             heading: false,
             space: false,
             prefix: None,
+            lists: 0,
             cells: 0,
         }
     }
@@ -261,18 +243,28 @@ impl<'a> Writer<'a> {
             "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => {
                 self.paragraph()?;
                 self.heading = true;
-                self.prefix = Some(match name {
+                self.prefix = Some(Cow::Borrowed(match name {
                     "h1" => "# ",
                     "h2" => "## ",
                     "h3" => "### ",
                     "h4" => "#### ",
                     "h5" => "##### ",
                     _ => "###### ",
-                });
+                }));
+            }
+            "ul" | "ol" => {
+                // A nested list continues its item's list; an outer one is a block.
+                if self.lists > 0 {
+                    self.line()?
+                } else {
+                    self.paragraph()?
+                }
+                self.lists += 1;
             }
             "li" => {
                 self.line()?;
-                self.prefix = Some("- ");
+                let indent = "  ".repeat(self.lists.saturating_sub(1));
+                self.prefix = Some(Cow::Owned(format!("{indent}- ")));
             }
             "tr" => {
                 self.line()?;
@@ -280,7 +272,7 @@ impl<'a> Writer<'a> {
             }
             "td" | "th" => {
                 if self.cells > 0 {
-                    self.prefix = Some(" | ");
+                    self.prefix = Some(Cow::Borrowed(" | "));
                 }
                 self.cells += 1;
             }
@@ -309,6 +301,10 @@ impl<'a> Writer<'a> {
                 self.prefix = None;
                 self.paragraph()?;
             }
+            "ul" | "ol" => {
+                self.lists = self.lists.saturating_sub(1);
+                if self.lists > 0 { self.line()? } else { self.paragraph()? }
+            }
             "li" => {
                 self.prefix = None;
                 self.line()?;
@@ -331,7 +327,7 @@ impl<'a> Writer<'a> {
         let text = entities::decode(raw);
         if self.pre > 0 {
             if let Some(prefix) = self.prefix.take() {
-                self.sink.push_str(prefix)?;
+                self.sink.push_str(&prefix)?;
             }
             return self.sink.push_str(&text);
         }
@@ -341,7 +337,7 @@ impl<'a> Writer<'a> {
         }
         while let Some(word) = words.next() {
             if let Some(prefix) = self.prefix.take() {
-                self.sink.push_str(prefix)?;
+                self.sink.push_str(&prefix)?;
             } else if self.space {
                 self.sink.space()?;
             }
@@ -395,6 +391,13 @@ mod tests {
             text,
             "# Café menu\n\nHome\n\n# Our menu\n\nFresh coffee,\nevery day — since 1999.\n\n- Espresso\n\n- Latte\n\nItem | Price\nTea | 2 €\n\n  code\n    indented\n\nBye"
         );
+    }
+
+    #[test]
+    fn nested_lists_are_indented() {
+        let (_, text) =
+            render("<p>Steps:</p><ol><li>Build<ul><li>debug</li><li>release</li></ul></li><li>Ship</li></ol><p>Done");
+        assert_eq!(text, "Steps:\n\n- Build\n  - debug\n  - release\n- Ship\n\nDone");
     }
 
     #[test]

@@ -184,21 +184,12 @@ mod tests {
 
     #[test]
     fn json_lines_and_top_level_arrays_are_records() {
-        assert_eq!(
-            render("{\"a\": 1}\n\n{\"a\": 2}\n").expect("valid"),
-            "a: 1\n\na: 2"
-        );
+        assert_eq!(render("{\"a\": 1}\n\n{\"a\": 2}\n").expect("valid"), "a: 1\n\na: 2");
         assert_eq!(render(r#"[{"a": 1}, "x"]"#).expect("valid"), "a: 1\n\nx");
     }
 
     #[test]
     fn broken_json_is_corrupt() {
-        assert!(matches!(
-            render("{\"a\": "),
-            Err(ExtractError::Corrupt {
-                format: Format::Json,
-                ..
-            })
-        ));
+        assert!(matches!(render("{\"a\": "), Err(ExtractError::Corrupt { format: Format::Json, .. })));
     }
 }

@@ -16,11 +16,7 @@ use crate::{Extracted, Format, Limits};
 const MAX_TITLE_CHARS: usize = 500;
 
 /// Reads `bytes` as `format`.
-pub(crate) fn extract(
-    format: Format,
-    bytes: &[u8],
-    limits: &Limits,
-) -> Result<Extracted, ExtractError> {
+pub(crate) fn extract(format: Format, bytes: &[u8], limits: &Limits) -> Result<Extracted, ExtractError> {
     let mut sink = Sink::new(limits.max_output_bytes);
     let title = match format {
         Format::Text => {
@@ -42,15 +38,11 @@ pub(crate) fn extract(
             None
         }
         Format::Pdf => pdf::extract(bytes, limits, &mut sink)?,
-        Format::Docx | Format::Xlsx | Format::Pptx => {
-            ooxml::extract(format, bytes, limits, &mut sink)?
-        }
+        Format::Docx | Format::Xlsx | Format::Pptx => ooxml::extract(format, bytes, limits, &mut sink)?,
     };
     Ok(Extracted {
         format,
-        title: title
-            .filter(|t| !t.is_empty())
-            .map(|t| t.chars().take(MAX_TITLE_CHARS).collect()),
+        title: title.filter(|t| !t.is_empty()).map(|t| t.chars().take(MAX_TITLE_CHARS).collect()),
         text: sink.finish()?,
     })
 }

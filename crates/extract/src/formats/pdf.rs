@@ -27,36 +27,20 @@ const MAX_FORM_DEPTH: usize = 8;
 /// spacing starts near 200 in justified text, kerning stays under 100.
 const TJ_SPACE: f32 = -150.0;
 
-pub(crate) fn extract(
-    bytes: &[u8],
-    limits: &Limits,
-    sink: &mut Sink,
-) -> Result<Option<String>, ExtractError> {
+pub(crate) fn extract(bytes: &[u8], limits: &Limits, sink: &mut Sink) -> Result<Option<String>, ExtractError> {
     let max = usize::try_from(limits.max_decompressed_bytes).unwrap_or(usize::MAX);
-    let options = LoadOptions {
-        max_decompressed_size: Some(max),
-        ..LoadOptions::default()
-    };
+    let options = LoadOptions { max_decompressed_size: Some(max), ..LoadOptions::default() };
     let doc = Document::load_mem_with_options(bytes, options).map_err(|e| error(e, limits))?;
     let pages = doc.get_pages();
     if pages.is_empty() {
-        let reason = if doc.trailer.has(b"Encrypt") {
-            "it is protected by a password"
-        } else {
-            "it has no pages"
-        };
+        let reason = if doc.trailer.has(b"Encrypt") { "it is protected by a password" } else { "it has no pages" };
         return Err(ExtractError::corrupt(Format::Pdf, reason));
     }
 
     let mut failed = None;
     for page_id in pages.into_values() {
-        let mut page = Page {
-            doc: &doc,
-            sink: &mut *sink,
-            budget: max,
-            state: TextState::default(),
-        };
-        sink_paragraph(&mut page)?;
+        sink.paragraph()?;
+        let mut page = Page { doc: &doc, sink: &mut *sink, budget: max, state: TextState::default() };
         if let Err(e) = page.run_page(page_id) {
             // One damaged page costs that page; a size limit or the output cap costs the file.
             match e {
@@ -74,11 +58,6 @@ pub(crate) fn extract(
     Ok(title(&doc))
 }
 
-fn sink_paragraph(page: &mut Page<'_, '_>) -> Result<(), ExtractError> {
-    page.state = TextState::default();
-    page.sink.paragraph()
-}
-
 /// `/Title` from the document information dictionary.
 fn title(doc: &Document) -> Option<String> {
     let info = doc.trailer.get(b"Info").ok()?;
@@ -91,18 +70,12 @@ fn title(doc: &Document) -> Option<String> {
 }
 
 fn is_limit(e: &lopdf::Error) -> bool {
-    matches!(
-        e,
-        lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { .. })
-    )
+    matches!(e, lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { .. }))
 }
 
 fn error(e: lopdf::Error, limits: &Limits) -> ExtractError {
     if is_limit(&e) {
-        ExtractError::TooLarge {
-            what: Oversize::Decompressed,
-            limit: limits.max_decompressed_bytes,
-        }
+        ExtractError::TooLarge { what: Oversize::Decompressed, limit: limits.max_decompressed_bytes }
     } else {
         ExtractError::corrupt(Format::Pdf, e)
     }
@@ -131,7 +104,7 @@ impl From<ExtractError> for PageError {
 /// unscaled text space, ignoring rotation and the CTM.
 #[derive(Debug, Default)]
 struct TextState {
-    /// The current line start, `None` before the first positioning operator.
+    /// The current line start.
     x: f32,
     y: f32,
     /// The text matrix's scale (`a`, `d` of `Tm`), 1 unless set.
@@ -166,7 +139,7 @@ impl TextState {
 struct Page<'d, 's> {
     doc: &'d Document,
     sink: &'s mut Sink,
-    /// Bytes form XObjects may still inflate to on this page.
+    /// Bytes the page content and its form XObjects may still inflate to.
     budget: usize,
     state: TextState,
 }
@@ -235,12 +208,7 @@ impl<'d> Page<'d, '_> {
             // A content stream that stops parsing keeps what came before it.
             let Ok(operation) = operation else { break };
             let Operation { operator, operands } = &operation;
-            let number = |i: usize| {
-                operands
-                    .get(i)
-                    .and_then(|o| o.as_float().ok())
-                    .unwrap_or(0.0)
-            };
+            let number = |i: usize| operands.get(i).and_then(|o| o.as_float().ok()).unwrap_or(0.0);
             match operator.as_str() {
                 "BT" => {
                     let state = &mut self.state;
@@ -291,22 +259,14 @@ impl<'d> Page<'d, '_> {
 
     fn next_line(&mut self) {
         let (_, sy) = self.state.scale();
-        let leading = if self.state.leading == 0.0 {
-            self.state.font_size
-        } else {
-            self.state.leading
-        };
+        let leading = if self.state.leading == 0.0 { self.state.font_size } else { self.state.leading };
         self.state.y -= leading * sy;
         self.state.new_line = true;
     }
 
     /// Writes the strings among `operands` (`Tj`'s one, `TJ`'s array) with the break the text
     /// position calls for in front.
-    fn show(
-        &mut self,
-        font: Option<&Encoding<'d>>,
-        operands: &[Object],
-    ) -> Result<(), ExtractError> {
+    fn show(&mut self, font: Option<&Encoding<'d>>, operands: &[Object]) -> Result<(), ExtractError> {
         let Some(font) = font else { return Ok(()) };
         let mut text = String::new();
         for operand in operands {
@@ -317,8 +277,7 @@ impl<'d> Page<'d, '_> {
                         match item {
                             Object::String(bytes, _) => decode_into(font, bytes, &mut text),
                             Object::Integer(_) | Object::Real(_)
-                                if item.as_float().is_ok_and(|n| n < TJ_SPACE)
-                                    && !text.ends_with(' ') =>
+                                if item.as_float().is_ok_and(|n| n < TJ_SPACE) && !text.ends_with(' ') =>
                             {
                                 text.push(' ');
                             }
@@ -336,19 +295,27 @@ impl<'d> Page<'d, '_> {
             }
             return Ok(());
         }
-        self.break_before()?;
+        self.break_before(&text)?;
         self.sink.push_str(&text)
     }
 
-    fn break_before(&mut self) -> Result<(), ExtractError> {
+    /// Writes the break the text position calls for before `next`: a blank line for a gap of
+    /// more than a line and a half (or a jump up: a new column), a line break for a smaller
+    /// vertical move, a space for a horizontal one. A word hyphenated across a line break is
+    /// joined again (`man-` + `agement`), so that it can be found.
+    fn break_before(&mut self, next: &str) -> Result<(), ExtractError> {
         let state = &mut self.state;
         let (_, sy) = state.scale();
         let line_height = (state.font_size * sy.abs()).max(1.0);
         let dy = state.last_y.map(|last| (state.y - last).abs());
         match dy {
-            // More than a line and a half down (or up: a new column): a paragraph.
             Some(dy) if dy > 1.6 * line_height => self.sink.paragraph()?,
-            Some(dy) if dy > 0.3 * line_height || state.new_line => self.sink.newline()?,
+            Some(dy) if dy > 0.3 * line_height || state.new_line => {
+                let rejoined = next.starts_with(char::is_lowercase) && self.sink.unhyphenate();
+                if !rejoined {
+                    self.sink.newline()?;
+                }
+            }
             Some(_) if state.moved => self.sink.space()?,
             None if state.new_line => self.sink.newline()?,
             _ => {}
@@ -371,10 +338,8 @@ impl<'d> Page<'d, '_> {
         if forms.len() >= MAX_FORM_DEPTH {
             return Ok(());
         }
-        let reference = resources
-            .iter()
-            .filter_map(|r| self.dict(r, b"XObject"))
-            .find_map(|xobjects| xobjects.get(name).ok());
+        let reference =
+            resources.iter().filter_map(|r| self.dict(r, b"XObject")).find_map(|xobjects| xobjects.get(name).ok());
         let Some(Object::Reference(id)) = reference else {
             return Ok(());
         };
@@ -400,9 +365,7 @@ impl<'d> Page<'d, '_> {
             self.run(&content, resources, fonts, forms)
         } else {
             let own_fonts = self.fonts(&own)?;
-            let scope: Vec<&Fonts<'d>> = std::iter::once(&own_fonts)
-                .chain(fonts.iter().copied())
-                .collect();
+            let scope: Vec<&Fonts<'d>> = std::iter::once(&own_fonts).chain(fonts.iter().copied()).collect();
             self.run(&content, &own, &scope, forms)
         };
         forms.remove(id);

@@ -15,15 +15,8 @@ pub(crate) struct Table {
 }
 
 impl Table {
-    pub(crate) fn row<S: AsRef<str>>(
-        &mut self,
-        cells: &[S],
-        sink: &mut Sink,
-    ) -> Result<(), ExtractError> {
-        let cells: Vec<String> = cells
-            .iter()
-            .map(|c| collapse_whitespace(c.as_ref()))
-            .collect();
+    pub(crate) fn row<S: AsRef<str>>(&mut self, cells: &[S], sink: &mut Sink) -> Result<(), ExtractError> {
+        let cells: Vec<String> = cells.iter().map(|c| collapse_whitespace(c.as_ref())).collect();
         if cells.iter().all(String::is_empty) {
             return Ok(());
         }
@@ -46,12 +39,7 @@ impl Table {
                 }
             }
             None => {
-                line = cells
-                    .iter()
-                    .filter(|c| !c.is_empty())
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                line = cells.iter().filter(|c| !c.is_empty()).map(String::as_str).collect::<Vec<_>>().join("; ");
                 if self.rows == 1 && looks_like_header(&cells) {
                     self.header = Some(cells);
                 }
@@ -66,17 +54,12 @@ impl Table {
 /// Column names: short, and none of them a number or a date.
 fn looks_like_header(cells: &[String]) -> bool {
     cells.iter().filter(|c| !c.is_empty()).count() >= 1
-        && cells
-            .iter()
-            .filter(|c| !c.is_empty())
-            .all(|c| c.chars().count() <= 64 && !is_numeric_like(c))
+        && cells.iter().filter(|c| !c.is_empty()).all(|c| c.chars().count() <= 64 && !is_numeric_like(c))
 }
 
 fn is_numeric_like(cell: &str) -> bool {
     cell.chars().any(|c| c.is_ascii_digit())
-        && cell
-            .chars()
-            .all(|c| c.is_ascii_digit() || " .,-+/:%$€£¥()eE".contains(c))
+        && cell.chars().all(|c| c.is_ascii_digit() || " .,-+/:%$€£¥()eE".contains(c))
 }
 
 #[cfg(test)]
@@ -94,15 +77,9 @@ mod tests {
 
     #[test]
     fn named_values_when_the_first_row_is_a_header() {
-        let text = render(&[
-            &["name", "city", "age"],
-            &["Ada", "", "36"],
-            &["Alan", "Wilmslow\nCheshire", "41", "extra"],
-        ]);
-        assert_eq!(
-            text,
-            "name; city; age\nname: Ada; age: 36\nname: Alan; city: Wilmslow Cheshire; age: 41; extra"
-        );
+        let text =
+            render(&[&["name", "city", "age"], &["Ada", "", "36"], &["Alan", "Wilmslow\nCheshire", "41", "extra"]]);
+        assert_eq!(text, "name; city; age\nname: Ada; age: 36\nname: Alan; city: Wilmslow Cheshire; age: 41; extra");
     }
 
     #[test]

@@ -35,11 +35,7 @@ fn binary_files_are_unsupported_with_a_reason() {
     ];
     for (name, bytes, kind) in cases {
         assert_eq!(detect(name, bytes), None, "{name}");
-        assert_eq!(
-            extract(name, bytes),
-            Err(ExtractError::Unsupported { kind: kind.to_owned() }),
-            "{name}"
-        );
+        assert_eq!(extract(name, bytes), Err(ExtractError::Unsupported { kind: kind.to_owned() }), "{name}");
     }
     let archive = fixtures::zip(&[("photos/readme.txt", "holiday pictures")]);
     assert_eq!(detect("photos.zip", &archive), None);

@@ -6,6 +6,8 @@ use std::io::{Cursor, Write};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
+pub use extract::craft::{pdf, pdf_with_compressed_page, stream, zlib_repeat};
+
 /// A ZIP of `(name, content)` entries, deflated.
 pub fn zip(entries: &[(&str, &str)]) -> Vec<u8> {
     let mut writer = ZipWriter::new(Cursor::new(Vec::new()));
@@ -20,10 +22,8 @@ pub fn zip(entries: &[(&str, &str)]) -> Vec<u8> {
 const RELS_CT: &str = r#"<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>"#;
 
 fn content_types(overrides: &[(&str, &str)]) -> String {
-    let overrides: String = overrides
-        .iter()
-        .map(|(part, ct)| format!(r#"<Override PartName="{part}" ContentType="{ct}"/>"#))
-        .collect();
+    let overrides: String =
+        overrides.iter().map(|(part, ct)| format!(r#"<Override PartName="{part}" ContentType="{ct}"/>"#)).collect();
     format!(
         r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">{RELS_CT}{overrides}</Types>"#
     )
@@ -79,20 +79,11 @@ pub fn docx() -> Vec<u8> {
                     "/word/document.xml",
                     "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml",
                 ),
-                (
-                    "/word/styles.xml",
-                    "application/vnd.openxmlformats-officedocument.wordprocessingml.styles+xml",
-                ),
+                ("/word/styles.xml", "application/vnd.openxmlformats-officedocument.wordprocessingml.styles+xml"),
             ]),
         ),
-        (
-            "_rels/.rels",
-            &rels(&[("rId1", "officeDocument", "word/document.xml")]),
-        ),
-        (
-            "word/_rels/document.xml.rels",
-            &rels(&[("rId1", "styles", "styles.xml")]),
-        ),
+        ("_rels/.rels", &rels(&[("rId1", "officeDocument", "word/document.xml")])),
+        ("word/_rels/document.xml.rels", &rels(&[("rId1", "styles", "styles.xml")])),
         ("word/document.xml", document),
         ("word/styles.xml", styles),
         ("docProps/core.xml", &core_properties("FY report")),
@@ -146,10 +137,7 @@ pub fn xlsx() -> Vec<u8> {
                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml",
             )]),
         ),
-        (
-            "_rels/.rels",
-            &rels(&[("rId1", "officeDocument", "xl/workbook.xml")]),
-        ),
+        ("_rels/.rels", &rels(&[("rId1", "officeDocument", "xl/workbook.xml")])),
         (
             "xl/_rels/workbook.xml.rels",
             &rels(&[
@@ -178,10 +166,7 @@ Cost: inline; TRUE
 Remember the deadline";
 
 fn slide(title: &str, body: &[&str]) -> String {
-    let paragraphs: String = body
-        .iter()
-        .map(|p| format!("<a:p><a:r><a:t>{p}</a:t></a:r></a:p>"))
-        .collect();
+    let paragraphs: String = body.iter().map(|p| format!("<a:p><a:r><a:t>{p}</a:t></a:r></a:p>")).collect();
     format!(
         r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <p:sld xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main" xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main"><p:cSld><p:spTree>
@@ -211,26 +196,14 @@ pub fn pptx() -> Vec<u8> {
                 "application/vnd.openxmlformats-officedocument.presentationml.presentation.main+xml",
             )]),
         ),
-        (
-            "_rels/.rels",
-            &rels(&[("rId1", "officeDocument", "ppt/presentation.xml")]),
-        ),
+        ("_rels/.rels", &rels(&[("rId1", "officeDocument", "ppt/presentation.xml")])),
         (
             "ppt/_rels/presentation.xml.rels",
-            &rels(&[
-                ("rId2", "slide", "slides/slide1.xml"),
-                ("rId3", "slide", "slides/slide2.xml"),
-            ]),
+            &rels(&[("rId2", "slide", "slides/slide1.xml"), ("rId3", "slide", "slides/slide2.xml")]),
         ),
         ("ppt/presentation.xml", presentation),
-        (
-            "ppt/slides/slide2.xml",
-            &slide("Welcome", &["Agenda for today", "Budget review"]),
-        ),
-        (
-            "ppt/slides/_rels/slide2.xml.rels",
-            &rels(&[("rId1", "notesSlide", "../notesSlides/notesSlide1.xml")]),
-        ),
+        ("ppt/slides/slide2.xml", &slide("Welcome", &["Agenda for today", "Budget review"])),
+        ("ppt/slides/_rels/slide2.xml.rels", &rels(&[("rId1", "notesSlide", "../notesSlides/notesSlide1.xml")])),
         ("ppt/notesSlides/notesSlide1.xml", notes),
         ("ppt/slides/slide1.xml", &slide("Results", &["Sales up 10%"])),
         ("docProps/core.xml", &core_properties("Kick-off")),
@@ -249,41 +222,6 @@ Notes: Speak slowly
 
 Sales up 10%";
 
-/// A PDF of `objects` (numbered from 1) with the catalog at `root`, a correct cross-reference
-/// table and trailer.
-pub fn pdf(objects: &[Vec<u8>], root: usize, info: Option<usize>) -> Vec<u8> {
-    let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, object) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
-        out.extend_from_slice(object);
-        out.extend_from_slice(b"\nendobj\n");
-    }
-    let xref = out.len();
-    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
-    for offset in offsets {
-        out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
-    }
-    let info = info.map(|i| format!(" /Info {i} 0 R")).unwrap_or_default();
-    out.extend_from_slice(
-        format!(
-            "trailer\n<< /Size {} /Root {root} 0 R{info} >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
-        )
-        .as_bytes(),
-    );
-    out
-}
-
-/// A stream object: `<< /Length n extra >> stream … endstream`.
-pub fn stream(extra: &str, data: &[u8]) -> Vec<u8> {
-    let mut out = format!("<< /Length {} {extra} >>\nstream\n", data.len()).into_bytes();
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\nendstream");
-    out
-}
-
 /// `data` zlib-compressed.
 pub fn deflate(data: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
@@ -291,17 +229,17 @@ pub fn deflate(data: &[u8]) -> Vec<u8> {
     encoder.finish().expect("compresses")
 }
 
-/// A two-page PDF: positioned lines, a paragraph gap, `TJ` word spacing, a compressed page, a
-/// form XObject with its own font, and a title in the information dictionary.
+/// A two-page PDF: positioned lines, a word hyphenated across lines, a paragraph gap, `TJ` word
+/// spacing, a compressed page, a form XObject with its own font, and a title in the
+/// information dictionary.
 pub fn report_pdf() -> Vec<u8> {
     let page1 = b"BT /F1 24 Tf 72 720 Td (Quarterly Report) Tj ET
-BT /F1 12 Tf 72 680 Td (Revenue grew by 12 percent) Tj 0 -14 Td (in the third quarter.) Tj ET
+BT /F1 12 Tf 72 680 Td (Revenue grew by 12 per-) Tj 0 -14 Td (cent in the third quarter.) Tj T* (Costs fell.) Tj ET
 BT /F1 12 Tf 72 600 Td [(W) 80 (ord)-250(spacing)] TJ ( and caf\\351) Tj ET";
     let page2 = b"BT /F1 12 Tf 1 0 0 1 72 720 Tm (Second page) Tj ET q /Fm1 Do Q";
     let form = b"BT /F2 10 Tf 1 0 0 1 72 40 Tm (Footer from a form) Tj ET";
     let font = |name: &str| {
-        format!("<< /Type /Font /Subtype /Type1 /BaseFont /{name} /Encoding /WinAnsiEncoding >>")
-            .into_bytes()
+        format!("<< /Type /Font /Subtype /Type1 /BaseFont /{name} /Encoding /WinAnsiEncoding >>").into_bytes()
     };
     pdf(
         &[
@@ -327,8 +265,8 @@ BT /F1 12 Tf 72 600 Td [(W) 80 (ord)-250(spacing)] TJ ( and caf\\351) Tj ET";
 /// What [`report_pdf`] reads as.
 pub const REPORT_PDF_TEXT: &str = "Quarterly Report
 
-Revenue grew by 12 percent
-in the third quarter.
+Revenue grew by 12 percent in the third quarter.
+Costs fell.
 
 Word spacing and café
 
@@ -336,127 +274,12 @@ Second page
 
 Footer from a form";
 
-/// A one-page PDF whose only content stream is `zlib` (FlateDecode).
-pub fn pdf_with_compressed_page(zlib: &[u8]) -> Vec<u8> {
-    pdf(
-        &[
-            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
-            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>".to_vec(),
-            stream("/Filter /FlateDecode", zlib),
-        ],
-        1,
-        None,
-    )
-}
-
-/// A zlib stream that inflates to `pattern` repeated, `pattern.len() + 258 * copies` bytes in
-/// all, written directly (nothing is compressed, so a gigabyte costs milliseconds): one
-/// fixed-Huffman block of the pattern as literals followed by `copies` back-references of the
-/// longest length (258) at distance `pattern.len()`. About 13 bits per 258 bytes.
-pub fn zlib_repeat(pattern: &[u8], copies: usize) -> Vec<u8> {
-    assert!((1..=32_768).contains(&pattern.len()));
-    let mut bits = BitWriter::default();
-    bits.out.extend_from_slice(&[0x78, 0x01]);
-    bits.write(1, 1); // last block
-    bits.write(1, 2); // fixed Huffman codes
-    for &byte in pattern {
-        if byte < 144 {
-            bits.write_code(0x30 + u32::from(byte), 8);
-        } else {
-            bits.write_code(0x190 + u32::from(byte) - 144, 9);
-        }
-    }
-    let (dist_code, extra_bits, extra) = distance_code(pattern.len());
-    for _ in 0..copies {
-        bits.write_code(0xc5, 8); // length code 285: 258 bytes
-        bits.write_code(dist_code, 5);
-        bits.write(extra, extra_bits);
-    }
-    bits.write_code(0, 7); // end of block
-    let mut out = bits.finish();
-    let total = pattern.len() as u128 + 258 * copies as u128;
-    out.extend_from_slice(&adler32_of_repeat(pattern, total).to_be_bytes());
-    out
-}
-
-fn distance_code(distance: usize) -> (u32, u32, u32) {
-    const BASE: [usize; 30] = [
-        1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537,
-        2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
-    ];
-    let code = BASE.iter().rposition(|&b| b <= distance).unwrap_or(0);
-    let extra_bits = if code < 4 { 0 } else { (code as u32 - 2) / 2 };
-    (code as u32, extra_bits, (distance - BASE[code]) as u32)
-}
-
-/// Adler-32 of `pattern` repeated to `total` bytes, in closed form.
-fn adler32_of_repeat(pattern: &[u8], total: u128) -> u32 {
-    const MOD: u128 = 65_521;
-    let p = pattern.len() as u128;
-    let (mut a, mut b) = (1u128, total % MOD);
-    for (j, &byte) in pattern.iter().enumerate() {
-        let j = j as u128;
-        if j >= total {
-            break;
-        }
-        let count = (total - j).div_ceil(p);
-        let byte = u128::from(byte);
-        a = (a + count * byte) % MOD;
-        // Σ over positions i of (total - i): count·total − Σ i, Σ i = count·j + p·count(count−1)/2
-        let positions = (count * j + p * (count * (count - 1) / 2)) % MOD;
-        let weight = ((count % MOD) * (total % MOD) % MOD + MOD - positions) % MOD;
-        b = (b + byte * weight) % MOD;
-    }
-    ((b << 16) | a) as u32
-}
-
-#[derive(Default)]
-struct BitWriter {
-    out: Vec<u8>,
-    acc: u64,
-    len: u32,
-}
-
-impl BitWriter {
-    /// `count` bits of `value`, least significant first.
-    fn write(&mut self, value: u32, count: u32) {
-        self.acc |= u64::from(value) << self.len;
-        self.len += count;
-        while self.len >= 8 {
-            self.out.push(self.acc as u8);
-            self.acc >>= 8;
-            self.len -= 8;
-        }
-    }
-
-    /// A Huffman code, most significant bit first.
-    fn write_code(&mut self, code: u32, count: u32) {
-        let reversed = code.reverse_bits() >> (32 - count);
-        self.write(reversed, count);
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        if self.len > 0 {
-            self.out.push(self.acc as u8);
-        }
-        self.out
-    }
-}
-
 #[test]
 fn zlib_repeat_inflates_to_the_pattern() {
     use std::io::Read;
     let zlib = zlib_repeat(b"0 0 Td\n", 1000);
     let mut inflated = Vec::new();
-    flate2::read::ZlibDecoder::new(&zlib[..])
-        .read_to_end(&mut inflated)
-        .expect("valid zlib, checksum included");
-    let expected: Vec<u8> = b"0 0 Td\n"
-        .iter()
-        .copied()
-        .cycle()
-        .take(7 + 258 * 1000)
-        .collect();
+    flate2::read::ZlibDecoder::new(&zlib[..]).read_to_end(&mut inflated).expect("valid zlib, checksum included");
+    let expected: Vec<u8> = b"0 0 Td\n".iter().copied().cycle().take(7 + 258 * 1000).collect();
     assert_eq!(inflated, expected);
 }

@@ -25,10 +25,7 @@ fn markdown_stays_markdown() {
     let extracted = read("README.md", md.as_bytes());
     assert_eq!(extracted.format, Format::Markdown);
     assert_eq!(extracted.title.as_deref(), Some("Install guide"));
-    assert_eq!(
-        extracted.text,
-        "# Install guide\n\nRun:\n\n```sh\ncargo build\n```\n\n- one\n  - nested"
-    );
+    assert_eq!(extracted.text, "# Install guide\n\nRun:\n\n```sh\ncargo build\n```\n\n- one\n  - nested");
 }
 
 #[test]
@@ -39,10 +36,7 @@ fn html_becomes_readable_text() {
     let extracted = read("pricing.html", html.as_bytes());
     assert_eq!(extracted.format, Format::Html);
     assert_eq!(extracted.title.as_deref(), Some("Pricing & plans"));
-    assert_eq!(
-        extracted.text,
-        "# Pricing & plans\n\n## Team plan\n\nFor small teams.\n\n- 5 seats\n- Support"
-    );
+    assert_eq!(extracted.text, "# Pricing & plans\n\n## Team plan\n\nFor small teams.\n\n- 5 seats\n- Support");
 }
 
 #[test]
@@ -114,16 +108,10 @@ fn a_zip_bomb_is_stopped_at_the_decompression_limit() {
     ];
     let bomb = fixtures::zip(&entries);
     assert!(bomb.len() < 1 << 20, "the bomb itself is small");
-    let limits = Limits {
-        max_decompressed_bytes: 2 << 20,
-        ..Limits::default()
-    };
+    let limits = Limits { max_decompressed_bytes: 2 << 20, ..Limits::default() };
     assert_eq!(
         extract_with_limits("bomb.docx", &bomb, &limits),
-        Err(ExtractError::TooLarge {
-            what: Oversize::Decompressed,
-            limit: 2 << 20
-        })
+        Err(ExtractError::TooLarge { what: Oversize::Decompressed, limit: 2 << 20 })
     );
 }
 
@@ -131,69 +119,42 @@ fn a_zip_bomb_is_stopped_at_the_decompression_limit() {
 fn a_pdf_stream_bomb_is_stopped_at_the_decompression_limit() {
     // Inflates to 25 MiB.
     let pdf = fixtures::pdf_with_compressed_page(&fixtures::zlib_repeat(b" ", 100_000));
-    let limits = Limits {
-        max_decompressed_bytes: 16 << 20,
-        ..Limits::default()
-    };
+    let limits = Limits { max_decompressed_bytes: 16 << 20, ..Limits::default() };
     assert_eq!(
         extract_with_limits("bomb.pdf", &pdf, &limits),
-        Err(ExtractError::TooLarge {
-            what: Oversize::Decompressed,
-            limit: 16 << 20
-        })
+        Err(ExtractError::TooLarge { what: Oversize::Decompressed, limit: 16 << 20 })
     );
 }
 
 #[test]
 fn input_and_output_limits_refuse_rather_than_cut() {
-    let limits = Limits {
-        max_input_bytes: 10,
-        ..Limits::default()
-    };
+    let limits = Limits { max_input_bytes: 10, ..Limits::default() };
     assert_eq!(
         extract_with_limits("a.txt", b"eleven byte", &limits),
-        Err(ExtractError::TooLarge {
-            what: Oversize::Input,
-            limit: 10
-        })
+        Err(ExtractError::TooLarge { what: Oversize::Input, limit: 10 })
     );
     // A short CSV whose long header names repeat on every row.
     let header = "a_really_long_column_name_repeated_on_every_row";
     let csv = format!("{header}\n{}", "x\n".repeat(1000));
-    let limits = Limits {
-        max_output_bytes: 4096,
-        ..Limits::default()
-    };
+    let limits = Limits { max_output_bytes: 4096, ..Limits::default() };
     assert_eq!(
         extract_with_limits("wide.csv", csv.as_bytes(), &limits),
-        Err(ExtractError::TooLarge {
-            what: Oversize::Output,
-            limit: 4096
-        })
+        Err(ExtractError::TooLarge { what: Oversize::Output, limit: 4096 })
     );
 }
 
 #[test]
 fn corrupt_files_are_reported_as_corrupt() {
     let garbage = b"%PDF-1.7\n\x00\x01 this is not a PDF body, no xref, no trailer \xff\xfe";
-    assert!(matches!(
-        extract("broken.pdf", garbage),
-        Err(ExtractError::Corrupt { format: Format::Pdf, .. })
-    ));
+    assert!(matches!(extract("broken.pdf", garbage), Err(ExtractError::Corrupt { format: Format::Pdf, .. })));
     let not_a_zip = b"PK\x03\x04 truncated";
-    assert!(matches!(
-        extract("broken.docx", not_a_zip),
-        Err(ExtractError::Corrupt { format: Format::Docx, .. })
-    ));
+    assert!(matches!(extract("broken.docx", not_a_zip), Err(ExtractError::Corrupt { format: Format::Docx, .. })));
     let docx_without_document = fixtures::zip(&[("word/styles.xml", "<w:styles/>")]);
     assert!(matches!(
         extract("empty.docx", &docx_without_document),
         Err(ExtractError::Corrupt { format: Format::Docx, .. })
     ));
-    assert!(matches!(
-        extract("bad.json", b"{\"a\": [1, 2"),
-        Err(ExtractError::Corrupt { format: Format::Json, .. })
-    ));
+    assert!(matches!(extract("bad.json", b"{\"a\": [1, 2"), Err(ExtractError::Corrupt { format: Format::Json, .. })));
 }
 
 #[test]
@@ -208,4 +169,18 @@ fn truncated_pdfs_never_panic() {
             Err(other) => panic!("prefix of {len} bytes: unexpected {other:?}"),
         }
     }
+}
+
+#[test]
+fn office_part_names_match_case_insensitively() {
+    let document =
+        r#"<w:document xmlns:w="w"><w:body><w:p><w:r><w:t>Mixed case parts</w:t></w:r></w:p></w:body></w:document>"#;
+    let docx = fixtures::zip(&[
+        (
+            "[Content_Types].xml",
+            r#"<Types><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>"#,
+        ),
+        ("Word/Document.XML", document),
+    ]);
+    assert_eq!(read("odd.docx", &docx).text, "Mixed case parts");
 }

@@ -53,15 +53,8 @@ async fn the_childs_own_errors_come_back_as_they_are() {
 #[tokio::test]
 async fn a_decompression_bomb_exhausts_only_the_childs_memory() {
     let bomb = fixtures::pdf_with_compressed_page(&fixtures::zlib_repeat(b"0 0 Td\n", 1_000_000));
-    let limits = Limits {
-        max_memory_bytes: 64 << 20,
-        max_decompressed_bytes: 2 << 30,
-        ..Limits::default()
-    };
-    assert_eq!(
-        isolated("bomb.pdf", &bomb, &limits).await,
-        Err(ExtractError::OutOfMemory { limit: 64 << 20 })
-    );
+    let limits = Limits { max_memory_bytes: 64 << 20, max_decompressed_bytes: 2 << 30, ..Limits::default() };
+    assert_eq!(isolated("bomb.pdf", &bomb, &limits).await, Err(ExtractError::OutOfMemory { limit: 64 << 20 }));
     // This process is unharmed and the next file goes through.
     let next = isolated("report.pdf", &fixtures::report_pdf(), &limits).await;
     assert_eq!(next.map(|e| e.text), Ok(fixtures::REPORT_PDF_TEXT.to_owned()));
@@ -74,15 +67,10 @@ async fn a_decompression_bomb_exhausts_only_the_childs_memory() {
 async fn a_child_past_its_deadline_is_killed_and_reaped() {
     let marker = format!("deadline-test-{}", std::process::id());
     let slow = fixtures::pdf_with_compressed_page(&fixtures::zlib_repeat(b"0 0 Td\n", 260_000));
-    let limits = Limits {
-        timeout: Duration::from_millis(500),
-        ..Limits::default()
-    };
+    let limits = Limits { timeout: Duration::from_millis(500), ..Limits::default() };
     let run = {
         let marker = marker.clone();
-        tokio::spawn(async move {
-            extract_isolated(child(), &[&marker], "slow.pdf", &slow, &limits).await
-        })
+        tokio::spawn(async move { extract_isolated(child(), &[&marker], "slow.pdf", &slow, &limits).await })
     };
 
     let mut pid = None;
@@ -108,26 +96,17 @@ fn process_with_argument(argument: &str) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
         let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
         let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-        cmdline
-            .split(|&b| b == 0)
-            .any(|arg| arg == argument.as_bytes())
-            .then_some(pid)
+        cmdline.split(|&b| b == 0).any(|arg| arg == argument.as_bytes()).then_some(pid)
     })
 }
 
 #[tokio::test]
 async fn a_text_over_the_output_limit_is_refused() {
-    let limits = Limits {
-        max_output_bytes: 1000,
-        ..Limits::default()
-    };
+    let limits = Limits { max_output_bytes: 1000, ..Limits::default() };
     let long = "word ".repeat(1000);
     assert_eq!(
         isolated("long.txt", long.as_bytes(), &limits).await,
-        Err(ExtractError::TooLarge {
-            what: Oversize::Output,
-            limit: 1000
-        })
+        Err(ExtractError::TooLarge { what: Oversize::Output, limit: 1000 })
     );
 }
 
@@ -136,25 +115,14 @@ async fn a_text_over_the_output_limit_is_refused() {
 /// the child rather than the parent's patience or memory.
 #[tokio::test]
 async fn a_misbehaving_child_cannot_flood_the_parent() {
-    let limits = Limits {
-        max_output_bytes: 1 << 20,
-        ..Limits::default()
-    };
-    let oversized = r#"cat > /dev/null; echo '{"ok":{"format":"text","title":null,"text_bytes":1099511627776}}'; exec yes"#;
+    let limits = Limits { max_output_bytes: 1 << 20, ..Limits::default() };
+    let oversized =
+        r#"cat > /dev/null; echo '{"ok":{"format":"text","title":null,"text_bytes":1099511627776}}'; exec yes"#;
     let result = extract_isolated(Path::new("/bin/sh"), &["-c", oversized], "a.txt", b"hi", &limits).await;
-    assert_eq!(
-        result,
-        Err(ExtractError::TooLarge {
-            what: Oversize::Output,
-            limit: 1 << 20
-        })
-    );
+    assert_eq!(result, Err(ExtractError::TooLarge { what: Oversize::Output, limit: 1 << 20 }));
 
     let result = extract_isolated(Path::new("/bin/sh"), &["-c", "exec cat /dev/zero"], "a.txt", b"hi", &limits).await;
-    assert!(
-        matches!(&result, Err(ExtractError::Crashed(reason)) if reason.contains("response header")),
-        "{result:?}"
-    );
+    assert!(matches!(&result, Err(ExtractError::Crashed(reason)) if reason.contains("response header")), "{result:?}");
 }
 
 #[tokio::test]
@@ -166,20 +134,11 @@ async fn a_child_killed_by_a_signal_is_a_crash() {
 
 #[tokio::test]
 async fn oversized_input_is_refused_before_any_child_starts() {
-    let limits = Limits {
-        max_input_bytes: 4,
-        ..Limits::default()
-    };
+    let limits = Limits { max_input_bytes: 4, ..Limits::default() };
     let missing = Path::new("/nonexistent/extract-child");
     assert_eq!(
         extract_isolated(missing, &[], "a.txt", b"12345", &limits).await,
-        Err(ExtractError::TooLarge {
-            what: Oversize::Input,
-            limit: 4
-        })
+        Err(ExtractError::TooLarge { what: Oversize::Input, limit: 4 })
     );
-    assert!(matches!(
-        extract_isolated(missing, &[], "a.txt", b"1234", &limits).await,
-        Err(ExtractError::Io(_))
-    ));
+    assert!(matches!(extract_isolated(missing, &[], "a.txt", b"1234", &limits).await, Err(ExtractError::Io(_))));
 }

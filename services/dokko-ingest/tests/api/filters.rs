@@ -18,10 +18,16 @@ async fn fixture(stack: &Stack) -> crate::Org {
             ],
         )
         .await;
-    org.set_metadata(&ids[0], json!({"department": "legal", "year": 2021, "tags": ["contract", "eu"], "confidential": true}))
-        .await;
-    org.set_metadata(&ids[1], json!({"department": "finance", "year": 2024, "tags": ["budget"], "confidential": false}))
-        .await;
+    org.set_metadata(
+        &ids[0],
+        json!({"department": "legal", "year": 2021, "tags": ["contract", "eu"], "confidential": true}),
+    )
+    .await;
+    org.set_metadata(
+        &ids[1],
+        json!({"department": "finance", "year": 2024, "tags": ["budget"], "confidential": false}),
+    )
+    .await;
     org.process().await;
     org
 }

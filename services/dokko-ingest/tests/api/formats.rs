@@ -4,6 +4,8 @@
 
 use std::io::Write;
 
+use extract::craft;
+
 use crate::{Stack, counters};
 
 /// A zip archive of `entries` (an Office Open XML package).
@@ -65,32 +67,20 @@ fn xlsx(word: &str) -> Vec<u8> {
     ])
 }
 
-/// A one-page PDF showing `text` (Helvetica), with a correct cross-reference table.
+/// A one-page PDF showing `text` (Helvetica).
 fn pdf(text: &str) -> Vec<u8> {
-    let stream = format!("BT /F1 12 Tf 72 712 Td ({text}) Tj ET");
-    let objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>"
-            .to_owned(),
-        format!("<< /Length {} >>\nstream\n{stream}\nendstream", stream.len()),
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_owned(),
-    ];
-    let mut out = b"%PDF-1.4\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, object) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n{object}\nendobj\n", i + 1).as_bytes());
-    }
-    let xref = out.len();
-    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
-    for offset in offsets {
-        out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
-    }
-    out.extend_from_slice(
-        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes(),
-    );
-    out
+    let content = format!("BT /F1 12 Tf 72 712 Td ({text}) Tj ET");
+    craft::pdf(
+        &[
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_vec(),
+            craft::stream("", content.as_bytes()),
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec(),
+        ],
+        1,
+        None,
+    )
 }
 
 #[tokio::test]
@@ -127,4 +117,29 @@ async fn every_supported_type_is_extracted_and_searchable() {
     ] {
         assert_eq!(org.search(word).await, [key], "{word}");
     }
+}
+
+#[tokio::test]
+async fn hostile_files_fail_alone_and_the_job_completes() {
+    // A tight memory limit and timeout for the extractor child.
+    let stack = Stack::spawn_with(|env| env.with("EXTRACT_MEMORY_MB", "64").with("EXTRACT_TIMEOUT_SECS", "2")).await;
+    let org = stack.org("acme").await;
+    let repo = org.repository("hostile", &[]).await;
+    // 1.8 MiB that inflates to 258 MiB of PDF operators: the child runs out of memory (its
+    // decompression cap is half its memory, so the cap or the allocator stops it).
+    let bomb = craft::pdf_with_compressed_page(&craft::zlib_repeat(b"0 0 Td\n", 1_000_000));
+    // 31 MiB of text operators: more than the child's memory or time allows.
+    let slow = craft::pdf_with_compressed_page(&craft::zlib_repeat(b"0 0 Td\n", 120_000));
+    org.upload(&repo, &[("bomb.pdf", &bomb), ("slow.pdf", &slow), ("fine.txt", b"Survivors of the storm.")]).await;
+    let status = org.process().await;
+    let failed = org.job_files(Some("failed")).await;
+    assert_eq!(counters(&status), [3, 1, 0, 0, 2], "{status} {failed:?}");
+    for file in &failed {
+        // The child was killed by its limits: its parser died, the service did not.
+        let reason = file["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("memory") || reason.contains("longer than"), "{file}");
+    }
+    assert_eq!(org.search("survivors").await, ["fine.txt"]);
+    // The service is still there for the next job.
+    assert_eq!(counters(&org.process().await), [3, 0, 0, 0, 2]);
 }

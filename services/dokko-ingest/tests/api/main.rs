@@ -172,17 +172,20 @@ impl Stack {
             .post_form("/api/v1/auth/login", &[("email", email.as_str()), ("password", PASSWORD)])
             .await;
         assert_eq!(res.status, 200, "{}", res.text);
-        let admin = self.anonymous().with_header("Authorization", &format!("Bearer {}", str_of(&res.body, "access_token")));
+        let admin =
+            self.anonymous().with_header("Authorization", &format!("Bearer {}", str_of(&res.body, "access_token")));
         let res = admin.post_json("/api/v1/admin/service-accounts", &json!({"name": "integration"})).await;
         assert_eq!(res.status, 201, "{}", res.text);
-        let (client_id, secret) = (str_of(&res.body, "client_id").to_owned(), str_of(&res.body, "client_secret").to_owned());
+        let (client_id, secret) =
+            (str_of(&res.body, "client_id").to_owned(), str_of(&res.body, "client_secret").to_owned());
         let res = self
             .anonymous()
             .with_header("X-Tenant", name)
             .post_form("/api/v1/auth/service/login", &[("client_id", &client_id), ("client_secret", &secret)])
             .await;
         assert_eq!(res.status, 200, "{}", res.text);
-        let client = self.anonymous().with_header("Authorization", &format!("Bearer {}", str_of(&res.body, "access_token")));
+        let client =
+            self.anonymous().with_header("Authorization", &format!("Bearer {}", str_of(&res.body, "access_token")));
         Org { id: p.tenant_id, name: name.to_owned(), source_id: p.document_source_id, client }
     }
 }
@@ -257,13 +260,15 @@ impl Org {
     /// Deletes files by path.
     pub async fn delete(&self, repository_id: &str, paths: &[&str]) {
         let path = format!("/api/v1/repositories/{repository_id}/items");
-        let res = self.client.send(self.client.request(reqwest::Method::DELETE, &path).json(&json!({"items": paths}))).await;
+        let res =
+            self.client.send(self.client.request(reqwest::Method::DELETE, &path).json(&json!({"items": paths}))).await;
         assert!(res.status == 200 || res.status == 204, "{} {}", res.status, res.text);
     }
 
     /// Sets a file's metadata.
     pub async fn set_metadata(&self, file_id: &str, metadata: Value) {
-        let res = self.client.put_json(&format!("/api/v1/files/{file_id}/metadata"), &json!({"metadata": metadata})).await;
+        let res =
+            self.client.put_json(&format!("/api/v1/files/{file_id}/metadata"), &json!({"metadata": metadata})).await;
         assert_eq!(res.status, 200, "{}", res.text);
     }
 

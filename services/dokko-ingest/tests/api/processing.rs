@@ -82,10 +82,8 @@ async fn runs_are_incremental_and_count_each_kind_of_change() {
     assert!(org.job_files(None).await.iter().all(|f| f["status"] == "unchanged"));
 
     // One of each: new, content modified, metadata alone modified, deleted.
-    let seq_before = stack
-        .db
-        .count(&format!("SELECT change_seq AS n FROM ingest.files WHERE file_id = '{}'", ids[2]))
-        .await;
+    let seq_before =
+        stack.db.count(&format!("SELECT change_seq AS n FROM ingest.files WHERE file_id = '{}'", ids[2])).await;
     org.replace(&repo, "edit.txt", b"The new policy forbids umbrellas and allows raincoats.").await;
     org.set_metadata(&ids[2], json!({"department": "finance", "year": 2024})).await;
     org.delete(&repo, &["drop.txt"]).await;

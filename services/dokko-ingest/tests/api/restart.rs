@@ -8,7 +8,12 @@ use crate::{Stack, counters};
 async fn many_files(org: &crate::Org, n: usize) {
     let repo = org.repository("bulk", &[]).await;
     let files: Vec<(String, Vec<u8>)> = (0..n)
-        .map(|i| (format!("notes/note-{i:04}.txt"), format!("Note number {i} mentions token{i} and the harbour.").into_bytes()))
+        .map(|i| {
+            (
+                format!("notes/note-{i:04}.txt"),
+                format!("Note number {i} mentions token{i} and the harbour.").into_bytes(),
+            )
+        })
         .collect();
     for batch in files.chunks(50) {
         let refs: Vec<(&str, &[u8])> = batch.iter().map(|(p, b)| (p.as_str(), b.as_slice())).collect();
@@ -18,8 +23,7 @@ async fn many_files(org: &crate::Org, n: usize) {
 
 #[tokio::test]
 async fn a_job_survives_a_restart_mid_way_and_counts_every_file_once() {
-    let mut stack =
-        Stack::spawn_with(|env| env.with("JOB_LEASE_SECS", "3").with("EXTRACT_CONCURRENCY", "1")).await;
+    let mut stack = Stack::spawn_with(|env| env.with("JOB_LEASE_SECS", "3").with("EXTRACT_CONCURRENCY", "1")).await;
     let org = stack.org("acme").await;
     many_files(&org, 150).await;
     org.start().await;

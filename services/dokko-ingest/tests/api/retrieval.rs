@@ -85,14 +85,14 @@ async fn permissions_and_repositories_limit_the_search_at_query_time() {
     assert!(org.search_with(json!({"query": "handbook", "permission_ids": []})).await.is_empty());
     assert_eq!(org.search_with(json!({"query": "handbook", "repository_ids": [open]})).await, ["welcome.txt"]);
     assert!(
-        org.search_with(json!({"query": "handbook", "repository_ids": [open], "permission_ids": [hr]})).await.is_empty()
+        org.search_with(json!({"query": "handbook", "repository_ids": [open], "permission_ids": [hr]}))
+            .await
+            .is_empty()
     );
 
     // Giving the code repository the hr permission counts on the next query, without a job.
-    let res = org
-        .client
-        .patch_json(&format!("/api/v1/repositories/{code}"), &json!({"permission_ids": [hr, eng]}))
-        .await;
+    let res =
+        org.client.patch_json(&format!("/api/v1/repositories/{code}"), &json!({"permission_ids": [hr, eng]})).await;
     assert_eq!(res.status, 200, "{}", res.text);
     let mut now = org.search_with(json!({"query": "handbook", "permission_ids": [hr]})).await;
     now.sort();

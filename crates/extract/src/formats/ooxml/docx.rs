@@ -9,15 +9,9 @@ use super::{Node, Package, attr, walk};
 use crate::error::ExtractError;
 use crate::text::Sink;
 
-pub(super) fn extract(
-    package: &mut Package<'_>,
-    main: &str,
-    sink: &mut Sink,
-) -> Result<(), ExtractError> {
+pub(super) fn extract(package: &mut Package<'_>, main: &str, sink: &mut Sink) -> Result<(), ExtractError> {
     let styles = heading_styles(package, main)?;
-    let xml = package
-        .read(main)?
-        .ok_or_else(|| package.corrupt(format!("the part {main} is missing")))?;
+    let xml = package.read(main)?.ok_or_else(|| package.corrupt(format!("the part {main} is missing")))?;
     let format = package.format;
     let mut state = Document::default();
     walk(&xml, format, main, |node| state.visit(node, &styles, sink))
@@ -25,15 +19,8 @@ pub(super) fn extract(
 
 /// Paragraph style ids that are headings, with their level: styles named `heading N` or
 /// `Title` (the English names Word keeps whatever the UI language), or with an outline level.
-fn heading_styles(
-    package: &mut Package<'_>,
-    main: &str,
-) -> Result<HashMap<String, usize>, ExtractError> {
-    let styles_part = package
-        .relationships(main)?
-        .into_iter()
-        .find(|r| r.kind.ends_with("/styles"))
-        .map(|r| r.target);
+fn heading_styles(package: &mut Package<'_>, main: &str) -> Result<HashMap<String, usize>, ExtractError> {
+    let styles_part = package.relationships(main)?.into_iter().find(|r| r.kind.ends_with("/styles")).map(|r| r.target);
     let Some(part) = styles_part else {
         return Ok(HashMap::new());
     };
@@ -78,10 +65,7 @@ fn heading_styles(
 
 /// `w:outlineLvl w:val="0"` is a level-one heading; 9 means body text.
 fn outline_level(e: &quick_xml::events::BytesStart<'_>) -> Option<usize> {
-    attr(e, b"val")
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|l| *l < 6)
-        .map(|l| l + 1)
+    attr(e, b"val").and_then(|v| v.parse::<usize>().ok()).filter(|l| *l < 6).map(|l| l + 1)
 }
 
 #[derive(Default)]

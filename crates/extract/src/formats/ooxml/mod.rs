@@ -7,11 +7,12 @@ mod pptx;
 mod xlsx;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::{Cursor, Read};
 
-use quick_xml::{Reader, XmlVersion};
 use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesStart, Event};
+use quick_xml::{Reader, XmlVersion};
 use zip::ZipArchive;
 
 use crate::error::{ExtractError, Oversize};
@@ -57,6 +58,8 @@ pub(super) struct Package<'a> {
     /// Bytes that may still be inflated.
     budget: u64,
     limit: u64,
+    /// Entry indexes by lowercased name, built at the first lookup that misses the exact name.
+    by_lowercase_name: Option<HashMap<String, usize>>,
 }
 
 /// One entry of a `.rels` part.
@@ -73,12 +76,7 @@ impl<'a> Package<'a> {
     fn open(bytes: &'a [u8], format: Format, limit: u64) -> Result<Self, ExtractError> {
         let archive = ZipArchive::new(Cursor::new(bytes))
             .map_err(|e| ExtractError::corrupt(format, format!("not a readable ZIP package: {e}")))?;
-        Ok(Self {
-            archive,
-            format,
-            budget: limit,
-            limit,
-        })
+        Ok(Self { archive, format, budget: limit, limit, by_lowercase_name: None })
     }
 
     pub(super) fn corrupt(&self, reason: impl std::fmt::Display) -> ExtractError {
@@ -91,32 +89,29 @@ impl<'a> Package<'a> {
         let index = match self.archive.index_for_name(path) {
             Some(index) => index,
             None => {
-                let found = self.archive.file_names().enumerate().find_map(|(i, name)| {
-                    name.ok()
-                        .filter(|name| name.eq_ignore_ascii_case(path))
-                        .map(|_| i)
+                let archive = &self.archive;
+                let by_lowercase_name = self.by_lowercase_name.get_or_insert_with(|| {
+                    archive
+                        .file_names()
+                        .enumerate()
+                        .filter_map(|(i, name)| name.ok().map(|name| (name.to_ascii_lowercase(), i)))
+                        .collect()
                 });
-                match found {
-                    Some(index) => index,
+                match by_lowercase_name.get(&path.to_ascii_lowercase()) {
+                    Some(&index) => index,
                     None => return Ok(None),
                 }
             }
         };
         let format = self.format;
-        let corrupt = |e: &dyn std::fmt::Display| {
-            ExtractError::corrupt(format, format!("cannot read part {path}: {e}"))
-        };
+        let corrupt =
+            |e: &dyn std::fmt::Display| ExtractError::corrupt(format, format!("cannot read part {path}: {e}"));
         let file = self.archive.by_index(index).map_err(|e| corrupt(&e))?;
         let mut bytes = Vec::new();
-        file.take(self.budget.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(|e| corrupt(&e))?;
+        file.take(self.budget.saturating_add(1)).read_to_end(&mut bytes).map_err(|e| corrupt(&e))?;
         let read = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
         if read > self.budget {
-            return Err(ExtractError::TooLarge {
-                what: Oversize::Decompressed,
-                limit: self.limit,
-            });
+            return Err(ExtractError::TooLarge { what: Oversize::Decompressed, limit: self.limit });
         }
         self.budget -= read;
         Ok(Some(bytes))
@@ -124,16 +119,9 @@ impl<'a> Package<'a> {
 
     /// The relationships of the part at `source` (from `dir/_rels/name.rels`), external ones
     /// left out; empty when the part has none.
-    pub(super) fn relationships(
-        &mut self,
-        source: &str,
-    ) -> Result<Vec<Relationship>, ExtractError> {
+    pub(super) fn relationships(&mut self, source: &str) -> Result<Vec<Relationship>, ExtractError> {
         let (dir, name) = source.rsplit_once('/').unwrap_or(("", source));
-        let rels_path = if dir.is_empty() {
-            format!("_rels/{name}.rels")
-        } else {
-            format!("{dir}/_rels/{name}.rels")
-        };
+        let rels_path = if dir.is_empty() { format!("_rels/{name}.rels") } else { format!("{dir}/_rels/{name}.rels") };
         let Some(xml) = self.read(&rels_path)? else {
             return Ok(Vec::new());
         };
@@ -142,14 +130,9 @@ impl<'a> Package<'a> {
             if let Node::Open(e) = event
                 && e.local_name().as_ref() == b"Relationship"
                 && attr(e, b"TargetMode").as_deref() != Some("External")
-                && let (Some(id), Some(kind), Some(target)) =
-                    (attr(e, b"Id"), attr(e, b"Type"), attr(e, b"Target"))
+                && let (Some(id), Some(kind), Some(target)) = (attr(e, b"Id"), attr(e, b"Type"), attr(e, b"Target"))
             {
-                relationships.push(Relationship {
-                    id,
-                    kind,
-                    target: resolve(dir, &target),
-                });
+                relationships.push(Relationship { id, kind, target: resolve(dir, &target) });
             }
             Ok(())
         })?;
@@ -165,8 +148,7 @@ impl<'a> Package<'a> {
                 if let Node::Open(e) = event
                     && main.is_none()
                     && e.local_name().as_ref() == b"Override"
-                    && let (Some(part), Some(content_type)) =
-                        (attr(e, b"PartName"), attr(e, b"ContentType"))
+                    && let (Some(part), Some(content_type)) = (attr(e, b"PartName"), attr(e, b"ContentType"))
                     && let Some(format) = main_content_type(&content_type)
                 {
                     main = Some((format, part.trim_start_matches('/').to_owned()));
@@ -182,11 +164,9 @@ impl<'a> Package<'a> {
             ("xl/workbook.xml", Format::Xlsx),
             ("ppt/presentation.xml", Format::Pptx),
         ];
-        Ok(USUAL.iter().find_map(|(part, format)| {
-            self.archive
-                .index_for_name(part)
-                .map(|_| (*format, (*part).to_owned()))
-        }))
+        Ok(USUAL
+            .iter()
+            .find_map(|(part, format)| self.archive.index_for_name(part).map(|_| (*format, (*part).to_owned()))))
     }
 
     /// `dc:title` from the core properties, if set.
@@ -232,11 +212,8 @@ fn main_content_type(content_type: &str) -> Option<Format> {
 /// A relationship target resolved against the source part's folder: `slides/slide1.xml` from
 /// `ppt` is `ppt/slides/slide1.xml`; `/xl/x.xml` is absolute; `..` climbs.
 fn resolve(dir: &str, target: &str) -> String {
-    let mut parts: Vec<&str> = if target.starts_with('/') {
-        Vec::new()
-    } else {
-        dir.split('/').filter(|p| !p.is_empty()).collect()
-    };
+    let mut parts: Vec<&str> =
+        if target.starts_with('/') { Vec::new() } else { dir.split('/').filter(|p| !p.is_empty()).collect() };
     for piece in target.split('/') {
         match piece {
             "" | "." => {}
@@ -269,9 +246,7 @@ pub(super) fn walk(
     let config = reader.config_mut();
     config.expand_empty_elements = true;
     config.check_end_names = false;
-    let invalid = |e: &dyn std::fmt::Display| {
-        ExtractError::corrupt(format, format!("invalid XML in {part}: {e}"))
-    };
+    let invalid = |e: &dyn std::fmt::Display| ExtractError::corrupt(format, format!("invalid XML in {part}: {e}"));
     loop {
         match reader.read_event() {
             Ok(Event::Start(e)) => visit(Node::Open(&e))?,
@@ -287,11 +262,9 @@ pub(super) fn walk(
             Ok(Event::GeneralRef(e)) => {
                 let resolved: Option<Cow<'_, str>> = match e.resolve_char_ref() {
                     Ok(Some(c)) => Some(Cow::Owned(c.to_string())),
-                    Ok(None) => e
-                        .decode()
-                        .ok()
-                        .and_then(|name| quick_xml::escape::resolve_xml_entity(&name))
-                        .map(Cow::Borrowed),
+                    Ok(None) => {
+                        e.decode().ok().and_then(|name| quick_xml::escape::resolve_xml_entity(&name)).map(Cow::Borrowed)
+                    }
                     Err(_) => None,
                 };
                 if let Some(text) = resolved {
@@ -307,19 +280,12 @@ pub(super) fn walk(
 
 /// The value of the attribute with local name `name` (`w:val` → `val`), unescaped.
 pub(super) fn attr(element: &BytesStart<'_>, name: &[u8]) -> Option<String> {
-    element
-        .attributes()
-        .flatten()
-        .find(|a| a.key.local_name().as_ref() == name)
-        .and_then(|a| value(&a))
+    element.attributes().flatten().find(|a| a.key.local_name().as_ref() == name).and_then(|a| value(&a))
 }
 
 /// An attribute's value with references resolved and whitespace normalised.
 pub(super) fn value(attribute: &Attribute<'_>) -> Option<String> {
-    attribute
-        .normalized_value(XmlVersion::Implicit1_0)
-        .ok()
-        .map(Cow::into_owned)
+    attribute.normalized_value(XmlVersion::Implicit1_0).ok().map(Cow::into_owned)
 }
 
 #[cfg(test)]
@@ -340,9 +306,6 @@ mod tests {
         assert_eq!(main_content_type(docx), Some(Format::Docx));
         let xlsm = "application/vnd.ms-excel.sheet.macroEnabled.main+xml";
         assert_eq!(main_content_type(xlsm), Some(Format::Xlsx));
-        assert_eq!(
-            main_content_type("application/vnd.ms-excel.sheet.binary.macroEnabled.main"),
-            None
-        );
+        assert_eq!(main_content_type("application/vnd.ms-excel.sheet.binary.macroEnabled.main"), None);
     }
 }

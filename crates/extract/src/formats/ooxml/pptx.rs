@@ -6,14 +6,8 @@ use super::{Node, Package, attr, value, walk};
 use crate::error::ExtractError;
 use crate::text::Sink;
 
-pub(super) fn extract(
-    package: &mut Package<'_>,
-    main: &str,
-    sink: &mut Sink,
-) -> Result<(), ExtractError> {
-    let presentation = package
-        .read(main)?
-        .ok_or_else(|| package.corrupt(format!("the part {main} is missing")))?;
+pub(super) fn extract(package: &mut Package<'_>, main: &str, sink: &mut Sink) -> Result<(), ExtractError> {
+    let presentation = package.read(main)?.ok_or_else(|| package.corrupt(format!("the part {main} is missing")))?;
     let relationships = package.relationships(main)?;
 
     // `sldId` carries a numeric `id` and the relationship `r:id` that names the slide part.
@@ -29,10 +23,7 @@ pub(super) fn extract(
     })?;
 
     for (number, id) in slide_ids.iter().enumerate() {
-        let Some(rel) = relationships
-            .iter()
-            .find(|r| &r.id == id && r.kind.ends_with("/slide"))
-        else {
+        let Some(rel) = relationships.iter().find(|r| &r.id == id && r.kind.ends_with("/slide")) else {
             continue;
         };
         let part = rel.target.clone();
@@ -54,10 +45,7 @@ pub(super) fn extract(
         sink.paragraph()?;
         sink.push_str(&slide.body)?;
 
-        let notes = package
-            .relationships(&part)?
-            .into_iter()
-            .find(|r| r.kind.ends_with("/notesSlide"));
+        let notes = package.relationships(&part)?.into_iter().find(|r| r.kind.ends_with("/notesSlide"));
         if let Some(notes) = notes
             && let Some(xml) = package.read(&notes.target)?
         {

@@ -12,14 +12,8 @@ use crate::text::Sink;
 /// make a row huge.
 const MAX_COLUMNS: usize = 16_384;
 
-pub(super) fn extract(
-    package: &mut Package<'_>,
-    main: &str,
-    sink: &mut Sink,
-) -> Result<(), ExtractError> {
-    let workbook = package
-        .read(main)?
-        .ok_or_else(|| package.corrupt(format!("the part {main} is missing")))?;
+pub(super) fn extract(package: &mut Package<'_>, main: &str, sink: &mut Sink) -> Result<(), ExtractError> {
+    let workbook = package.read(main)?.ok_or_else(|| package.corrupt(format!("the part {main} is missing")))?;
     let relationships = package.relationships(main)?;
 
     let mut sheets = Vec::new();
@@ -27,18 +21,12 @@ pub(super) fn extract(
         if let Node::Open(e) = node
             && e.local_name().as_ref() == b"sheet"
         {
-            sheets.push((
-                attr(e, b"name").unwrap_or_default(),
-                attr(e, b"id").unwrap_or_default(),
-            ));
+            sheets.push((attr(e, b"name").unwrap_or_default(), attr(e, b"id").unwrap_or_default()));
         }
         Ok(())
     })?;
 
-    let shared = match relationships
-        .iter()
-        .find(|r| r.kind.ends_with("/sharedStrings"))
-    {
+    let shared = match relationships.iter().find(|r| r.kind.ends_with("/sharedStrings")) {
         Some(rel) => {
             let target = rel.target.clone();
             shared_strings(package, &target)?
@@ -48,10 +36,7 @@ pub(super) fn extract(
 
     for (name, id) in sheets {
         // Chart sheets and dialog sheets have no cells.
-        let Some(rel) = relationships
-            .iter()
-            .find(|r| r.id == id && r.kind.ends_with("/worksheet"))
-        else {
+        let Some(rel) = relationships.iter().find(|r| r.id == id && r.kind.ends_with("/worksheet")) else {
             continue;
         };
         let Some(xml) = package.read(&rel.target)? else {
@@ -115,14 +100,7 @@ struct Sheet<'s> {
 
 impl<'s> Sheet<'s> {
     fn new(shared: &'s [String]) -> Self {
-        Self {
-            shared,
-            table: Table::default(),
-            row: Vec::new(),
-            cell: None,
-            in_value: false,
-            in_phonetic: false,
-        }
+        Self { shared, table: Table::default(), row: Vec::new(), cell: None, in_value: false, in_phonetic: false }
     }
 
     fn visit(&mut self, node: Node<'_, '_>, sink: &mut Sink) -> Result<(), ExtractError> {
@@ -130,15 +108,9 @@ impl<'s> Sheet<'s> {
             Node::Open(e) => match e.local_name().as_ref() {
                 b"row" => self.row.clear(),
                 b"c" => {
-                    let column = attr(e, b"r")
-                        .and_then(|r| column_index(&r))
-                        .unwrap_or(self.row.len())
-                        .min(MAX_COLUMNS - 1);
-                    self.cell = Some(Cell {
-                        column,
-                        kind: attr(e, b"t").unwrap_or_default(),
-                        value: String::new(),
-                    });
+                    let column =
+                        attr(e, b"r").and_then(|r| column_index(&r)).unwrap_or(self.row.len()).min(MAX_COLUMNS - 1);
+                    self.cell = Some(Cell { column, kind: attr(e, b"t").unwrap_or_default(), value: String::new() });
                 }
                 b"v" | b"t" => self.in_value = true,
                 b"rPh" => self.in_phonetic = true,
@@ -178,14 +150,9 @@ impl<'s> Sheet<'s> {
 
     fn value(&self, cell: &Cell) -> String {
         match cell.kind.as_str() {
-            "s" => cell
-                .value
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| self.shared.get(i))
-                .cloned()
-                .unwrap_or_default(),
+            "s" => {
+                cell.value.trim().parse::<usize>().ok().and_then(|i| self.shared.get(i)).cloned().unwrap_or_default()
+            }
             "b" => match cell.value.trim() {
                 "1" => "TRUE".to_owned(),
                 "0" => "FALSE".to_owned(),
@@ -198,16 +165,11 @@ impl<'s> Sheet<'s> {
 
 /// `"C7"` → 2, `"AA1"` → 26; `None` without letters or past Excel's last column.
 fn column_index(reference: &str) -> Option<usize> {
-    let letters: Vec<u8> = reference
-        .bytes()
-        .take_while(u8::is_ascii_alphabetic)
-        .collect();
+    let letters: Vec<u8> = reference.bytes().take_while(u8::is_ascii_alphabetic).collect();
     if letters.is_empty() || letters.len() > 3 {
         return None;
     }
-    let number = letters.iter().fold(0usize, |n, b| {
-        n * 26 + usize::from(b.to_ascii_uppercase() - b'A') + 1
-    });
+    let number = letters.iter().fold(0usize, |n, b| n * 26 + usize::from(b.to_ascii_uppercase() - b'A') + 1);
     (number <= MAX_COLUMNS).then(|| number - 1)
 }
 
