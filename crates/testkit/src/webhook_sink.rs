@@ -5,8 +5,11 @@
 //! it, and answers according to its [`SinkMode`]: accept, fail with a status, fail the next few
 //! requests, hang until the client gives up, or answer slowly. Tests read what arrived (with
 //! [`Received::signature_valid`] to check the HMAC signature) and wait for deliveries with
-//! [`WebhookSink::wait_for`].
+//! [`WebhookSink::wait_for`]. The sink also tracks which requests are in flight at once
+//! ([`WebhookSink::max_in_flight`], [`WebhookSink::overlapping_deliveries`]), for tests of
+//! concurrent senders.
 
+use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -156,6 +159,48 @@ struct State {
     mode: SinkMode,
     next_id: u64,
     log: Vec<Entry>,
+    /// Requests arrived and not yet answered or abandoned, in all and per `X-Docora-Delivery`.
+    in_flight: usize,
+    in_flight_by_delivery: HashMap<String, usize>,
+    max_in_flight: usize,
+    /// Delivery ids that arrived while a request with the same id was in flight.
+    overlapping: Vec<String>,
+}
+
+/// A request in flight, until its handler ends (answered, or dropped when the client gave up).
+struct InFlight {
+    shared: web::Data<Shared>,
+    delivery: Option<String>,
+}
+
+impl InFlight {
+    fn start(shared: &web::Data<Shared>, state: &mut State, delivery: Option<String>) -> InFlight {
+        state.in_flight += 1;
+        state.max_in_flight = state.max_in_flight.max(state.in_flight);
+        if let Some(id) = &delivery {
+            let count = state.in_flight_by_delivery.entry(id.clone()).or_default();
+            *count += 1;
+            if *count > 1 {
+                state.overlapping.push(id.clone());
+            }
+        }
+        InFlight { shared: shared.clone(), delivery }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut s = self.shared.lock();
+        s.in_flight = s.in_flight.saturating_sub(1);
+        if let Some(id) = &self.delivery
+            && let Some(count) = s.in_flight_by_delivery.get_mut(id)
+        {
+            *count -= 1;
+            if *count == 0 {
+                s.in_flight_by_delivery.remove(id);
+            }
+        }
+    }
 }
 
 struct Shared {
@@ -215,6 +260,24 @@ impl WebhookSink {
         self.shared.lock().log.iter().map(|e| e.rec.clone()).collect()
     }
 
+    /// How many requests were answered with a 2xx (without copying them, for polling).
+    pub fn received_count(&self) -> usize {
+        self.shared.lock().log.iter().filter(|e| e.answered && (200..300).contains(&e.rec.status)).count()
+    }
+
+    /// The most requests that were ever in flight at once (arrived, not yet answered or given up
+    /// by their client).
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.lock().max_in_flight
+    }
+
+    /// `X-Docora-Delivery` ids of requests that arrived while another request with the same id
+    /// was still in flight, once per such arrival: empty when no delivery was ever sent twice at
+    /// the same time.
+    pub fn overlapping_deliveries(&self) -> Vec<String> {
+        self.shared.lock().overlapping.clone()
+    }
+
     /// How the sink answers from now on.
     pub fn set_mode(&self, mode: SinkMode) {
         self.shared.lock().mode = mode;
@@ -225,9 +288,12 @@ impl WebhookSink {
         self.shared.lock().mode
     }
 
-    /// Forgets every recorded request (the mode stays).
+    /// Forgets every recorded request and the in-flight statistics (the mode stays).
     pub fn clear(&self) {
-        self.shared.lock().log.clear();
+        let mut s = self.shared.lock();
+        s.log.clear();
+        s.max_in_flight = s.in_flight;
+        s.overlapping.clear();
     }
 
     /// Waits until at least `n` requests were answered with a 2xx and returns them all; panics
@@ -303,8 +369,10 @@ async fn receive(shared: web::Data<Shared>, req: HttpRequest, body: web::Bytes) 
         .iter()
         .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
-    let (id, answer) = {
+    let delivery = req.headers().get("x-docora-delivery").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (id, answer, _in_flight) = {
         let mut s = shared.lock();
+        let in_flight = InFlight::start(&shared, &mut s, delivery);
         let answer = match s.mode {
             SinkMode::Accept => Answer::Now(200),
             SinkMode::Fail(status) => Answer::Now(status),
@@ -334,7 +402,7 @@ async fn receive(shared: web::Data<Shared>, req: HttpRequest, body: web::Bytes) 
                 status,
             },
         });
-        (id, answer)
+        (id, answer, in_flight)
     };
     let mut shutdown = shared.shutdown.clone();
     let status = match answer {

@@ -76,6 +76,13 @@ pub struct Admin {
     pub csrf_token: String,
 }
 
+impl Admin {
+    /// Whether `sent` is this session's CSRF token (compared in constant time).
+    pub fn csrf_matches(&self, sent: &str) -> bool {
+        auth::constant_time_eq(sent.as_bytes(), self.csrf_token.as_bytes())
+    }
+}
+
 /// The session behind the request's cookie, if it is live.
 pub async fn session(state: &AppState, req: &HttpRequest) -> Result<Option<Admin>, ApiError> {
     let Some(token) = cookie(req, COOKIE) else { return Ok(None) };
@@ -107,7 +114,7 @@ impl FromRequest for Admin {
                 .ok_or(ApiError::Unauthorized("log in as the admin first (POST /admin/api/login)"))?;
             let reads = matches!(*req.method(), Method::GET | Method::HEAD);
             let echoed = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            if !reads && !auth::constant_time_eq(echoed.as_bytes(), admin.csrf_token.as_bytes()) {
+            if !reads && !admin.csrf_matches(echoed) {
                 return Err(actix_web::error::InternalError::from_response(
                     "csrf",
                     error_response(StatusCode::FORBIDDEN, "missing or wrong X-CSRF-Token"),
@@ -189,6 +196,19 @@ pub fn cleared_cookie() -> String {
     format!("{COOKIE}=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0")
 }
 
+/// Ends the session behind the request's cookie, if any.
+pub async fn close_session(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    if let Some(token) = cookie(req, COOKIE) {
+        let mut conn = db::conn(&state.pool).await?;
+        diesel::delete(
+            admin_sessions::table.filter(admin_sessions::token_digest.eq(auth::token::digest(&token).to_vec())),
+        )
+        .execute(&mut conn)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Logs the admin in.
 #[utoipa::path(post, path = "/admin/api/login", tag = "admin", request_body = Login,
     responses((status = 200, description = "sets the session cookie", body = LoggedIn),
@@ -209,49 +229,43 @@ async fn login(req: HttpRequest, state: web::Data<AppState>, body: Json<Login>) 
 #[utoipa::path(post, path = "/admin/api/logout", tag = "admin",
     responses((status = 204), (status = 401, body = domain::ErrorBody), (status = 403, body = domain::ErrorBody)))]
 async fn logout(_admin: Admin, req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    if let Some(token) = cookie(&req, COOKIE) {
-        let mut conn = db::conn(&state.pool).await?;
-        diesel::delete(
-            admin_sessions::table.filter(admin_sessions::token_digest.eq(auth::token::digest(&token).to_vec())),
-        )
-        .execute(&mut conn)
-        .await?;
-    }
+    close_session(&state, &req).await?;
     Ok(HttpResponse::NoContent().insert_header(("Set-Cookie", cleared_cookie())).finish())
 }
 
 /// One watched repository of an app.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AppRepository {
-    repository_id: String,
-    github_url: String,
-    is_private: bool,
+    pub repository_id: String,
+    pub github_url: String,
+    pub is_private: bool,
     /// `pending`, `synced` or `failed`.
-    status: String,
-    needs_full_sync: bool,
-    last_error: Option<String>,
+    pub status: String,
+    pub needs_full_sync: bool,
+    pub last_error: Option<String>,
     #[serde(with = "domain::timestamp::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
-    last_scan_at: Option<OffsetDateTime>,
-    consecutive_failures: i32,
+    pub last_scan_at: Option<OffsetDateTime>,
+    pub consecutive_failures: i32,
     #[serde(with = "domain::timestamp::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
-    circuit_open_until: Option<OffsetDateTime>,
+    pub circuit_open_until: Option<OffsetDateTime>,
 }
 
 /// An app as the admin sees it (never its token or key).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AppView {
-    app_id: String,
-    app_name: String,
-    base_url: String,
-    email: String,
-    website: Option<String>,
-    description: Option<String>,
+    pub app_id: String,
+    pub app_name: String,
+    pub base_url: String,
+    pub email: String,
+    pub website: Option<String>,
+    pub description: Option<String>,
     #[serde(with = "domain::timestamp::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    created_at: OffsetDateTime,
-    repositories: Vec<AppRepository>,
+    pub created_at: OffsetDateTime,
+    pub repositories: Vec<AppRepository>,
+    pub delivery_breaker: crate::deliver::DeliveryBreaker,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -259,7 +273,16 @@ pub struct AppList {
     items: Vec<AppView>,
 }
 
-type AppRow = (String, String, String, String, Option<String>, Option<String>, OffsetDateTime);
+type AppRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    OffsetDateTime,
+    (i32, Option<OffsetDateTime>, bool),
+);
 type LinkRow = (
     String,
     String,
@@ -286,9 +309,11 @@ pub async fn app_views(conn: &mut db::Conn) -> Result<Vec<AppView>, ApiError> {
             apps_table::website,
             apps_table::description,
             apps_table::created_at,
+            (apps_table::delivery_failures, apps_table::breaker_open_until, apps_table::breaker_trial),
         ))
         .load(conn)
         .await?;
+    let now = OffsetDateTime::now_utc();
     let links: Vec<LinkRow> = app_repositories::table
         .inner_join(repositories::table)
         .order((repositories::owner, repositories::name))
@@ -309,7 +334,7 @@ pub async fn app_views(conn: &mut db::Conn) -> Result<Vec<AppView>, ApiError> {
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(app_id, app_name, base_url, email, website, description, created_at)| {
+        .map(|(app_id, app_name, base_url, email, website, description, created_at, breaker)| {
             let repositories = links
                 .iter()
                 .filter(|l| l.0 == app_id)
@@ -325,7 +350,18 @@ pub async fn app_views(conn: &mut db::Conn) -> Result<Vec<AppView>, ApiError> {
                     circuit_open_until: l.10,
                 })
                 .collect();
-            AppView { app_id, app_name, base_url, email, website, description, created_at, repositories }
+            let delivery_breaker = crate::deliver::DeliveryBreaker::new(breaker.0, breaker.1, breaker.2, now);
+            AppView {
+                app_id,
+                app_name,
+                base_url,
+                email,
+                website,
+                description,
+                created_at,
+                repositories,
+                delivery_breaker,
+            }
         })
         .collect())
 }
@@ -429,40 +465,40 @@ async fn delete_app(
 }
 
 /// Filters of the delivery history.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryFilter {
-    app_id: Option<String>,
-    repository_id: Option<String>,
+    pub app_id: Option<String>,
+    pub repository_id: Option<String>,
     /// `pending`, `delivered` or `failed`.
-    status: Option<String>,
+    pub status: Option<String>,
     /// `create`, `update`, `delete` or `sync_failed`.
-    event: Option<String>,
+    pub event: Option<String>,
     /// At most this many, newest first (default 100, at most 1000).
-    limit: Option<i64>,
+    pub limit: Option<i64>,
 }
 
 /// One event of the delivery history.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryView {
-    id: uuid::Uuid,
-    app_id: String,
-    repository_id: String,
-    event: String,
-    path: Option<String>,
-    commit_sha: Option<String>,
-    status: String,
-    attempts: i32,
-    last_error: Option<String>,
+    pub id: uuid::Uuid,
+    pub app_id: String,
+    pub repository_id: String,
+    pub event: String,
+    pub path: Option<String>,
+    pub commit_sha: Option<String>,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
     #[serde(with = "domain::timestamp::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    created_at: OffsetDateTime,
+    pub created_at: OffsetDateTime,
     #[serde(with = "domain::timestamp::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    next_attempt_at: OffsetDateTime,
+    pub next_attempt_at: OffsetDateTime,
     #[serde(with = "domain::timestamp::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
-    delivered_at: Option<OffsetDateTime>,
+    pub delivered_at: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -615,17 +651,17 @@ async fn retry(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Queue {
     /// Repositories due for a scan now.
-    scans_due: i64,
+    pub scans_due: i64,
     /// Repositories being scanned (leased).
-    scans_running: i64,
+    pub scans_running: i64,
     /// Repositories whose circuit is open.
-    circuits_open: i64,
+    pub circuits_open: i64,
     /// Events waiting (due or backing off).
-    deliveries_pending: i64,
+    pub deliveries_pending: i64,
     /// Events being delivered (leased).
-    deliveries_running: i64,
+    pub deliveries_running: i64,
     /// Events that gave up (their links wait for a retry).
-    deliveries_failed: i64,
+    pub deliveries_failed: i64,
 }
 
 /// What is queued, running and failed.

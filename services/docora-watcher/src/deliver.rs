@@ -1,8 +1,9 @@
 //! Webhook delivery from the outbox (`docora.events`), per `specs/docora-webhooks.md`.
 //!
 //! - One event at a time per app and repository, in `seq` order: a worker only takes the oldest
-//!   undelivered event of a link, holding it with a lease (no transaction stays open during the
-//!   HTTP call), so two workers never deliver one link's events concurrently or out of order.
+//!   undelivered event of a link (found with one index probe per link, whatever the backlog),
+//!   holding it with a lease (no transaction stays open during the HTTP call), so two workers
+//!   never deliver one link's events concurrently or out of order.
 //! - Each attempt is signed afresh: `X-Docora-Signature: sha256=<hex HMAC-SHA256 of
 //!   "{timestamp}.{body}">` with the app's `client_auth_key`, plus `X-Docora-App-Id`,
 //!   `X-Docora-Timestamp`, `X-Docora-Delivery` (the event id, stable across retries) and
@@ -13,6 +14,16 @@
 //! - A failure (non-2xx, timeout, connection error) is retried with exponential backoff and
 //!   jitter; after `max_attempts` the event and its link are marked failed, and the link's later
 //!   events wait until the admin retries.
+//! - The per-app delivery breaker: `breaker_threshold` failed attempts in a row, whatever the
+//!   repository, open it for `breaker_cooldown`, during which nothing is sent to the app (its
+//!   events wait, their attempts untouched). Then one trial attempt goes out (half-open): a
+//!   success closes the breaker, a failure opens it again. Its state is in `docora.apps`, so every
+//!   replica honours it; taking the trial is a conditional update of the app's row, so only one
+//!   replica gets it.
+//! - A delivery holds its event with a lease that it renews before each further request of a
+//!   chunked file, so the lease only has to outlast one request; a worker that was cut off
+//!   leaves a lease that runs out, and the event goes out again (with the same delivery id). Only
+//!   the lease's holder records an outcome.
 //! - A base URL that resolves to a private, loopback or link-local address is refused unless the
 //!   operator allows it.
 
@@ -20,13 +31,15 @@ use std::time::Duration;
 
 use base64::Engine;
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use hmac::{Hmac, Mac};
+use serde::Serialize;
 use serde_json::{Value, json};
 use service_kit::db;
 use sha2::Sha256;
 use time::OffsetDateTime;
 use tokio::io::AsyncReadExt;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::apps::{UrlPolicy, is_private, key_context};
@@ -51,8 +64,14 @@ pub struct Deliverer {
     pub max_attempts: i32,
     /// `DELIVERY_BACKOFF_SECS`, default 10: the first retry's delay, doubled each time.
     pub backoff: Duration,
-    /// How long one delivery may hold its event: the webhook timeout times the pieces, plus margin.
+    /// `DELIVERY_LEASE_SECS`: how long a delivery holds its event before another worker may take
+    /// it over; renewed before each request, so longer than one request may take.
     pub lease: Duration,
+    /// `DELIVERY_BREAKER_THRESHOLD`, default 10: an app's failed attempts in a row that open its
+    /// breaker.
+    pub breaker_threshold: i32,
+    /// `DELIVERY_BREAKER_COOLDOWN_SECS`, default 60: how long an open breaker sends nothing.
+    pub breaker_cooldown: Duration,
 }
 
 /// An event taken for delivery, with what its requests need.
@@ -74,6 +93,12 @@ pub struct Taken {
     pub commit_sha: Option<String>,
     #[diesel(sql_type = diesel::sql_types::Integer)]
     pub attempts: i32,
+    /// This is the app's breaker trial (the breaker was open and its cooldown has passed).
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub trial: bool,
+    /// The lease taken; it identifies the holder.
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub lease_until: OffsetDateTime,
 }
 
 /// What one delivery did.
@@ -84,6 +109,22 @@ pub enum Delivered {
     Retry(String),
     /// Gave up: the event and its link are failed.
     Failed(String),
+    /// The lease ran out meanwhile and another worker took the event over: nothing recorded.
+    LeaseLost,
+}
+
+/// Why sending stopped.
+enum SendError {
+    /// The attempt failed (what went wrong, secrets aside).
+    Failed(String),
+    /// Another worker holds the event now.
+    LeaseLost,
+}
+
+impl From<String> for SendError {
+    fn from(error: String) -> Self {
+        SendError::Failed(error)
+    }
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -99,20 +140,44 @@ pub fn signature(key: &str, timestamp: i64, body: &[u8]) -> String {
 }
 
 impl Deliverer {
-    /// Takes the oldest deliverable event of some link (its link's head, due, not leased).
+    /// Takes the oldest deliverable event among the links' heads (a link's head is its oldest
+    /// event not delivered; it is deliverable when pending, due and not leased), of an app whose
+    /// breaker lets it through: closed, or half-open with the trial not taken yet (taken here, in
+    /// the same statement).
     pub async fn take(&self) -> Result<Option<Taken>, ApiError> {
         let mut conn = db::conn(&self.pool).await?;
         let lease_until = OffsetDateTime::now_utc() + self.lease;
+        // Heads are found per link, one probe of `events_link_unfinished_idx` each, so a take
+        // costs the same whatever the backlog. Locking the chosen event re-checks its own
+        // conditions: one delivered meanwhile is skipped. Data-modifying CTEs run once, whatever
+        // the main statement reads: two workers that pick events of one half-open app both reach
+        // the app's row; the second waits for the first, then sees the breaker moved forward,
+        // takes no trial, and so takes no event.
         Ok(diesel::sql_query(
-            "UPDATE docora.events SET lease_until = $1 WHERE id = ( \
-               SELECT e.id FROM docora.events e \
-               WHERE e.status = 'pending' AND e.next_attempt_at <= now() \
+            "WITH heads AS ( \
+               SELECT h.id FROM docora.app_repositories l \
+               JOIN docora.apps a ON a.id = l.app_id \
+               CROSS JOIN LATERAL (SELECT p.id, p.status, p.next_attempt_at, p.lease_until FROM docora.events p \
+                                   WHERE p.app_id = l.app_id AND p.repository_id = l.repository_id \
+                                     AND p.status IN ('pending', 'failed') \
+                                   ORDER BY p.seq LIMIT 1) h \
+               WHERE h.status = 'pending' AND h.next_attempt_at <= now() \
+                 AND (h.lease_until IS NULL OR h.lease_until <= now()) \
+                 AND (a.breaker_open_until IS NULL OR a.breaker_open_until <= now())), \
+             candidate AS ( \
+               SELECT e.id, a.id AS app_id, a.breaker_open_until IS NOT NULL AS trial \
+               FROM docora.events e JOIN docora.apps a ON a.id = e.app_id \
+               WHERE e.id IN (SELECT id FROM heads) \
+                 AND e.status = 'pending' AND e.next_attempt_at <= now() \
                  AND (e.lease_until IS NULL OR e.lease_until <= now()) \
-                 AND NOT EXISTS (SELECT 1 FROM docora.events p \
-                                 WHERE p.app_id = e.app_id AND p.repository_id = e.repository_id \
-                                   AND p.status IN ('pending', 'failed') AND p.seq < e.seq) \
-               ORDER BY e.next_attempt_at, e.seq LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, app_id, repository_id, event, path, payload, commit_sha, attempts",
+               ORDER BY e.next_attempt_at, e.seq LIMIT 1 FOR UPDATE OF e SKIP LOCKED), \
+             trial AS ( \
+               UPDATE docora.apps a SET breaker_open_until = $1, breaker_trial = true FROM candidate c \
+               WHERE c.trial AND a.id = c.app_id AND a.breaker_open_until <= now() RETURNING a.id) \
+             UPDATE docora.events e SET lease_until = $1 FROM candidate c \
+             WHERE e.id = c.id AND (NOT c.trial OR EXISTS (SELECT 1 FROM trial)) \
+             RETURNING e.id, e.app_id, e.repository_id, e.event, e.path, e.payload, e.commit_sha, e.attempts, \
+                       c.trial, e.lease_until",
         )
         .bind::<diesel::sql_types::Timestamptz, _>(lease_until)
         .get_result::<Taken>(&mut conn)
@@ -120,82 +185,142 @@ impl Deliverer {
         .optional()?)
     }
 
-    /// Delivers a taken event and records the outcome.
+    /// Delivers a taken event and records the outcome (for the event, its link and its app's
+    /// breaker, in one transaction).
     pub async fn deliver(&self, event: &Taken) -> Result<Delivered, ApiError> {
-        let outcome = self.send(event).await;
+        let mut lease = event.lease_until;
+        let outcome = self.send(event, &mut lease).await;
+        let error = match outcome {
+            Ok(()) => None,
+            Err(SendError::Failed(error)) => Some(error),
+            Err(SendError::LeaseLost) => return Ok(Delivered::LeaseLost),
+        };
+        let attempts = event.attempts + 1;
+        let now = OffsetDateTime::now_utc();
+        let held = events::table
+            .filter(events::id.eq(event.id))
+            .filter(events::status.eq("pending"))
+            .filter(events::lease_until.eq(lease));
+        let link = app_repositories::table
+            .filter(app_repositories::app_id.eq(&event.app_id))
+            .filter(app_repositories::repository_id.eq(&event.repository_id));
         let mut conn = db::conn(&self.pool).await?;
-        let filter = events::table.filter(events::id.eq(event.id));
-        match outcome {
-            Ok(()) => {
-                diesel::update(filter)
-                    .set((
-                        events::status.eq("delivered"),
-                        events::delivered_at.eq(diesel::dsl::now),
-                        events::attempts.eq(event.attempts + 1),
-                        events::lease_until.eq(None::<OffsetDateTime>),
-                        events::last_error.eq(None::<String>),
+        let (threshold, cooldown) = (self.breaker_threshold, self.breaker_cooldown);
+        let outcome = conn
+            .transaction::<_, ApiError, _>(async |conn| {
+                let Some(error) = error else {
+                    let recorded = diesel::update(held)
+                        .set((
+                            events::status.eq("delivered"),
+                            events::delivered_at.eq(diesel::dsl::now),
+                            events::attempts.eq(attempts),
+                            events::lease_until.eq(None::<OffsetDateTime>),
+                            events::last_error.eq(None::<String>),
+                        ))
+                        .returning(events::seq)
+                        .get_result::<i64>(conn)
+                        .await
+                        .optional()?;
+                    let Some(seq) = recorded else { return Ok(Delivered::LeaseLost) };
+                    // The head of its link was delivered: what follows it is all that is left.
+                    let remaining = diesel::select(diesel::dsl::exists(
+                        events::table
+                            .filter(events::app_id.eq(&event.app_id))
+                            .filter(events::repository_id.eq(&event.repository_id))
+                            .filter(events::seq.gt(seq)),
                     ))
-                    .execute(&mut conn)
+                    .get_result::<bool>(conn)
                     .await?;
-                let remaining: i64 = events::table
-                    .filter(events::app_id.eq(&event.app_id))
-                    .filter(events::repository_id.eq(&event.repository_id))
-                    .filter(events::status.ne("delivered"))
-                    .count()
-                    .get_result(&mut conn)
-                    .await?;
-                if remaining == 0 {
-                    diesel::update(
-                        app_repositories::table
-                            .filter(app_repositories::app_id.eq(&event.app_id))
-                            .filter(app_repositories::repository_id.eq(&event.repository_id)),
-                    )
-                    .set((app_repositories::status.eq("synced"), app_repositories::updated_at.eq(diesel::dsl::now)))
-                    .execute(&mut conn)
-                    .await?;
-                }
-                Ok(Delivered::Ok)
-            }
-            Err(error) => {
-                let attempts = event.attempts + 1;
-                if attempts >= self.max_attempts {
-                    diesel::update(filter)
+                    if !remaining {
+                        diesel::update(link)
+                            .set((
+                                app_repositories::status.eq("synced"),
+                                app_repositories::updated_at.eq(diesel::dsl::now),
+                            ))
+                            .execute(conn)
+                            .await?;
+                    }
+                    breaker_success(conn, &event.app_id).await?;
+                    return Ok(Delivered::Ok);
+                };
+                let failed = attempts >= self.max_attempts;
+                let recorded = if failed {
+                    diesel::update(held)
                         .set((
                             events::status.eq("failed"),
                             events::attempts.eq(attempts),
                             events::last_error.eq(&error),
                             events::lease_until.eq(None::<OffsetDateTime>),
                         ))
-                        .execute(&mut conn)
-                        .await?;
-                    diesel::update(
-                        app_repositories::table
-                            .filter(app_repositories::app_id.eq(&event.app_id))
-                            .filter(app_repositories::repository_id.eq(&event.repository_id)),
-                    )
-                    .set((app_repositories::status.eq("failed"), app_repositories::last_error.eq(&error)))
-                    .execute(&mut conn)
-                    .await?;
-                    return Ok(Delivered::Failed(error));
+                        .execute(conn)
+                        .await?
+                } else {
+                    diesel::update(held)
+                        .set((
+                            events::attempts.eq(attempts),
+                            events::last_error.eq(&error),
+                            events::next_attempt_at.eq(now + self.retry_delay(attempts)),
+                            events::lease_until.eq(None::<OffsetDateTime>),
+                        ))
+                        .execute(conn)
+                        .await?
+                };
+                if recorded == 0 {
+                    return Ok(Delivered::LeaseLost);
                 }
-                let base = self.backoff.saturating_mul(1u32 << attempts.clamp(0, 16));
-                let jitter = Duration::from_millis(rand::random::<u64>() % (base.as_millis() as u64 / 4 + 1));
-                diesel::update(filter)
-                    .set((
-                        events::attempts.eq(attempts),
-                        events::last_error.eq(&error),
-                        events::next_attempt_at.eq(OffsetDateTime::now_utc() + base + jitter),
-                        events::lease_until.eq(None::<OffsetDateTime>),
-                    ))
-                    .execute(&mut conn)
-                    .await?;
-                Ok(Delivered::Retry(error))
+                if failed {
+                    diesel::update(link)
+                        .set((app_repositories::status.eq("failed"), app_repositories::last_error.eq(&error)))
+                        .execute(conn)
+                        .await?;
+                }
+                if let Some((failures, until)) =
+                    breaker_failure(conn, &event.app_id, event.trial, threshold, now + cooldown).await?
+                {
+                    tracing::warn!(app_id = event.app_id, failures, until = %until, "delivery breaker open");
+                }
+                Ok(if failed { Delivered::Failed(error) } else { Delivered::Retry(error) })
+            })
+            .await?;
+        Ok(outcome)
+    }
+
+    /// The delay before attempt `attempts + 1`: the backoff doubled per attempt, plus up to a
+    /// quarter of it at random.
+    fn retry_delay(&self, attempts: i32) -> Duration {
+        let base = self.backoff.saturating_mul(1u32 << attempts.clamp(0, 16));
+        let quarter = u64::try_from(base.as_millis() / 4).unwrap_or(u64::MAX);
+        base + Duration::from_millis(rand::random::<u64>() % (quarter + 1))
+    }
+
+    /// Extends the lease held on `event` before a further request; [`SendError::LeaseLost`] when
+    /// another worker holds it now.
+    async fn renew(&self, event: &Taken, lease: &mut OffsetDateTime) -> Result<(), SendError> {
+        let mut conn = db::conn(&self.pool).await.map_err(|e| e.to_string())?;
+        let renewed: Option<OffsetDateTime> = diesel::update(
+            events::table
+                .filter(events::id.eq(event.id))
+                .filter(events::status.eq("pending"))
+                .filter(events::lease_until.eq(*lease)),
+        )
+        .set(events::lease_until.eq(OffsetDateTime::now_utc() + self.lease))
+        .returning(events::lease_until)
+        .get_result::<Option<OffsetDateTime>>(&mut conn)
+        .await
+        .optional()
+        .map_err(|e| e.to_string())?
+        .flatten();
+        match renewed {
+            Some(until) => {
+                *lease = until;
+                Ok(())
             }
+            None => Err(SendError::LeaseLost),
         }
     }
 
-    /// Sends every request of an event; the error says what went wrong, secrets aside.
-    async fn send(&self, event: &Taken) -> Result<(), String> {
+    /// Sends every request of an event, renewing `lease` before each further one.
+    async fn send(&self, event: &Taken, lease: &mut OffsetDateTime) -> Result<(), SendError> {
         let mut conn = db::conn(&self.pool).await.map_err(|e| e.to_string())?;
         let (base_url, sealed_key): (String, Vec<u8>) = apps::table
             .filter(apps::id.eq(&event.app_id))
@@ -223,7 +348,7 @@ impl Deliverer {
             body["repository"] = repository;
             body["retry_count"] = json!(event.attempts);
             body["timestamp"] = json!(domain::timestamp::format_rfc3339_millis(OffsetDateTime::now_utc()));
-            return self.post(&url, &event.app_id, &key, event, &body).await;
+            return Ok(self.post(&url, &event.app_id, &key, event, &body).await?);
         }
         let path = event.path.clone().unwrap_or_default();
         let p = &event.payload;
@@ -241,18 +366,18 @@ impl Deliverer {
             })
         };
         if event.event == "delete" {
-            return self.post(&url, &event.app_id, &key, event, &envelope(file)).await;
+            return Ok(self.post(&url, &event.app_id, &key, event, &envelope(file)).await?);
         }
         let blob = p["blob"].as_str().unwrap_or_default();
         let binary = p["is_binary"].as_bool().unwrap_or(false);
         let size = p["size"].as_i64().unwrap_or(0);
         let mut child = self.git.open(&event.repository_id, blob).map_err(|e| e.to_string())?;
-        let mut content = child.stdout.take().ok_or("git gave no output")?;
+        let mut content = child.stdout.take().ok_or_else(|| "git gave no output".to_owned())?;
         if !binary {
             let mut text = String::new();
             content.read_to_string(&mut text).await.map_err(|e| format!("reading the file from the clone: {e}"))?;
             file["content"] = json!(text);
-            return self.post(&url, &event.app_id, &key, event, &envelope(file)).await;
+            return Ok(self.post(&url, &event.app_id, &key, event, &envelope(file)).await?);
         }
         file["content_encoding"] = json!("base64");
         let engine = base64::engine::general_purpose::STANDARD;
@@ -260,12 +385,15 @@ impl Deliverer {
             let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
             content.read_to_end(&mut bytes).await.map_err(|e| format!("reading the file from the clone: {e}"))?;
             file["content"] = json!(engine.encode(&bytes));
-            return self.post(&url, &event.app_id, &key, event, &envelope(file)).await;
+            return Ok(self.post(&url, &event.app_id, &key, event, &envelope(file)).await?);
         }
         // In pieces, read from the clone as they go out.
         let total = usize::try_from(size).unwrap_or(0).div_ceil(PIECE_BYTES);
         let mut piece = vec![0u8; PIECE_BYTES];
         for index in 0..total {
+            if index > 0 {
+                self.renew(event, lease).await?;
+            }
             let mut filled = 0;
             while filled < PIECE_BYTES {
                 let n = content
@@ -332,5 +460,83 @@ impl Deliverer {
             })?;
         let status = response.status();
         if status.is_success() { Ok(()) } else { Err(format!("the webhook answered {}", status.as_u16())) }
+    }
+}
+
+/// A delivery to the app succeeded: its breaker closes (no write when it already is).
+async fn breaker_success(conn: &mut db::Conn, app_id: &str) -> Result<(), ApiError> {
+    diesel::update(
+        apps::table
+            .filter(apps::id.eq(app_id))
+            .filter(apps::delivery_failures.ne(0).or(apps::breaker_open_until.is_not_null()).or(apps::breaker_trial)),
+    )
+    .set((
+        apps::delivery_failures.eq(0),
+        apps::breaker_open_until.eq(None::<OffsetDateTime>),
+        apps::breaker_trial.eq(false),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A delivery attempt to the app failed: counted; the breaker opens (until `open_until`) when
+/// the count reaches `threshold` while it was closed, or when this was its trial. Returns the
+/// count and the breaker's end when this failure opened it.
+async fn breaker_failure(
+    conn: &mut db::Conn,
+    app_id: &str,
+    trial: bool,
+    threshold: i32,
+    open_until: OffsetDateTime,
+) -> Result<Option<(i32, OffsetDateTime)>, ApiError> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        delivery_failures: i32,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        opened: bool,
+    }
+    // In SET, every column reads its value from before the update.
+    let row: Option<Row> = diesel::sql_query(
+        "UPDATE docora.apps SET delivery_failures = delivery_failures + 1, \
+           breaker_open_until = CASE WHEN $2 OR (breaker_open_until IS NULL AND delivery_failures + 1 >= $3) \
+                                     THEN $4 ELSE breaker_open_until END, \
+           breaker_trial = breaker_trial AND NOT $2 \
+         WHERE id = $1 \
+         RETURNING delivery_failures, breaker_open_until IS NOT DISTINCT FROM $4 AS opened",
+    )
+    .bind::<diesel::sql_types::Text, _>(app_id)
+    .bind::<diesel::sql_types::Bool, _>(trial)
+    .bind::<diesel::sql_types::Integer, _>(threshold)
+    .bind::<diesel::sql_types::Timestamptz, _>(open_until)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row.filter(|r| r.opened).map(|r| (r.delivery_failures, open_until)))
+}
+
+/// An app's delivery breaker, as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct DeliveryBreaker {
+    /// `closed`; `open` (nothing is sent to the app before `open_until`); or `half_open` (the
+    /// cooldown is over: one trial attempt may go, or is going).
+    pub status: String,
+    /// Failed attempts in a row, across the app's repositories.
+    pub consecutive_failures: i32,
+    #[serde(with = "domain::timestamp::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub open_until: Option<OffsetDateTime>,
+}
+
+impl DeliveryBreaker {
+    /// From the app's `delivery_failures`, `breaker_open_until` and `breaker_trial`.
+    pub fn new(failures: i32, open_until: Option<OffsetDateTime>, trial: bool, now: OffsetDateTime) -> Self {
+        let status = match open_until {
+            None => "closed",
+            Some(until) if trial || until <= now => "half_open",
+            Some(_) => "open",
+        };
+        DeliveryBreaker { status: status.to_owned(), consecutive_failures: failures, open_until }
     }
 }

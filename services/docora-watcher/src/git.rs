@@ -178,7 +178,12 @@ impl Git {
             .map_err(|e| GitError::Spawn(e.to_string()))?;
         let stdin = child.stdin.take().ok_or_else(|| GitError::Spawn("no stdin".into()))?;
         let stdout = child.stdout.take().ok_or_else(|| GitError::Spawn("no stdout".into()))?;
-        Ok(BlobBatch { _child: child, stdin, stdout: tokio::io::BufReader::new(stdout), timeout: self.timeout })
+        Ok(BlobBatch {
+            _child: child,
+            stdin,
+            stdout: tokio::io::BufReader::with_capacity(BATCH_BUFFER, stdout),
+            timeout: self.timeout,
+        })
     }
 
     /// A blob's bytes as a stream (large files are sent in pieces and never held whole): the
@@ -207,7 +212,11 @@ fn auth_header(token: &str) -> String {
     format!("Authorization: Basic {encoded}")
 }
 
-/// A running `git cat-file --batch`: blobs are asked for one after another.
+/// How much of a blob [`BlobBatch::stream`] holds at a time.
+const BATCH_BUFFER: usize = 64 * 1024;
+
+/// A running `git cat-file --batch`: blobs are asked for one after another, and their bytes
+/// streamed through a bounded buffer.
 pub struct BlobBatch {
     _child: tokio::process::Child,
     stdin: tokio::process::ChildStdin,
@@ -216,8 +225,10 @@ pub struct BlobBatch {
 }
 
 impl BlobBatch {
-    /// The bytes of `blob`.
-    pub async fn read(&mut self, blob: &str) -> Result<Vec<u8>, GitError> {
+    /// Streams the bytes of `blob` to `consume`, one buffer's worth at a time (a blob is never
+    /// held whole, whatever its size), and returns its size. After an error the batch is out of
+    /// step with git: drop it.
+    pub async fn stream(&mut self, blob: &str, mut consume: impl FnMut(&[u8])) -> Result<u64, GitError> {
         use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
         let io = |e: std::io::Error| GitError::Failed(format!("reading from git cat-file: {e}"));
         let work = async {
@@ -228,16 +239,30 @@ impl BlobBatch {
             // "<oid> blob <size>", or "<oid> missing".
             let mut fields = header.split_whitespace();
             let (_, kind, size) = (fields.next(), fields.next(), fields.next());
-            let size: usize = match (kind, size) {
+            let size: u64 = match (kind, size) {
                 (Some("blob"), Some(size)) => {
                     size.parse().map_err(|_| GitError::Failed(format!("unexpected answer {header:?}")))?
                 }
                 _ => return Err(GitError::Failed(format!("blob {blob}: {}", header.trim()))),
             };
-            let mut bytes = vec![0u8; size + 1];
-            self.stdout.read_exact(&mut bytes).await.map_err(io)?;
-            bytes.truncate(size);
-            Ok(bytes)
+            let mut left = size;
+            while left > 0 {
+                let buffered = self.stdout.fill_buf().await.map_err(io)?;
+                if buffered.is_empty() {
+                    return Err(GitError::Failed(format!("git cat-file ended {left} bytes before the end of {blob}")));
+                }
+                let n = buffered.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                consume(&buffered[..n]);
+                self.stdout.consume(n);
+                left -= n as u64;
+            }
+            // The content is followed by a newline.
+            let mut end = [0u8; 1];
+            self.stdout.read_exact(&mut end).await.map_err(io)?;
+            if end != *b"\n" {
+                return Err(GitError::Failed(format!("git cat-file: no newline after {blob}")));
+            }
+            Ok(size)
         };
         tokio::time::timeout(self.timeout, work).await.map_err(|_| GitError::Timeout(self.timeout))?
     }

@@ -5,7 +5,7 @@
 //! Where things are:
 //! - the repository API of apps: [`repositories`]; GitHub's push webhook: [`push`];
 //! - apps, their tokens and onboarding: [`apps`]; the operator's commands: [`admin`];
-//! - the admin login and JSON API: [`admin_api`];
+//! - the admin login and JSON API: [`admin_api`]; the dashboard's HTML pages: [`dashboard`];
 //! - secrets at rest (GitHub tokens, signing keys): [`crypto`];
 //! - git (clone, fetch, list and read a commit's files): [`git`]; scans and the outbox: [`scan`];
 //!   webhook delivery from the outbox: [`deliver`];
@@ -16,6 +16,7 @@ pub mod admin;
 pub mod admin_api;
 pub mod apps;
 pub mod crypto;
+pub mod dashboard;
 pub mod deliver;
 pub mod error;
 pub mod git;
@@ -78,6 +79,15 @@ pub struct Settings {
     pub delivery_max_attempts: i32,
     /// `DELIVERY_BACKOFF_SECS`, default 10: the first retry's delay, doubled each time (plus jitter).
     pub delivery_backoff: Duration,
+    /// `DELIVERY_LEASE_SECS`, default twice the webhook timeout plus 30: how long a delivery holds
+    /// its event before another worker may take it over (renewed before each request).
+    pub delivery_lease: Duration,
+    /// `DELIVERY_BREAKER_THRESHOLD`, default 10: an app's failed attempts in a row, across its
+    /// repositories, that open its delivery breaker.
+    pub delivery_breaker_threshold: i32,
+    /// `DELIVERY_BREAKER_COOLDOWN_SECS`, default 60: how long an open delivery breaker sends the
+    /// app nothing before one trial attempt.
+    pub delivery_breaker_cooldown: Duration,
     /// `SCAN_WORKERS`, default 2: scans running at once in this replica (0: none).
     pub scan_workers: usize,
     /// `DELIVERY_WORKERS`, default 4: deliveries running at once in this replica (0: none).
@@ -96,6 +106,12 @@ impl Settings {
         if Cipher::from_hex(encryption_key.expose()).is_err() {
             return Err(SettingsError::new("ENCRYPTION_KEY", "must be 64 hex characters (openssl rand -hex 32)"));
         }
+        let webhook_timeout = env.seconds_or("WEBHOOK_TIMEOUT_SECS", 30)?;
+        let delivery_lease =
+            env.seconds_or("DELIVERY_LEASE_SECS", webhook_timeout.as_secs().saturating_mul(2).saturating_add(30))?;
+        if delivery_lease <= webhook_timeout {
+            return Err(SettingsError::new("DELIVERY_LEASE_SECS", "must be longer than WEBHOOK_TIMEOUT_SECS"));
+        }
         Ok(Self {
             http: HttpSettings::from_env(env, PORT)?,
             database: DatabaseSettings::from_env(env)?,
@@ -112,9 +128,12 @@ impl Settings {
             circuit_threshold: env.number_or("CIRCUIT_THRESHOLD", 5, 1..=1000)?,
             circuit_cooldown: env.seconds_or("CIRCUIT_COOLDOWN_SECS", 1800)?,
             github_webhook_secret: env.get("GITHUB_WEBHOOK_SECRET").map(|s| Secret::new(s.to_owned())),
-            webhook_timeout: env.seconds_or("WEBHOOK_TIMEOUT_SECS", 30)?,
+            webhook_timeout,
             delivery_max_attempts: env.number_or("DELIVERY_MAX_ATTEMPTS", 5, 1..=100)?,
             delivery_backoff: env.seconds_or("DELIVERY_BACKOFF_SECS", 10)?,
+            delivery_lease,
+            delivery_breaker_threshold: env.number_or("DELIVERY_BREAKER_THRESHOLD", 10, 1..=10_000)?,
+            delivery_breaker_cooldown: env.seconds_or("DELIVERY_BREAKER_COOLDOWN_SECS", 60)?,
             scan_workers: env.number_or("SCAN_WORKERS", 2, 0..=64)?,
             delivery_workers: env.number_or("DELIVERY_WORKERS", 4, 0..=256)?,
             worker_poll: Duration::from_millis(env.number_or("WORKER_POLL_MILLIS", 1000, 10..=60_000)?),
@@ -174,7 +193,9 @@ impl Settings {
             policy: self.url_policy,
             max_attempts: self.delivery_max_attempts,
             backoff: self.delivery_backoff,
-            lease: self.webhook_timeout.saturating_mul(8) + Duration::from_secs(60),
+            lease: self.delivery_lease,
+            breaker_threshold: self.delivery_breaker_threshold,
+            breaker_cooldown: self.delivery_breaker_cooldown,
         })
     }
 
@@ -208,7 +229,10 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
 
 /// Every route of the service.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.configure(repositories::configure).configure(push::configure).configure(admin_api::configure);
+    cfg.configure(repositories::configure)
+        .configure(push::configure)
+        .configure(admin_api::configure)
+        .configure(dashboard::configure);
 }
 
 /// Migrates, then serves on `listener` until stopped.

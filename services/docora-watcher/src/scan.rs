@@ -79,9 +79,90 @@ struct FileState {
     is_binary: bool,
 }
 
+/// How far into a file a NUL byte makes it binary (git's own rule).
+const NUL_WINDOW: u64 = 8000;
+
 /// Whether content is binary: a NUL byte in the first 8000 bytes (git's own rule), or not UTF-8.
 pub fn is_binary(bytes: &[u8]) -> bool {
-    bytes.iter().take(8000).any(|b| *b == 0) || std::str::from_utf8(bytes).is_err()
+    bytes.iter().take(NUL_WINDOW as usize).any(|b| *b == 0) || std::str::from_utf8(bytes).is_err()
+}
+
+/// SHA-256, size and [`is_binary`] of content that arrives in pieces, so a file is never held
+/// whole: what a scan learns of each changed blob.
+#[derive(Default)]
+pub struct ContentDigest {
+    sha256: Sha256,
+    size: u64,
+    nul: bool,
+    invalid_utf8: bool,
+    /// A UTF-8 sequence cut by the end of the last piece (at most 3 bytes of it).
+    carry: [u8; 4],
+    carry_len: usize,
+}
+
+/// What [`ContentDigest`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digested {
+    /// Lower-case hex.
+    pub sha256: String,
+    pub size: u64,
+    pub is_binary: bool,
+}
+
+impl ContentDigest {
+    pub fn update(&mut self, piece: &[u8]) {
+        self.sha256.update(piece);
+        if self.size < NUL_WINDOW {
+            let window = usize::try_from(NUL_WINDOW - self.size).unwrap_or(usize::MAX).min(piece.len());
+            self.nul |= piece[..window].contains(&0);
+        }
+        self.size += piece.len() as u64;
+        if !self.invalid_utf8 {
+            self.check_utf8(piece);
+        }
+    }
+
+    fn check_utf8(&mut self, mut piece: &[u8]) {
+        if self.carry_len > 0 {
+            // Complete the cut sequence first: its lead byte says how long it is.
+            let needed = match self.carry[0] {
+                0xc0..=0xdf => 2,
+                0xe0..=0xef => 3,
+                _ => 4,
+            };
+            let take = (needed - self.carry_len).min(piece.len());
+            self.carry[self.carry_len..self.carry_len + take].copy_from_slice(&piece[..take]);
+            self.carry_len += take;
+            piece = &piece[take..];
+            if self.carry_len < needed {
+                return;
+            }
+            if std::str::from_utf8(&self.carry[..needed]).is_err() {
+                self.invalid_utf8 = true;
+                return;
+            }
+            self.carry_len = 0;
+        }
+        match std::str::from_utf8(piece) {
+            Ok(_) => {}
+            // Cut at the end of the piece (`error_len` is None): the next piece may complete it.
+            Err(e) if e.error_len().is_none() => {
+                let rest = &piece[e.valid_up_to()..];
+                self.carry[..rest.len()].copy_from_slice(rest);
+                self.carry_len = rest.len();
+            }
+            Err(_) => self.invalid_utf8 = true,
+        }
+    }
+
+    pub fn finish(self) -> Digested {
+        Digested {
+            sha256: hex::encode(self.sha256.finalize()),
+            size: self.size,
+            // A sequence still cut at the end is not UTF-8.
+            is_binary: self.nul || self.invalid_utf8 || self.carry_len > 0,
+        }
+    }
 }
 
 impl Scanner {
@@ -194,7 +275,7 @@ impl Scanner {
             .collect();
         drop(conn);
 
-        // Only changed blobs are read and hashed, through one git process.
+        // Only changed blobs are read and hashed, streamed through one git process.
         let mut batch = match self.git.batch(&repo.id) {
             Ok(batch) => batch,
             Err(e) => return self.record_failure(repo, &e).await,
@@ -210,15 +291,16 @@ impl Scanner {
                     is_binary: old.is_binary,
                 },
                 old => {
-                    let bytes = match batch.read(&entry.blob).await {
-                        Ok(bytes) => bytes,
-                        Err(e) => return self.record_failure(repo, &e).await,
-                    };
+                    let mut digest = ContentDigest::default();
+                    if let Err(e) = batch.stream(&entry.blob, |piece| digest.update(piece)).await {
+                        return self.record_failure(repo, &e).await;
+                    }
+                    let digest = digest.finish();
                     let state = FileState {
                         blob: entry.blob.clone(),
-                        sha256: hex::encode(Sha256::digest(&bytes)),
-                        size: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
-                        is_binary: is_binary(&bytes),
+                        sha256: digest.sha256,
+                        size: i64::try_from(digest.size).unwrap_or(i64::MAX),
+                        is_binary: digest.is_binary,
                     };
                     match old {
                         Some(old) if old.sha256 == state.sha256 => {}
@@ -430,11 +512,57 @@ struct ClaimedRow {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn binary_is_detected_from_content() {
-        assert!(!super::is_binary(b"hello\nworld"));
-        assert!(!super::is_binary("héllo".as_bytes()));
-        assert!(super::is_binary(&[0x89, b'P', b'N', b'G', 0, 0]));
-        assert!(super::is_binary(&[0xff, 0xfe, 0xfd]));
+        assert!(!is_binary(b"hello\nworld"));
+        assert!(!is_binary("héllo".as_bytes()));
+        assert!(is_binary(&[0x89, b'P', b'N', b'G', 0, 0]));
+        assert!(is_binary(&[0xff, 0xfe, 0xfd]));
+    }
+
+    /// Digests `content` cut into pieces of `piece` bytes.
+    fn digest_in_pieces(content: &[u8], piece: usize) -> Digested {
+        let mut digest = ContentDigest::default();
+        for part in content.chunks(piece) {
+            digest.update(part);
+        }
+        digest.finish()
+    }
+
+    #[test]
+    fn a_digest_in_pieces_matches_the_whole_content_wherever_it_is_cut() {
+        let mut nul_late = vec![b'a'; 9000];
+        nul_late[8500] = 0;
+        let mut nul_at_edge = vec![b'a'; 9000];
+        nul_at_edge[7999] = 0;
+        let samples: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            b"plain ascii text\n".to_vec(),
+            "héllo wörld, ✓ and 🦀 across every cut".as_bytes().to_vec(),
+            "🦀".as_bytes().to_vec(),
+            "é".as_bytes()[..1].to_vec(), // cut at the very end: not UTF-8
+            [b"ok ".as_slice(), &"🦀".as_bytes()[..2], b" then ascii"].concat(), // a broken sequence inside
+            vec![0xed, 0xa0, 0x80],       // a surrogate: not UTF-8
+            vec![0xf0, 0x9f, 0xa6, 0x80, 0xff], // valid, then a byte that never is
+            nul_late,                     // a NUL after git's window: text
+            nul_at_edge,                  // a NUL at its last byte: binary
+            [vec![b'x'; 7998], "🦀".as_bytes().to_vec()].concat(), // a sequence across the window
+        ];
+        for content in &samples {
+            let whole = Digested {
+                sha256: hex::encode(Sha256::digest(content)),
+                size: content.len() as u64,
+                is_binary: is_binary(content),
+            };
+            for piece in [1, 2, 3, 5, 7, 4096, 7999, 8000, 8001, content.len().max(1)] {
+                assert_eq!(digest_in_pieces(content, piece), whole, "{piece}-byte pieces of {content:?}");
+            }
+        }
+        assert!(!digest_in_pieces(&samples[2], 1).is_binary);
+        assert!(digest_in_pieces(&samples[4], 1).is_binary);
+        assert!(!digest_in_pieces(&samples[8], 3).is_binary);
+        assert!(digest_in_pieces(&samples[9], 3).is_binary);
     }
 }

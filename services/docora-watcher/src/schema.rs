@@ -36,6 +36,9 @@ pub mod docora {
             token_digest -> Bytea,
             created_at -> Timestamptz,
             updated_at -> Timestamptz,
+            delivery_failures -> Int4,
+            breaker_open_until -> Nullable<Timestamptz>,
+            breaker_trial -> Bool,
         }
     }
 

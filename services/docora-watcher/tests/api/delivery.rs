@@ -7,7 +7,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use testkit::{SinkMode, WebhookSink};
 
-use crate::scan::{Fixture, fixture_with};
+use crate::scan::{Fixture, fixture_env, fixture_with};
 use crate::{SIGNING_KEY, count, execute};
 use docora_watcher::deliver::{Delivered, Deliverer};
 
@@ -241,4 +241,151 @@ async fn the_admin_sees_the_history_and_queue_and_retries_a_failed_link() {
     assert_eq!(drain(&deliverer).await, vec![Delivered::Ok; 3]);
     assert_eq!(admin.get("/admin/api/apps").await.body["items"][0]["repositories"][0]["status"], "synced");
     assert_eq!(admin.post("/admin/api/apps/app_nope/repositories/repo_nope/retry").await.status, 404);
+}
+
+/// The app's delivery breaker as the admin JSON shows it.
+async fn breaker(admin: &testkit::Client) -> serde_json::Value {
+    let apps = admin.get("/admin/api/apps").await;
+    assert_eq!(apps.status, 200, "{}", apps.text);
+    apps.body["items"][0]["delivery_breaker"].clone()
+}
+
+/// `(path, delivery id)` of the 2xx answers, per repository, in arrival order.
+fn received_by_repository(sink: &WebhookSink) -> std::collections::BTreeMap<String, Vec<(String, String)>> {
+    let mut by_repository = std::collections::BTreeMap::<String, Vec<(String, String)>>::new();
+    for r in sink.received() {
+        let body = r.json();
+        by_repository
+            .entry(body["repository"]["repository_id"].as_str().unwrap_or_default().to_owned())
+            .or_default()
+            .push((
+                body["file"]["path"].as_str().unwrap_or_default().to_owned(),
+                r.delivery().unwrap_or_default().to_owned(),
+            ));
+    }
+    by_repository
+}
+
+/// Watches a second repository, `team/wiki` (`faq.md`, `home.md`), with the fixture's app.
+async fn second_repository(f: &Fixture) {
+    let (team, _) = f.app.github.add_user("team");
+    f.app.github.add_repo(team, "wiki", false);
+    let wiki = f.git.create_repo("team", "wiki").expect("repo");
+    wiki.write("home.md", b"home").write("faq.md", b"faq").commit("first").expect("commit");
+    let res = f.client.post_json("/api/repositories", &json!({"github_url": "https://github.com/team/wiki"})).await;
+    assert_eq!(res.status, 201, "{}", res.text);
+}
+
+const DUE: &str = "UPDATE docora.events SET next_attempt_at = now()";
+const COOLDOWN_OVER: &str = "UPDATE docora.apps SET breaker_open_until = now() - interval '1 second'";
+
+#[tokio::test]
+async fn a_failing_receiver_trips_the_app_breaker_which_pauses_without_spending_attempts() {
+    let sink = WebhookSink::start().expect("sink");
+    let f = fixture_env("5", &format!("{}/hooks", sink.url()), |env| {
+        env.with("DELIVERY_MAX_ATTEMPTS", "10").with("DELIVERY_BREAKER_THRESHOLD", "3")
+    })
+    .await;
+    second_repository(&f).await;
+    let deliverer =
+        f.app.settings.deliverer(service_kit::db::pool(&f.app.settings.database).expect("pool")).expect("deliverer");
+    let (admin, _) = crate::admin::logged_in(&f.app).await;
+    f.scan_all().await;
+    assert_eq!(breaker(&admin).await, json!({"status": "closed", "consecutive_failures": 0, "open_until": null}));
+
+    // Each link's head fails once, then backs off: two failures in a row, across the two links.
+    sink.set_mode(SinkMode::Fail(500));
+    let outcomes = drain(&deliverer).await;
+    assert!(outcomes.len() == 2 && outcomes.iter().all(|o| matches!(o, Delivered::Retry(_))), "{outcomes:?}");
+    assert_eq!(breaker(&admin).await["consecutive_failures"], 2);
+    assert_eq!(breaker(&admin).await["status"], "closed");
+    // The third opens the breaker: the other link's head is due, and still not taken.
+    execute(&f.app.db, DUE).await;
+    assert_eq!(drain(&deliverer).await.len(), 1);
+    let open = breaker(&admin).await;
+    assert_eq!(open["status"], "open", "{open}");
+    assert_eq!(open["consecutive_failures"], 3);
+    assert!(open["open_until"].is_string(), "{open}");
+
+    // While it is open nothing is sent, and the waiting events keep their attempts and schedule.
+    let spent = "SELECT coalesce(sum(attempts), 0) AS n FROM docora.events";
+    for _ in 0..3 {
+        execute(&f.app.db, DUE).await;
+        assert!(deliverer.take().await.expect("take").is_none(), "the breaker is open");
+    }
+    assert_eq!(sink.attempts().len(), 3);
+    assert_eq!(count(&f.app.db, spent).await, 3);
+    assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.events WHERE status <> 'pending'").await, 0);
+
+    // After the cooldown: one trial, and only one, even with two workers asking at once.
+    execute(&f.app.db, COOLDOWN_OVER).await;
+    assert_eq!(breaker(&admin).await["status"], "half_open");
+    let (a, b) = tokio::join!(deliverer.take(), deliverer.take());
+    let taken: Vec<_> = [a.expect("take"), b.expect("take")].into_iter().flatten().collect();
+    assert_eq!(taken.len(), 1, "one trial: {taken:?}");
+    assert!(taken[0].trial);
+    assert_eq!(breaker(&admin).await["status"], "half_open", "while the trial runs");
+    assert!(deliverer.take().await.expect("take").is_none(), "no second attempt beside the trial");
+    // The trial fails: open again, for a whole cooldown.
+    assert!(matches!(deliverer.deliver(&taken[0]).await.expect("deliver"), Delivered::Retry(_)));
+    assert_eq!(breaker(&admin).await["status"], "open");
+    execute(&f.app.db, DUE).await;
+    assert!(deliverer.take().await.expect("take").is_none());
+    assert_eq!(sink.attempts().len(), 4);
+
+    // The next trial succeeds: the breaker closes and every event goes, in order per link.
+    sink.set_mode(SinkMode::Accept);
+    execute(&f.app.db, COOLDOWN_OVER).await;
+    execute(&f.app.db, DUE).await;
+    let trial = deliverer.take().await.expect("take").expect("the trial");
+    assert!(trial.trial);
+    assert_eq!(deliverer.deliver(&trial).await.expect("deliver"), Delivered::Ok);
+    assert_eq!(breaker(&admin).await, json!({"status": "closed", "consecutive_failures": 0, "open_until": null}));
+    let rest = drain(&deliverer).await;
+    assert_eq!(rest, vec![Delivered::Ok; 4]);
+    let paths: Vec<Vec<String>> =
+        received_by_repository(&sink).into_values().map(|v| v.into_iter().map(|(path, _)| path).collect()).collect();
+    assert!(paths.contains(&vec!["README.md".to_owned(), "guide/intro.md".to_owned(), "img/logo.png".to_owned()]));
+    assert!(paths.contains(&vec!["faq.md".to_owned(), "home.md".to_owned()]), "{paths:?}");
+    assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.events WHERE status = 'delivered'").await, 5);
+    assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.app_repositories WHERE status = 'synced'").await, 2);
+    assert_eq!(count(&f.app.db, spent).await, 4 + 5, "four failed attempts, five that succeeded");
+}
+
+#[tokio::test]
+async fn delivery_workers_stop_hammering_a_failing_receiver_then_recover_in_order() {
+    let sink = WebhookSink::start().expect("sink");
+    sink.set_mode(SinkMode::Fail(503));
+    let (threshold, cooldown, workers) = (4, Duration::from_secs(1), 2);
+    let f = fixture_env("5", &format!("{}/hooks", sink.url()), move |env| {
+        // Retries without any backoff: only the breaker stands between the receiver and a flood.
+        env.with("DELIVERY_WORKERS", workers.to_string())
+            .with("WORKER_POLL_MILLIS", "20")
+            .with("DELIVERY_BACKOFF_SECS", "0")
+            .with("DELIVERY_MAX_ATTEMPTS", "100")
+            .with("DELIVERY_BREAKER_THRESHOLD", threshold.to_string())
+            .with("DELIVERY_BREAKER_COOLDOWN_SECS", cooldown.as_secs().to_string())
+    })
+    .await;
+    let (admin, _) = crate::admin::logged_in(&f.app).await;
+    let started = std::time::Instant::now();
+    f.scan_now().await;
+    sink.wait_for_attempts(threshold, Duration::from_secs(20)).await;
+    tokio::time::sleep(cooldown * 5 / 2).await;
+    let attempts = sink.attempts().len();
+    let elapsed = started.elapsed();
+    // The threshold, what the other worker had in flight when the breaker opened, and at most
+    // one trial per cooldown since. Without the breaker: hundreds by now.
+    let bound = threshold + (workers - 1) + (elapsed.as_secs_f64() / cooldown.as_secs_f64()).floor() as usize;
+    assert!(attempts <= bound, "{attempts} attempts in {elapsed:?}, at most {bound} expected");
+    assert_ne!(breaker(&admin).await["status"], "closed", "the trials failed too");
+    assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.events WHERE status = 'failed'").await, 0);
+
+    sink.set_mode(SinkMode::Accept);
+    let received = sink.wait_for(3, Duration::from_secs(20)).await;
+    let paths: Vec<String> =
+        received.iter().map(|r| r.json()["file"]["path"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(paths, ["README.md", "guide/intro.md", "img/logo.png"]);
+    crate::eventually_count(&f.app.db, "SELECT count(*) AS n FROM docora.events WHERE status = 'delivered'", 3).await;
+    assert_eq!(breaker(&admin).await["status"], "closed");
 }

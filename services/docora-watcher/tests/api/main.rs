@@ -3,10 +3,13 @@
 
 mod admin;
 mod binary;
+mod dashboard;
 mod delivery;
 mod git;
+mod migrations;
 mod push;
 mod registration;
+mod replicas;
 mod scan;
 
 use serde_json::Value;
@@ -103,4 +106,18 @@ pub async fn execute(db: &TestDb, sql: &str) {
 
 pub fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
     value[key].as_str().unwrap_or_else(|| panic!("{key} is not a string in {value}"))
+}
+
+/// Waits (up to 20 s) until a `SELECT count(*) AS n …` gives `expected`, for state that workers
+/// record just after a receiver has seen it; panics with the last count.
+pub async fn eventually_count(db: &TestDb, sql: &str, expected: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let n = db.count(sql).await;
+        if n == expected {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{sql}: {n}, expected {expected}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -217,3 +217,72 @@ async fn only_app_tokens_are_accepted_and_a_regenerated_token_replaces_the_old_o
     app.github.add_repo(owner_id, "repo", false);
     assert_eq!(app.as_token(&token).post_json("/api/repositories", &body).await.status, 201);
 }
+
+#[tokio::test]
+async fn a_revoked_token_stops_scans_until_a_new_one_is_patched_in_then_changes_flow_again() {
+    use std::time::Duration;
+    let sink = testkit::WebhookSink::start().expect("sink");
+    let git = testkit::GitServer::start().expect("git server");
+    let app = crate::replicas::live_app(&git, |env| {
+        env.with("SCAN_WORKERS", "1")
+            .with("DELIVERY_WORKERS", "1")
+            .with("SCAN_INTERVAL_SECS", "1")
+            .with("CIRCUIT_THRESHOLD", "2")
+    })
+    .await;
+    let (owner_id, old_token) = app.github.add_user("corp");
+    app.github.add_repo(owner_id, "private", true);
+    let repo = git.create_repo("corp", "private").expect("repo");
+    repo.write("a.md", b"a").write("b.md", b"b").commit("first").expect("commit");
+    git.set_private("corp", "private", true);
+    git.allow_token("corp", "private", &old_token);
+    let (_, client) = app.app_at("reader", &sink.url()).await;
+    let res = client
+        .post_json(
+            "/api/repositories",
+            &json!({"github_url": "https://github.com/corp/private", "github_token": old_token}),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.text);
+    let id = str_of(&res.body, "repository_id").to_owned();
+    sink.wait_for(2, Duration::from_secs(30)).await;
+
+    // The user revokes the token; the next commit cannot be fetched, and after two failed scans
+    // the circuit opens and the app hears about it.
+    git.revoke_token(&old_token);
+    app.github.revoke(&old_token);
+    repo.write("c.md", b"c").commit("second").expect("commit");
+    let received = sink.wait_for(3, Duration::from_secs(30)).await;
+    let failed = received[2].json();
+    assert_eq!(received[2].event(), "sync_failed");
+    assert_eq!(failed["error"]["type"], "git_failure");
+    let message = failed["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("authentication failed"), "{message}");
+    assert!(!received[2].body.windows(old_token.len()).any(|w| w == old_token.as_bytes()), "no token in it");
+    assert_eq!(failed["circuit_breaker"]["status"], "open");
+    assert_eq!(failed["circuit_breaker"]["consecutive_failures"], 2);
+    let (admin, _) = crate::admin::logged_in(&app).await;
+    let link = |apps: &serde_json::Value| apps["items"][0]["repositories"][0].clone();
+    let broken = link(&admin.get("/admin/api/apps").await.body);
+    assert!(broken["last_error"].as_str().unwrap_or_default().starts_with("authentication failed"), "{broken}");
+    assert_eq!(broken["consecutive_failures"], 2);
+    assert!(broken["circuit_open_until"].is_string(), "{broken}");
+
+    // A new token: checked with GitHub, stored, the error state and circuit cleared, and a scan
+    // runs at once (the circuit's cooldown is 30 minutes) with the change behind it.
+    let new_token = app.github.add_token(owner_id);
+    git.allow_token("corp", "private", &new_token);
+    let patched =
+        client.patch_json(&format!("/api/repositories/{id}/token"), &json!({"github_token": new_token})).await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    let cleared = link(&admin.get("/admin/api/apps").await.body);
+    assert_eq!(cleared["last_error"], serde_json::Value::Null, "{cleared}");
+    assert_eq!(cleared["consecutive_failures"], 0);
+    assert_eq!(cleared["circuit_open_until"], serde_json::Value::Null);
+    let received = sink.wait_for(4, Duration::from_secs(30)).await;
+    assert_eq!(received[3].event(), "create");
+    assert_eq!(received[3].json()["file"]["path"], "c.md");
+    assert_eq!(received[3].json()["commit_sha"], repo.head());
+    let scanned = format!("SELECT count(*) AS n FROM docora.repositories WHERE last_commit_sha = '{}'", repo.head());
+    crate::eventually_count(&app.db, &scanned, 1).await;
+}

@@ -15,6 +15,8 @@ pub struct Fixture {
     pub scanner: Scanner,
     pub repository_id: String,
     pub app_id: String,
+    /// The app's API client.
+    pub client: testkit::Client,
 }
 
 pub async fn fixture(threshold: &'static str) -> Fixture {
@@ -23,20 +25,31 @@ pub async fn fixture(threshold: &'static str) -> Fixture {
 
 /// A watched repository whose app's webhooks go to `base_url`.
 pub async fn fixture_with(threshold: &'static str, base_url: &str) -> Fixture {
+    fixture_env(threshold, base_url, |env| env).await
+}
+
+/// [`fixture_with`] with settings of its own on top.
+pub async fn fixture_env(
+    threshold: &'static str,
+    base_url: &str,
+    adjust: impl FnOnce(service_kit::Env) -> service_kit::Env,
+) -> Fixture {
     let git = GitServer::start().expect("git server");
     let work = std::env::temp_dir().join(format!("docora-scan-{}", uuid::Uuid::new_v4().simple()));
     let git_url = git.url();
     let admin_hash = auth::password::hash(crate::admin::PASSWORD).expect("hash");
     let app = TestApp::spawn_with(move |env| {
-        env.with("GIT_BASE_URL", git_url)
-            .with("ADMIN_USERNAME", "root")
-            .with("ADMIN_PASSWORD_HASH", admin_hash)
-            .with("GIT_WORK_DIR", work.to_string_lossy().into_owned())
-            .with("CIRCUIT_THRESHOLD", threshold)
-            .with("ALLOW_HTTP_WEBHOOKS", "true")
-            .with("ALLOW_PRIVATE_WEBHOOKS", "true")
-            .with("DELIVERY_MAX_ATTEMPTS", "3")
-            .with("WEBHOOK_TIMEOUT_SECS", "2")
+        adjust(
+            env.with("GIT_BASE_URL", git_url)
+                .with("ADMIN_USERNAME", "root")
+                .with("ADMIN_PASSWORD_HASH", admin_hash)
+                .with("GIT_WORK_DIR", work.to_string_lossy().into_owned())
+                .with("CIRCUIT_THRESHOLD", threshold)
+                .with("ALLOW_HTTP_WEBHOOKS", "true")
+                .with("ALLOW_PRIVATE_WEBHOOKS", "true")
+                .with("DELIVERY_MAX_ATTEMPTS", "3")
+                .with("WEBHOOK_TIMEOUT_SECS", "2"),
+        )
     })
     .await;
     let (owner_id, _) = app.github.add_user("octo");
@@ -51,10 +64,19 @@ pub async fn fixture_with(threshold: &'static str, base_url: &str) -> Fixture {
     assert_eq!(res.status, 201, "{}", res.text);
     let repository_id = str_of(&res.body, "repository_id").to_owned();
     let scanner = app.settings.scanner(service_kit::db::pool(&app.settings.database).expect("pool"));
-    Fixture { app, git, repo, scanner, repository_id, app_id }
+    Fixture { app, git, repo, scanner, repository_id, app_id, client }
 }
 
 impl Fixture {
+    /// Scans every watched repository now.
+    pub async fn scan_all(&self) {
+        execute(&self.app.db, "UPDATE docora.repositories SET next_scan_at = now()").await;
+        while let Some(claimed) = self.scanner.claim().await.expect("claim") {
+            let outcome = self.scanner.scan(&claimed).await.expect("scan");
+            assert!(matches!(outcome, ScanOutcome::Scanned { .. }), "{}: {outcome:?}", claimed.name);
+        }
+    }
+
     pub async fn scan_now(&self) -> ScanOutcome {
         execute(&self.app.db, "UPDATE docora.repositories SET next_scan_at = now()").await;
         let claimed = self.scanner.claim().await.expect("claim").expect("a repository is due");
@@ -222,4 +244,90 @@ async fn private_repositories_are_scanned_with_the_app_token() {
         assert!(matches!(outcome, ScanOutcome::Scanned { .. }), "{}: {outcome:?}", claimed.name);
     }
     assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.repository_files WHERE path = 'secret.md'").await, 1);
+}
+
+/// The service binary as a process of its own on the test's database, so that its memory is
+/// measured alone. Killed when dropped.
+pub struct ServiceProcess {
+    pub child: std::process::Child,
+}
+
+impl ServiceProcess {
+    pub fn start(app: &TestApp, extra: &[(&str, String)]) -> ServiceProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_docora-watcher"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"));
+        for (name, value) in crate::test_env(&app.db.url, app.github.url()).vars() {
+            command.env(name, value);
+        }
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        ServiceProcess { child: command.stdout(std::process::Stdio::null()).spawn().expect("docora-watcher starts") }
+    }
+
+    /// The most memory the process has held (VmHWM), in bytes.
+    pub fn peak_memory(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_large_file_is_hashed_as_it_streams_and_never_held_whole() {
+    const SIZE: usize = 128 << 20;
+    let git = GitServer::start().expect("git server");
+    let app = TestApp::spawn().await;
+    let (owner_id, _) = app.github.add_user("octo");
+    app.github.add_repo(owner_id, "big", false);
+    let repo = git.create_repo("octo", "big").expect("repo");
+    let content: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    repo.write("data/big.bin", &content).write("small.md", b"small").commit("big").expect("commit");
+    let expected = sha(&content);
+    drop(content);
+    let (_, client) = app.app("reader").await;
+    let res = client.post_json("/api/repositories", &json!({"github_url": "https://github.com/octo/big"})).await;
+    assert_eq!(res.status, 201, "{}", res.text);
+
+    // The scan runs in a process of its own (the in-process server has no workers).
+    let work = std::env::temp_dir().join(format!("docora-big-{}", uuid::Uuid::new_v4().simple()));
+    let service = ServiceProcess::start(
+        &app,
+        &[
+            ("GIT_BASE_URL", git.url()),
+            ("GIT_WORK_DIR", work.to_string_lossy().into_owned()),
+            ("SCAN_WORKERS", "1".to_owned()),
+            ("WORKER_POLL_MILLIS", "50".to_owned()),
+        ],
+    );
+    let scanned = "SELECT count(*) AS n FROM docora.repository_files WHERE path = 'data/big.bin'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while count(&app.db, scanned).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "the scan did not finish");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let peak = service.peak_memory();
+    drop(service);
+    let _ = std::fs::remove_dir_all(work);
+    assert!(peak < 64 << 20, "the service peaked at {} MiB to hash a {} MiB file", peak >> 20, SIZE >> 20);
+    let row = format!(
+        "SELECT count(*) AS n FROM docora.repository_files WHERE path = 'data/big.bin' AND sha256 = '{expected}' \
+         AND size = {SIZE} AND is_binary"
+    );
+    assert_eq!(count(&app.db, &row).await, 1, "hashed in pieces, the same digest as whole");
 }

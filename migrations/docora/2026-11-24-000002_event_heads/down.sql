@@ -1,0 +1,1 @@
+DROP INDEX docora.events_link_unfinished_idx;

@@ -1,0 +1,893 @@
+//! The admin dashboard: HTML pages under `/admin`, rendered on the server (no JavaScript), behind
+//! the admin login of [`crate::admin_api`] (the same session cookie, CSRF token and queries):
+//!
+//! - `GET /admin/login`, `POST /admin/login` (a form; success sets the session cookie and goes
+//!   to `/admin`), `POST /admin/logout`;
+//! - `GET /admin`: the apps with their repositories and sync state, the onboarding form, and per
+//!   app a new token and deletion; `POST /admin/apps` (onboard) and
+//!   `POST /admin/apps/{app_id}/token` answer with the token, shown this once;
+//!   `POST /admin/apps/{app_id}/delete`;
+//! - `GET /admin/deliveries?app_id=&repository_id=&status=&event=&limit=`: the delivery history;
+//! - `GET /admin/failed`: failed links with their failed deliveries, each with a retry button
+//!   (`POST /admin/apps/{app_id}/repositories/{repository_id}/retry`);
+//! - `GET /admin/queue`: scans due, running and blocked by an open circuit; deliveries pending,
+//!   running and failed.
+//!
+//! A page without a live session sends the browser to the login page. Every form posts a hidden
+//! `csrf_token`: the session's (see [`AdminForm`]), or on the login form, which has no session
+//! yet, one bound to a short-lived cookie; a missing or wrong one gets a 403 page. Pages are
+//! never cached and may load nothing: no scripts, inline styles only, forms to this origin.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::{StatusCode, header};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError, web};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use service_kit::db;
+use time::OffsetDateTime;
+
+use crate::AppState;
+use crate::admin_api::{self, Admin, AppView, DeliveryFilter, DeliveryView};
+use crate::apps::{self, NewApp};
+use crate::error::ApiError;
+use crate::schema::docora::repositories;
+
+/// No scripts, no frames, nothing loaded from elsewhere; forms post to this origin only.
+const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The login form's CSRF token, until a session has one.
+const LOGIN_CSRF_COOKIE: &str = "docora_login_csrf";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin", web::get().to(apps_page))
+        .service(web::resource("/admin/login").route(web::get().to(login_page)).route(web::post().to(login)))
+        .route("/admin/logout", web::post().to(logout))
+        .route("/admin/apps", web::post().to(onboard))
+        .route("/admin/apps/{app_id}/token", web::post().to(regenerate_token))
+        .route("/admin/apps/{app_id}/delete", web::post().to(delete_app))
+        .route("/admin/apps/{app_id}/repositories/{repository_id}/retry", web::post().to(retry))
+        .route("/admin/deliveries", web::get().to(deliveries_page))
+        .route("/admin/failed", web::get().to(failed_page))
+        .route("/admin/queue", web::get().to(queue_page));
+}
+
+// ---- responses and errors ----
+
+/// The headers of every dashboard response.
+fn guarded(mut builder: HttpResponseBuilder) -> HttpResponseBuilder {
+    builder
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"));
+    builder
+}
+
+fn page(status: StatusCode, markup: Markup) -> HttpResponse {
+    guarded(HttpResponse::build(status)).content_type("text/html; charset=utf-8").body(markup.into_string())
+}
+
+/// A 303 to `location` (after a form post, or to the login page).
+fn see_other(location: &str) -> HttpResponseBuilder {
+    let mut builder = guarded(HttpResponse::SeeOther());
+    builder.insert_header((header::LOCATION, location));
+    builder
+}
+
+/// Why a page could not be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    /// No live session: the browser goes to the login page.
+    #[error("log in first")]
+    LoggedOut,
+    #[error("this form has expired or did not come from this dashboard; reload the page and try again")]
+    Csrf,
+    #[error("the form could not be read: {0}")]
+    BadForm(String),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+impl From<db::DbError> for PageError {
+    fn from(error: db::DbError) -> Self {
+        PageError::Api(error.into())
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            PageError::LoggedOut => StatusCode::SEE_OTHER,
+            PageError::Csrf => StatusCode::FORBIDDEN,
+            PageError::BadForm(_) => StatusCode::BAD_REQUEST,
+            PageError::Api(e) => e.status_code(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let message = match self {
+            PageError::LoggedOut => return see_other("/admin/login").finish(),
+            PageError::Api(e @ (ApiError::Internal(_) | ApiError::Database(_))) if status.is_server_error() => {
+                tracing::error!(error = format!("{e:#}"), "dashboard page failed");
+                "Something went wrong; the cause is in the service's log.".to_owned()
+            }
+            // Not found or a conflict: a plain word rather than the database's message.
+            PageError::Api(ApiError::Database(_)) => status.canonical_reason().unwrap_or("Error").to_owned(),
+            other => other.to_string(),
+        };
+        let response = page(status, message_page(status, &message));
+        match self {
+            PageError::Api(ApiError::TooManyAttempts(wait)) => service_kit::http::with_retry_after(response, *wait),
+            _ => response,
+        }
+    }
+}
+
+fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, PageError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("state is not registered")).into())
+}
+
+// ---- extractors ----
+
+/// The admin behind a page request. Without a live session, the browser goes to the login page.
+pub struct PageAdmin(Admin);
+
+impl FromRequest for PageAdmin {
+    type Error = PageError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, PageError>>>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = state_of(&req)?;
+            admin_api::session(&state, &req).await?.map(PageAdmin).ok_or(PageError::LoggedOut)
+        })
+    }
+}
+
+/// A form the logged-in admin posted, its `csrf_token` checked against the session's: the
+/// handler of every state-changing form takes one, so none can skip the check.
+pub struct AdminForm<T> {
+    pub admin: Admin,
+    pub form: T,
+}
+
+#[derive(Deserialize)]
+struct WithCsrf<T> {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(flatten)]
+    form: T,
+}
+
+/// The fields of a form that is only a button.
+#[derive(Debug, Deserialize)]
+pub struct Button {}
+
+impl<T: DeserializeOwned + 'static> FromRequest for AdminForm<T> {
+    type Error = PageError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, PageError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let body = web::Form::<WithCsrf<T>>::from_request(&req, payload);
+        Box::pin(async move {
+            let state = state_of(&req)?;
+            let admin = admin_api::session(&state, &req).await?.ok_or(PageError::LoggedOut)?;
+            let web::Form(WithCsrf { csrf_token, form }) = body.await.map_err(|e| PageError::BadForm(e.to_string()))?;
+            if !admin.csrf_matches(&csrf_token) {
+                return Err(PageError::Csrf);
+            }
+            Ok(AdminForm { admin, form })
+        })
+    }
+}
+
+// ---- login ----
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// The login page with a fresh CSRF token, bound to a cookie of the login path.
+fn login_response(
+    req: &HttpRequest,
+    state: &AppState,
+    status: StatusCode,
+    username: &str,
+    error: Option<&str>,
+) -> HttpResponse {
+    let token = auth::token::random_hex(32);
+    let secure = if req.connection_info().scheme() == "https" { "; Secure" } else { "" };
+    let cookie =
+        format!("{LOGIN_CSRF_COOKIE}={token}; Path=/admin/login; HttpOnly; SameSite=Strict; Max-Age=3600{secure}");
+    let off = state.admin.password_hash.is_none();
+    let body = html! {
+        h1 { "Docora admin" }
+        @if off {
+            p.error { "The admin login is off: set ADMIN_PASSWORD_HASH (docora-watcher admin hash-password)." }
+        }
+        @if let Some(error) = error {
+            p.error #login-error role="alert" { (error) }
+        }
+        form #login method="post" action="/admin/login" {
+            input type="hidden" name="csrf_token" value=(token);
+            label { "Username " input name="username" autocomplete="username" required value=(username); }
+            label { "Password " input type="password" name="password" autocomplete="current-password" required; }
+            button type="submit" { "Log in" }
+        }
+    };
+    let mut builder = guarded(HttpResponse::build(status));
+    builder.append_header((header::SET_COOKIE, cookie));
+    builder.content_type("text/html; charset=utf-8").body(layout("Log in", None, body).into_string())
+}
+
+async fn login_page(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+    if admin_api::session(&state, &req).await?.is_some() {
+        return Ok(see_other("/admin").finish());
+    }
+    Ok(login_response(&req, &state, StatusCode::OK, "", None))
+}
+
+async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<LoginForm>,
+) -> Result<HttpResponse, PageError> {
+    let expected = admin_api::cookie(&req, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !auth::constant_time_eq(form.csrf_token.as_bytes(), expected.as_bytes()) {
+        return Err(PageError::Csrf);
+    }
+    match admin_api::check_credentials(&state, &form.username, &form.password).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Ok(login_response(
+                &req,
+                &state,
+                StatusCode::UNAUTHORIZED,
+                &form.username,
+                Some("Wrong username or password."),
+            ));
+        }
+        Err(e @ ApiError::TooManyAttempts(wait)) => {
+            let response = login_response(&req, &state, e.status_code(), &form.username, Some(&e.to_string()));
+            return Ok(service_kit::http::with_retry_after(response, wait));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let (session_cookie, _) = admin_api::open_session(&state, &req, &form.username).await?;
+    Ok(see_other("/admin")
+        .append_header((header::SET_COOKIE, session_cookie))
+        .append_header((
+            header::SET_COOKIE,
+            format!("{LOGIN_CSRF_COOKIE}=; Path=/admin/login; HttpOnly; SameSite=Strict; Max-Age=0"),
+        ))
+        .finish())
+}
+
+async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    _form: AdminForm<Button>,
+) -> Result<HttpResponse, PageError> {
+    admin_api::close_session(&state, &req).await?;
+    Ok(see_other("/admin/login").append_header((header::SET_COOKIE, admin_api::cleared_cookie())).finish())
+}
+
+// ---- apps ----
+
+#[derive(Debug, Deserialize)]
+struct Notice {
+    notice: Option<String>,
+}
+
+impl Notice {
+    /// The message of a known notice (the query names one; it never carries text).
+    fn message(&self) -> Option<&'static str> {
+        match self.notice.as_deref()? {
+            "deleted" => Some("The app was deleted, with its links and delivery history."),
+            "retried" => Some("The failed deliveries are back in the queue."),
+            _ => None,
+        }
+    }
+}
+
+async fn apps_page(
+    PageAdmin(admin): PageAdmin,
+    state: web::Data<AppState>,
+    notice: web::Query<Notice>,
+) -> Result<HttpResponse, PageError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let apps = admin_api::app_views(&mut conn).await?;
+    drop(conn);
+    let now = OffsetDateTime::now_utc();
+    let body = html! {
+        @if let Some(message) = notice.message() { p.notice #notice role="status" { (message) } }
+        h1 { "Apps" }
+        @if apps.is_empty() { p #no-apps { "No app is onboarded yet." } }
+        @for app in &apps { (app_section(&admin, app, now)) }
+        (onboard_form(&admin, &OnboardForm::default(), None))
+    };
+    Ok(page(StatusCode::OK, layout("Apps", Some(&admin), body)))
+}
+
+fn app_section(admin: &Admin, app: &AppView, now: OffsetDateTime) -> Markup {
+    html! {
+        section.app #(format!("app-{}", app.app_id)) {
+            h2 { (app.app_name) }
+            dl {
+                dt { "App id" } dd { code { (app.app_id) } }
+                dt { "Webhooks to" } dd { code { (app.base_url) } }
+                dt { "Email" } dd { (app.email) }
+                @if let Some(website) = &app.website { dt { "Website" } dd { (website) } }
+                @if let Some(description) = &app.description { dt { "Description" } dd { (description) } }
+                dt { "Onboarded" } dd { (when(Some(app.created_at))) }
+            }
+            @if app.repositories.is_empty() {
+                p { "Watches no repository." }
+            } @else {
+                table.repositories {
+                    thead { tr { th { "Repository" } th { "Status" } th { "Last scan" } th { "Error" } th { "Circuit" } } }
+                    tbody {
+                        @for repo in &app.repositories {
+                            tr #(format!("link-{}-{}", app.app_id, repo.repository_id)) {
+                                td {
+                                    (repo.github_url)
+                                    @if repo.is_private { " (private)" }
+                                    br; small { code { (repo.repository_id) } }
+                                }
+                                td.status {
+                                    (repo.status)
+                                    @if repo.needs_full_sync { " (full sync next)" }
+                                }
+                                td { (when(repo.last_scan_at)) }
+                                td.error { (repo.last_error.as_deref().unwrap_or("")) }
+                                td.circuit {
+                                    @match repo.circuit_open_until {
+                                        Some(until) if until > now => { "open until " (when(Some(until))) }
+                                        _ if repo.consecutive_failures > 0 => {
+                                            "closed (" (repo.consecutive_failures) " failures in a row)"
+                                        }
+                                        _ => "closed",
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            p {
+                a href=(format!("/admin/deliveries?app_id={}", app.app_id)) { "Deliveries" }
+            }
+            details.regenerate {
+                summary { "New token…" }
+                p { "The app's current token stops working at once; the new one is shown once." }
+                form method="post" action=(format!("/admin/apps/{}/token", app.app_id)) {
+                    (csrf_field(admin))
+                    button.regenerate type="submit" { "Regenerate the token" }
+                }
+            }
+            details.delete {
+                summary { "Delete…" }
+                p { "Deletes the app, its links and its delivery history; repositories nobody else watches go too." }
+                form method="post" action=(format!("/admin/apps/{}/delete", app.app_id)) {
+                    (csrf_field(admin))
+                    button.delete type="submit" { "Delete " (app.app_name) }
+                }
+            }
+        }
+    }
+}
+
+/// What the onboarding form posts (and shows again, bar the key, when it is refused).
+#[derive(Debug, Default, Deserialize)]
+struct OnboardForm {
+    #[serde(default)]
+    app_name: String,
+    #[serde(default)]
+    base_url: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    website: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    client_auth_key: String,
+}
+
+fn onboard_form(admin: &Admin, values: &OnboardForm, error: Option<&str>) -> Markup {
+    html! {
+        section #onboard {
+            h2 { "Onboard an app" }
+            @if let Some(error) = error { p.error #onboard-error role="alert" { (error) } }
+            form method="post" action="/admin/apps" {
+                (csrf_field(admin))
+                label { "Name " input name="app_name" required minlength="3" maxlength="100" value=(values.app_name); }
+                label { "Webhook base URL " input type="url" name="base_url" required value=(values.base_url); }
+                label { "Email " input type="email" name="email" required value=(values.email); }
+                label { "Website " input type="url" name="website" value=(values.website); }
+                label { "Description " textarea name="description" maxlength="500" { (values.description) } }
+                label {
+                    "Signing key (16+ characters; the app verifies webhooks with it) "
+                    input type="password" name="client_auth_key" required minlength="16" autocomplete="off";
+                }
+                button type="submit" { "Onboard" }
+            }
+        }
+    }
+}
+
+async fn onboard(state: web::Data<AppState>, posted: AdminForm<OnboardForm>) -> Result<HttpResponse, PageError> {
+    let AdminForm { admin, form } = posted;
+    let optional = |v: &str| Some(v.to_owned()).filter(|v| !v.trim().is_empty());
+    let new = NewApp {
+        app_name: form.app_name.clone(),
+        base_url: form.base_url.clone(),
+        email: form.email.clone(),
+        website: optional(&form.website),
+        description: optional(&form.description),
+        client_auth_key: form.client_auth_key.clone(),
+    };
+    let mut conn = db::conn(&state.pool).await?;
+    let app = match apps::onboard(&mut conn, &state.cipher, &new, state.url_policy).await {
+        Ok(app) => app,
+        Err(ApiError::Invalid(why)) => {
+            let body = onboard_form(&admin, &form, Some(&why));
+            return Ok(page(StatusCode::UNPROCESSABLE_ENTITY, layout("Onboard an app", Some(&admin), body)));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let title = format!("{} is onboarded", form.app_name.trim());
+    Ok(page(StatusCode::OK, token_page(&admin, &title, &app.app_id, &app.token)))
+}
+
+/// The one time a token is shown.
+fn token_page(admin: &Admin, title: &str, app_id: &str, token: &str) -> Markup {
+    let body = html! {
+        h1 { (title) }
+        p { "App id: " code #app-id { (app_id) } }
+        p { "Its token, shown this once (the app sends it as " code { "Authorization: Bearer …" } "):" }
+        p { code #token { (token) } }
+        p { "Copy it now: only its digest is kept, so nobody can show it again." }
+        p { a href="/admin" { "Back to the apps" } }
+    };
+    layout(title, Some(admin), body)
+}
+
+async fn regenerate_token(
+    state: web::Data<AppState>,
+    app_id: web::Path<String>,
+    posted: AdminForm<Button>,
+) -> Result<HttpResponse, PageError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let token = apps::regenerate_token(&mut conn, &app_id).await?;
+    Ok(page(StatusCode::OK, token_page(&posted.admin, "A new token", &app_id, &token)))
+}
+
+async fn delete_app(
+    state: web::Data<AppState>,
+    app_id: web::Path<String>,
+    _posted: AdminForm<Button>,
+) -> Result<HttpResponse, PageError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let orphans = admin_api::delete(&mut conn, &app_id).await?;
+    drop(conn);
+    for repository_id in orphans {
+        crate::repositories::remove_clone(&state, &repository_id).await;
+    }
+    Ok(see_other("/admin?notice=deleted").finish())
+}
+
+// ---- deliveries ----
+
+/// The filter form as sent (an empty field is no filter).
+#[derive(Debug, Default, Deserialize)]
+struct DeliveryQuery {
+    app_id: Option<String>,
+    repository_id: Option<String>,
+    status: Option<String>,
+    event: Option<String>,
+    limit: Option<String>,
+}
+
+/// App names and repository URLs by id, for people to read.
+struct Names {
+    apps: BTreeMap<String, String>,
+    repositories: BTreeMap<String, String>,
+}
+
+impl Names {
+    fn of(apps: &[AppView]) -> Names {
+        let mut names = Names { apps: BTreeMap::new(), repositories: BTreeMap::new() };
+        for app in apps {
+            names.apps.insert(app.app_id.clone(), app.app_name.clone());
+            for repo in &app.repositories {
+                names.repositories.insert(repo.repository_id.clone(), repo.github_url.clone());
+            }
+        }
+        names
+    }
+
+    fn app<'a>(&'a self, id: &'a str) -> &'a str {
+        self.apps.get(id).map_or(id, String::as_str)
+    }
+
+    fn repository<'a>(&'a self, id: &'a str) -> &'a str {
+        self.repositories.get(id).map_or(id, String::as_str)
+    }
+}
+
+async fn deliveries_page(
+    PageAdmin(admin): PageAdmin,
+    state: web::Data<AppState>,
+    query: web::Query<DeliveryQuery>,
+) -> Result<HttpResponse, PageError> {
+    let query = query.into_inner();
+    let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+    let mut conn = db::conn(&state.pool).await?;
+    let apps = admin_api::app_views(&mut conn).await?;
+    let mut filter = DeliveryFilter {
+        app_id: given(&query.app_id),
+        repository_id: given(&query.repository_id),
+        status: given(&query.status),
+        event: given(&query.event),
+        limit: None,
+    };
+    // A filter the history refuses is shown with the form, like any refused form.
+    let found = match given(&query.limit).map(|l| l.parse::<i64>()).transpose() {
+        Err(_) => Err("limit must be a whole number".to_owned()),
+        Ok(limit) => {
+            filter.limit = limit;
+            match admin_api::deliveries(&mut conn, &filter).await {
+                Ok(items) => Ok(items),
+                Err(ApiError::Invalid(why)) => Err(why),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    drop(conn);
+    let names = Names::of(&apps);
+    let selected = |value: &Option<String>, option: &str| value.as_deref() == Some(option);
+    let body = html! {
+        h1 { "Deliveries" }
+        form #filters method="get" action="/admin/deliveries" {
+            label { "App "
+                select name="app_id" {
+                    option value="" { "any" }
+                    @for (id, name) in &names.apps {
+                        option value=(id) selected[selected(&filter.app_id, id)] { (name) }
+                    }
+                }
+            }
+            label { "Repository "
+                select name="repository_id" {
+                    option value="" { "any" }
+                    @for (id, url) in &names.repositories {
+                        option value=(id) selected[selected(&filter.repository_id, id)] { (url) }
+                    }
+                }
+            }
+            label { "Status "
+                select name="status" {
+                    option value="" { "any" }
+                    @for status in ["pending", "delivered", "failed"] {
+                        option value=(status) selected[selected(&filter.status, status)] { (status) }
+                    }
+                }
+            }
+            label { "Event "
+                select name="event" {
+                    option value="" { "any" }
+                    @for event in ["create", "update", "delete", "sync_failed"] {
+                        option value=(event) selected[selected(&filter.event, event)] { (event) }
+                    }
+                }
+            }
+            label { "At most " input type="number" name="limit" min="1" max="1000" placeholder="100" value=[given(&query.limit)]; }
+            button type="submit" { "Filter" }
+        }
+        @match &found {
+            Err(why) => p.error #filter-error role="alert" { (why) },
+            Ok(items) if items.is_empty() => p #no-deliveries { "No delivery matches." },
+            Ok(items) => (deliveries_table(&names, items)),
+        }
+    };
+    let status = if found.is_ok() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    Ok(page(status, layout("Deliveries", Some(&admin), body)))
+}
+
+fn deliveries_table(names: &Names, items: &[DeliveryView]) -> Markup {
+    html! {
+        table #deliveries {
+            thead {
+                tr {
+                    th { "Created" } th { "App" } th { "Repository" } th { "Event" } th { "Path" } th { "Commit" }
+                    th { "Status" } th { "Attempts" } th { "Last error" } th { "Next attempt" } th { "Delivered" }
+                }
+            }
+            tbody {
+                @for d in items {
+                    tr.delivery #(format!("delivery-{}", d.id)) {
+                        td { (when(Some(d.created_at))) }
+                        td { (names.app(&d.app_id)) }
+                        td { (names.repository(&d.repository_id)) }
+                        td.event { (d.event) }
+                        td.path { (d.path.as_deref().unwrap_or("")) }
+                        td { code { (d.commit_sha.as_deref().map_or("", |sha| sha.get(..12).unwrap_or(sha))) } }
+                        td.status { (d.status) }
+                        td { (d.attempts) }
+                        td.error { (d.last_error.as_deref().unwrap_or("")) }
+                        td { @if d.status == "pending" { (when(Some(d.next_attempt_at))) } }
+                        td { (when(d.delivered_at)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---- failed deliveries ----
+
+async fn failed_page(
+    PageAdmin(admin): PageAdmin,
+    state: web::Data<AppState>,
+    notice: web::Query<Notice>,
+) -> Result<HttpResponse, PageError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let apps = admin_api::app_views(&mut conn).await?;
+    let filter = DeliveryFilter { status: Some("failed".into()), limit: Some(1000), ..DeliveryFilter::default() };
+    let failed = admin_api::deliveries(&mut conn, &filter).await?;
+    drop(conn);
+    // A link is failed once one of its events gave up; its later events wait behind it.
+    let links: Vec<(&AppView, &admin_api::AppRepository, Vec<&DeliveryView>)> = apps
+        .iter()
+        .flat_map(|app| app.repositories.iter().map(move |repo| (app, repo)))
+        .map(|(app, repo)| {
+            let events = failed
+                .iter()
+                .filter(|d| d.app_id == app.app_id && d.repository_id == repo.repository_id)
+                .collect::<Vec<_>>();
+            (app, repo, events)
+        })
+        .filter(|(_, repo, events)| repo.status == "failed" || !events.is_empty())
+        .collect();
+    let body = html! {
+        @if let Some(message) = notice.message() { p.notice #notice role="status" { (message) } }
+        h1 { "Failed deliveries" }
+        @if links.is_empty() { p #no-failures { "No failed delivery." } }
+        @for (app, repo, events) in &links {
+            section.failed-link #(format!("failed-{}-{}", app.app_id, repo.repository_id)) {
+                h2 { (app.app_name) " ← " (repo.github_url) }
+                @if let Some(error) = &repo.last_error { p.error { (error) } }
+                @if !events.is_empty() {
+                    table {
+                        thead { tr { th { "Created" } th { "Event" } th { "Path" } th { "Attempts" } th { "Last error" } } }
+                        tbody {
+                            @for d in events {
+                                tr {
+                                    td { (when(Some(d.created_at))) }
+                                    td { (d.event) }
+                                    td.path { (d.path.as_deref().unwrap_or("")) }
+                                    td { (d.attempts) }
+                                    td.error { (d.last_error.as_deref().unwrap_or("")) }
+                                }
+                            }
+                        }
+                    }
+                }
+                form method="post" action=(format!("/admin/apps/{}/repositories/{}/retry", app.app_id, repo.repository_id)) {
+                    (csrf_field(&admin))
+                    button.retry type="submit" { "Retry" }
+                }
+                p {
+                    a href=(format!("/admin/deliveries?app_id={}&repository_id={}", app.app_id, repo.repository_id)) {
+                        "All deliveries of " (app.app_name) " for this repository"
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(StatusCode::OK, layout("Failed deliveries", Some(&admin), body)))
+}
+
+async fn retry(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    _posted: AdminForm<Button>,
+) -> Result<HttpResponse, PageError> {
+    let (app_id, repository_id) = path.into_inner();
+    let mut conn = db::conn(&state.pool).await?;
+    admin_api::retry_link(&mut conn, &app_id, &repository_id).await?;
+    Ok(see_other("/admin/failed?notice=retried").finish())
+}
+
+// ---- queue ----
+
+/// A repository in the scan queue.
+#[derive(Queryable)]
+struct Queued {
+    id: String,
+    owner: String,
+    name: String,
+    next_scan_at: OffsetDateTime,
+    last_scan_at: Option<OffsetDateTime>,
+    consecutive_failures: i32,
+    circuit_open_until: Option<OffsetDateTime>,
+    last_error: Option<String>,
+}
+
+#[derive(Clone, Copy)]
+enum ScanState {
+    /// Due now, not leased, circuit closed (as counted by [`admin_api::queue`]).
+    Due,
+    /// Leased by a scanner.
+    Running,
+    /// Circuit open.
+    Blocked,
+}
+
+/// At most 100 repositories in `scan_state`, the longest waiting first.
+async fn scan_queue(conn: &mut db::Conn, scan_state: ScanState) -> Result<Vec<Queued>, ApiError> {
+    use diesel::dsl::now;
+    let query = repositories::table.into_boxed();
+    let query = match scan_state {
+        ScanState::Due => query
+            .filter(repositories::next_scan_at.le(now))
+            .filter(repositories::circuit_open_until.is_null().or(repositories::circuit_open_until.le(now)))
+            .filter(repositories::scan_lease_until.is_null().or(repositories::scan_lease_until.le(now))),
+        ScanState::Running => query.filter(repositories::scan_lease_until.gt(now)),
+        ScanState::Blocked => query.filter(repositories::circuit_open_until.gt(now)),
+    };
+    Ok(query
+        .order((repositories::next_scan_at, repositories::id))
+        .limit(100)
+        .select((
+            repositories::id,
+            repositories::owner,
+            repositories::name,
+            repositories::next_scan_at,
+            repositories::last_scan_at,
+            repositories::consecutive_failures,
+            repositories::circuit_open_until,
+            repositories::last_error,
+        ))
+        .load(conn)
+        .await?)
+}
+
+async fn queue_page(PageAdmin(admin): PageAdmin, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let counts = admin_api::queue(&mut conn).await?;
+    let due = scan_queue(&mut conn, ScanState::Due).await?;
+    let running = scan_queue(&mut conn, ScanState::Running).await?;
+    let blocked = scan_queue(&mut conn, ScanState::Blocked).await?;
+    drop(conn);
+    let body = html! {
+        h1 { "Queue" }
+        table #counts {
+            tbody {
+                tr { th { "Scans due" } td #scans-due-count { (counts.scans_due) } }
+                tr { th { "Scans running" } td { (counts.scans_running) } }
+                tr { th { "Circuits open" } td { (counts.circuits_open) } }
+                tr { th { a href="/admin/deliveries?status=pending" { "Deliveries pending" } } td #deliveries-pending-count { (counts.deliveries_pending) } }
+                tr { th { "Deliveries running" } td { (counts.deliveries_running) } }
+                tr { th { a href="/admin/failed" { "Deliveries failed" } } td #deliveries-failed-count { (counts.deliveries_failed) } }
+            }
+        }
+        (queued_table("scans-due", "Scans due", &due))
+        (queued_table("scans-running", "Scans running", &running))
+        (queued_table("circuits-open", "Circuits open", &blocked))
+    };
+    Ok(page(StatusCode::OK, layout("Queue", Some(&admin), body)))
+}
+
+fn queued_table(id: &str, title: &str, rows: &[Queued]) -> Markup {
+    html! {
+        section #(id) {
+            h2 { (title) }
+            @if rows.is_empty() {
+                p { "None." }
+            } @else {
+                table {
+                    thead {
+                        tr {
+                            th { "Repository" } th { "Id" } th { "Scan due" } th { "Last scan" }
+                            th { "Failures in a row" } th { "Circuit open until" } th { "Last error" }
+                        }
+                    }
+                    tbody {
+                        @for r in rows {
+                            tr.queued {
+                                td { "https://github.com/" (r.owner) "/" (r.name) }
+                                td { code { (r.id) } }
+                                td { (when(Some(r.next_scan_at))) }
+                                td { (when(r.last_scan_at)) }
+                                td { (r.consecutive_failures) }
+                                td { (when(r.circuit_open_until)) }
+                                td.error { (r.last_error.as_deref().unwrap_or("")) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---- layout ----
+
+fn csrf_field(admin: &Admin) -> Markup {
+    html! { input type="hidden" name="csrf_token" value=(admin.csrf_token); }
+}
+
+fn when(at: Option<OffsetDateTime>) -> String {
+    at.map_or_else(|| "never".to_owned(), domain::timestamp::format_rfc3339)
+}
+
+const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:72rem;padding:0 1rem 3rem;color:#222}\
+nav{display:flex;gap:1rem;align-items:center;padding:.8rem 0;border-bottom:1px solid #ccc}\
+nav form{margin-left:auto}\
+table{border-collapse:collapse;margin:.5rem 0;width:100%}\
+th,td{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}\
+section.app,section.failed-link{border:1px solid #ccc;border-radius:6px;padding:0 1rem 1rem;margin:1rem 0}\
+dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dd{margin:0}\
+label{display:block;margin:.4rem 0}form#filters label{display:inline-block;margin-right:.8rem}\
+.error{color:#a00}.notice{background:#eef7ee;padding:.5rem}\
+code#token{font-size:1.1rem;background:#ffd;padding:.2rem .4rem;word-break:break-all}";
+
+fn layout(title: &str, admin: Option<&Admin>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Docora admin" }
+                style { (maud::PreEscaped(STYLE)) }
+            }
+            body {
+                @if let Some(admin) = admin {
+                    nav {
+                        a href="/admin" { "Apps" }
+                        a href="/admin/deliveries" { "Deliveries" }
+                        a href="/admin/failed" { "Failed" }
+                        a href="/admin/queue" { "Queue" }
+                        form method="post" action="/admin/logout" {
+                            (csrf_field(admin))
+                            span #who { (admin.username) } " "
+                            button #logout type="submit" { "Log out" }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// A page that only says what went wrong.
+fn message_page(status: StatusCode, message: &str) -> Markup {
+    let body = html! {
+        h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) }
+        p.error #message { (message) }
+        p { a href="/admin" { "Back to the dashboard" } }
+    };
+    layout(status.canonical_reason().unwrap_or("Error"), None, body)
+}

@@ -1,0 +1,514 @@
+//! The admin dashboard's pages: the login and main flows in headless Chromium, driven through
+//! chromedriver (WebDriver), and what a browser would not do (forged or missing CSRF tokens,
+//! headers) over plain HTTP.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::StatusCode;
+use serde_json::json;
+use testkit::{SinkMode, WebhookSink};
+
+use crate::admin::PASSWORD;
+use crate::scan::fixture_with;
+use crate::{TestApp, count, execute};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// How long a page may take to show what a step waits for.
+const PAGE_WAIT: Duration = Duration::from_secs(15);
+
+async fn with_admin() -> TestApp {
+    let hash = auth::password::hash(PASSWORD).expect("hash");
+    TestApp::spawn_with(move |env| env.with("ADMIN_USERNAME", "root").with("ADMIN_PASSWORD_HASH", hash)).await
+}
+
+/// chromedriver on a free loopback port, in a process group of its own with the Chromium it
+/// starts; dropping it ends the group and removes the browser profile.
+struct Chromedriver {
+    child: Child,
+    port: u16,
+    profile: PathBuf,
+}
+
+impl Chromedriver {
+    fn start() -> Chromedriver {
+        assert!(
+            std::path::Path::new(CHROMEDRIVER).exists(),
+            "the dashboard tests need Chromium and chromedriver: apt-get install chromium chromium-driver"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let profile = std::env::temp_dir().join(format!("docora-chromium-{}", uuid::Uuid::new_v4().simple()));
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("chromedriver starts");
+        Chromedriver { child, port, profile }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_ready(&self) {
+        let status = format!("{}/status", self.url());
+        for _ in 0..100 {
+            if reqwest::get(&status).await.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromedriver did not answer on {status}");
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        // The group is chromedriver's and the browser's it started (a failed test may leave one).
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The browser's processes may take a moment to go, writing to the profile until then.
+        for _ in 0..50 {
+            if std::fs::remove_dir_all(&self.profile).is_ok() || !self.profile.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A headless Chromium session on the app under test.
+struct Browser {
+    client: Client,
+    base: String,
+    _driver: Chromedriver,
+}
+
+impl Browser {
+    async fn start(app: &TestApp) -> Browser {
+        let driver = Chromedriver::start();
+        driver.wait_ready().await;
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+        ]
+        .map(str::to_owned)
+        .into_iter()
+        .chain([format!("--user-data-dir={}", driver.profile.display())])
+        .collect::<Vec<_>>();
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
+        });
+        let serde_json::Value::Object(capabilities) = capabilities else { unreachable!("an object") };
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&driver.url())
+            .await
+            .expect("a Chromium session");
+        Browser { client, base: app.server.url().to_owned(), _driver: driver }
+    }
+
+    async fn goto(&self, path: &str) {
+        self.client.goto(&format!("{}{path}", self.base)).await.expect("navigates");
+    }
+
+    /// The path and query of the page shown.
+    async fn location(&self) -> String {
+        let url = self.client.current_url().await.expect("current url");
+        match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        }
+    }
+
+    async fn source(&self) -> String {
+        self.client.source().await.expect("page source")
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.expect("text")
+    }
+
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        match self.client.find(Locator::Css(css)).await {
+            Ok(element) => element,
+            Err(e) => panic!("{css} on {}: {e}", self.location().await),
+        }
+    }
+
+    async fn exists(&self, css: &str) -> bool {
+        !self.client.find_all(Locator::Css(css)).await.expect("find").is_empty()
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let field = self.find(css).await;
+        field.clear().await.expect("clears");
+        field.send_keys(text).await.expect("types");
+    }
+
+    /// Clicks `css`, then waits for `shown` (something only the next page has).
+    async fn click(&self, css: &str, shown: &str) {
+        self.find(css).await.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
+        if let Err(e) = self.client.wait().at_most(PAGE_WAIT).for_element(Locator::Css(shown)).await {
+            panic!("{shown} after clicking {css}, on {}: {e}\n{}", self.location().await, self.source().await);
+        }
+    }
+
+    /// Clicks `css`, then waits until the location has `fragment` (for a page that has the same
+    /// elements before and after, such as a filtered list).
+    async fn click_to(&self, css: &str, fragment: &str) {
+        self.find(css).await.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
+        let started = std::time::Instant::now();
+        while !self.location().await.contains(fragment) {
+            assert!(started.elapsed() < PAGE_WAIT, "{fragment} after clicking {css}: at {}", self.location().await);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn log_in(&self, username: &str, password: &str, shown: &str) {
+        self.goto("/admin/login").await;
+        self.fill("#login input[name=username]", username).await;
+        self.fill("#login input[name=password]", password).await;
+        self.click("#login button[type=submit]", shown).await;
+    }
+
+    async fn close(self) {
+        self.client.close().await.expect("the browser closes");
+    }
+}
+
+#[tokio::test]
+async fn the_admin_logs_in_and_out_in_a_browser() {
+    let app = with_admin().await;
+    let browser = Browser::start(&app).await;
+    browser.goto("/admin").await;
+    assert_eq!(browser.location().await, "/admin/login", "no session: to the login page");
+
+    browser.log_in("root", "not the password", "#login-error").await;
+    assert_eq!(browser.text("#login-error").await, "Wrong username or password.");
+    assert_eq!(
+        browser.find("#login input[name=username]").await.prop("value").await.expect("value").as_deref(),
+        Some("root")
+    );
+    assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.admin_sessions").await, 0);
+    let cookies = browser.client.get_all_cookies().await.expect("cookies");
+    assert!(cookies.iter().all(|c| c.name() != "docora_admin"), "no session cookie: {cookies:?}");
+    browser.goto("/admin").await;
+    assert_eq!(browser.location().await, "/admin/login");
+
+    browser.log_in("root", PASSWORD, "#who").await;
+    assert_eq!(browser.location().await, "/admin");
+    assert_eq!(browser.text("#who").await, "root");
+    assert!(browser.exists("#no-apps").await);
+    assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.admin_sessions").await, 1);
+    let session = browser.client.get_named_cookie("docora_admin").await.expect("the session cookie");
+    assert_eq!(session.http_only(), Some(true));
+    assert_eq!(session.same_site().map(|s| s.to_string()).as_deref(), Some("Strict"));
+    assert_eq!(session.path(), Some("/admin"));
+    browser.goto("/admin/login").await;
+    assert_eq!(browser.location().await, "/admin", "logged in already");
+
+    browser.click("#logout", "#login").await;
+    assert_eq!(browser.location().await, "/admin/login");
+    assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.admin_sessions").await, 0);
+    browser.goto("/admin/queue").await;
+    assert_eq!(browser.location().await, "/admin/login", "the session is gone");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn apps_are_onboarded_rekeyed_and_deleted_in_a_browser() {
+    let app = with_admin().await;
+    let (owner_id, _) = app.github.add_user("octo");
+    app.github.add_repo(owner_id, "docs", false);
+    let register = json!({"github_url": "https://github.com/octo/docs"});
+    let browser = Browser::start(&app).await;
+    browser.log_in("root", PASSWORD, "#who").await;
+
+    // Refused by the server (plain HTTP): the form comes back with the reason and the values.
+    let name = "Reader <b>one</b>";
+    browser.fill("#onboard input[name=app_name]", name).await;
+    browser.fill("#onboard input[name=base_url]", "http://hooks.example.com/docora").await;
+    browser.fill("#onboard input[name=email]", "dev@example.com").await;
+    browser.fill("#onboard input[name=client_auth_key]", "0123456789abcdef-key").await;
+    browser.click("#onboard button[type=submit]", "#onboard-error").await;
+    assert!(browser.text("#onboard-error").await.contains("base_url"));
+    assert_eq!(
+        browser.find("#onboard input[name=app_name]").await.prop("value").await.expect("value").as_deref(),
+        Some(name)
+    );
+    assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.apps").await, 0);
+
+    browser.fill("#onboard input[name=base_url]", "https://hooks.example.com/docora").await;
+    browser.fill("#onboard input[name=client_auth_key]", "0123456789abcdef-key").await;
+    browser.click("#onboard button[type=submit]", "#token").await;
+    let token = browser.text("#token").await;
+    let app_id = browser.text("#app-id").await;
+    assert!(token.starts_with("docora_") && token.len() == 7 + 64, "{token}");
+    assert_eq!(browser.source().await.matches(&token).count(), 1, "shown once on the page");
+    assert_eq!(app.as_token(&token).post_json("/api/repositories", &register).await.status, 201, "the token works");
+
+    // Never again: the apps page shows the app and its repository, not the token.
+    browser.goto("/admin").await;
+    assert!(!browser.source().await.contains(&token[7..]), "the token is not on the apps page");
+    let section = format!("#app-{app_id}");
+    assert_eq!(browser.text(&format!("{section} h2")).await, name, "shown as text, not markup");
+    let row = browser.text(&format!("{section} table.repositories tbody tr")).await;
+    assert!(row.contains("https://github.com/octo/docs") && row.contains("pending") && row.contains("never"), "{row}");
+
+    browser.find(&format!("{section} details.regenerate summary")).await.click().await.expect("opens");
+    browser.click(&format!("{section} button.regenerate"), "#token").await;
+    let new_token = browser.text("#token").await;
+    assert!(new_token.starts_with("docora_") && new_token != token);
+    assert_eq!(browser.text("#app-id").await, app_id);
+    assert_eq!(app.as_token(&token).post_json("/api/repositories", &register).await.status, 401, "the old one stopped");
+    assert_eq!(app.as_token(&new_token).post_json("/api/repositories", &register).await.status, 201);
+
+    browser.goto("/admin").await;
+    browser.find(&format!("{section} details.delete summary")).await.click().await.expect("opens");
+    browser.click(&format!("{section} button.delete"), "#notice").await;
+    assert_eq!(browser.location().await, "/admin?notice=deleted");
+    assert!(!browser.exists(&section).await);
+    assert!(browser.exists("#no-apps").await);
+    assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.apps").await, 0);
+    assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.repositories").await, 0, "nobody watches it any more");
+    assert_eq!(app.as_token(&new_token).post_json("/api/repositories", &register).await.status, 401);
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_failed_delivery_is_seen_and_retried_and_the_queue_shows_due_scans_in_a_browser() {
+    let sink = WebhookSink::start().expect("sink");
+    let f = fixture_with("5", &format!("{}/hooks", sink.url())).await;
+    let deliverer =
+        f.app.settings.deliverer(service_kit::db::pool(&f.app.settings.database).expect("pool")).expect("deliverer");
+    let browser = Browser::start(&f.app).await;
+    browser.log_in("root", PASSWORD, "#who").await;
+
+    // Just registered: due for its first scan.
+    browser.goto("/admin/queue").await;
+    assert_eq!(browser.text("#scans-due-count").await, "1");
+    let due = browser.text("#scans-due tbody").await;
+    assert!(due.contains("https://github.com/octo/docs") && due.contains(&f.repository_id), "{due}");
+    assert!(!browser.exists("#scans-running tbody").await);
+
+    // Three files, and a receiver that answers 503 until the link gives up on the first.
+    f.scan_now().await;
+    sink.set_mode(SinkMode::Fail(503));
+    for _ in 0..3 {
+        execute(&f.app.db, "UPDATE docora.events SET next_attempt_at = now()").await;
+        while let Some(event) = deliverer.take().await.expect("take") {
+            deliverer.deliver(&event).await.expect("deliver");
+        }
+    }
+    assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.events WHERE status = 'failed'").await, 1);
+
+    browser.goto("/admin").await;
+    let row = browser.text(&format!("#link-{}-{}", f.app_id, f.repository_id)).await;
+    assert!(row.contains("failed") && row.contains("503"), "{row}");
+
+    // The history, filtered with the form.
+    browser.goto("/admin/deliveries").await;
+    assert_eq!(browser.client.find_all(Locator::Css("tr.delivery")).await.expect("rows").len(), 3);
+    browser.find("#filters select[name=status]").await.select_by_value("failed").await.expect("selects");
+    browser.click_to("#filters button[type=submit]", "status=failed").await;
+    let rows = browser.client.find_all(Locator::Css("tr.delivery")).await.expect("rows");
+    assert_eq!(rows.len(), 1);
+    let failed = rows[0].text().await.expect("text");
+    assert!(failed.contains("README.md") && failed.contains("503") && failed.contains("failed"), "{failed}");
+    browser.find("#filters select[name=event]").await.select_by_value("delete").await.expect("selects");
+    browser.click("#filters button[type=submit]", "#no-deliveries").await;
+    browser.goto("/admin/deliveries?status=lost").await;
+    assert!(browser.text("#filter-error").await.contains("status"));
+
+    // Retry: the failed one and those behind it are due again, in order.
+    browser.goto("/admin/failed").await;
+    let link = format!("#failed-{}-{}", f.app_id, f.repository_id);
+    let shown = browser.text(&link).await;
+    assert!(shown.contains("README.md") && shown.contains("503"), "{shown}");
+    sink.set_mode(SinkMode::Accept);
+    browser.click(&format!("{link} button.retry"), "#notice").await;
+    assert_eq!(browser.location().await, "/admin/failed?notice=retried");
+    assert!(browser.exists("#no-failures").await);
+    assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.events WHERE status = 'failed'").await, 0);
+    assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.app_repositories WHERE status = 'pending'").await, 1);
+    browser.goto("/admin/queue").await;
+    assert_eq!(browser.text("#deliveries-pending-count").await, "3");
+    assert_eq!(browser.text("#deliveries-failed-count").await, "0");
+
+    let mut delivered = 0;
+    while let Some(event) = deliverer.take().await.expect("take") {
+        deliverer.deliver(&event).await.expect("deliver");
+        delivered += 1;
+    }
+    assert_eq!(delivered, 3);
+    browser.goto("/admin").await;
+    let row = browser.text(&format!("#link-{}-{} .status", f.app_id, f.repository_id)).await;
+    assert_eq!(row, "synced");
+    browser.close().await;
+}
+
+/// A client that shows redirects instead of following them, with the given cookie.
+fn http(cookie: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(cookie) = cookie {
+        headers.insert(reqwest::header::COOKIE, cookie.parse().expect("a header value"));
+    }
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+/// The `name=value` of a `Set-Cookie` named `name`.
+fn set_cookie(res: &reqwest::Response, name: &str) -> Option<String> {
+    res.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+/// The value of the first hidden `csrf_token` field of a page.
+fn csrf_field(html: &str) -> String {
+    let start =
+        html.find(r#"name="csrf_token" value=""#).expect("a csrf_token field") + r#"name="csrf_token" value=""#.len();
+    html[start..].split('"').next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn forms_without_the_csrf_token_are_refused_and_pages_are_guarded() {
+    let app = with_admin().await;
+    let base = app.server.url().to_owned();
+    let anonymous = http(None);
+    let res = anonymous.get(format!("{base}/admin")).send().await.expect("answers");
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/admin/login");
+
+    // The login form: its token is bound to a cookie; without both, no session.
+    let res = anonymous.get(format!("{base}/admin/login")).send().await.expect("answers");
+    assert_eq!(res.status(), StatusCode::OK);
+    for (name, value) in [
+        ("cache-control", "no-store"),
+        (
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        ("x-content-type-options", "nosniff"),
+    ] {
+        assert_eq!(res.headers()[name], value, "{name}");
+    }
+    let login_cookie = set_cookie(&res, "docora_login_csrf").expect("the login form's cookie");
+    assert!(login_cookie.contains("HttpOnly") && login_cookie.contains("SameSite=Strict"), "{login_cookie}");
+    let login_cookie = login_cookie.split(';').next().unwrap_or_default().to_owned();
+    let login_token = csrf_field(&res.text().await.expect("body"));
+    let credentials = [("username", "root"), ("password", PASSWORD)];
+    for (cookie, token) in
+        [(None, login_token.as_str()), (Some(login_cookie.as_str()), ""), (Some(login_cookie.as_str()), "forged")]
+    {
+        let res = http(cookie)
+            .post(format!("{base}/admin/login"))
+            .form(&[credentials[0], credentials[1], ("csrf_token", token)])
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{cookie:?} {token}");
+        assert!(set_cookie(&res, "docora_admin").is_none());
+    }
+    assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.admin_sessions").await, 0);
+    let res = http(Some(&login_cookie))
+        .post(format!("{base}/admin/login"))
+        .form(&[credentials[0], credentials[1], ("csrf_token", &login_token)])
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/admin");
+    let session = set_cookie(&res, "docora_admin").expect("the session cookie");
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
+        assert!(session.contains(part), "{part} in {session}");
+    }
+    assert!(!session.contains("Secure"), "plain HTTP here: {session}");
+    let admin = http(Some(session.split(';').next().unwrap_or_default()));
+
+    let page = admin.get(format!("{base}/admin")).send().await.expect("answers");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let csrf = csrf_field(&page.text().await.expect("body"));
+    let onboard = |token: &str| {
+        vec![
+            ("app_name", "<script>alert(1)</script>".to_owned()),
+            ("base_url", "https://hooks.example.com/docora".to_owned()),
+            ("email", "dev@example.com".to_owned()),
+            ("client_auth_key", "0123456789abcdef-key".to_owned()),
+            ("csrf_token", token.to_owned()),
+        ]
+    };
+    for token in ["", "forged"] {
+        let res = admin.post(format!("{base}/admin/apps")).form(&onboard(token)).send().await.expect("answers");
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{token:?}");
+        assert!(res.text().await.expect("body").contains("did not come from this dashboard"));
+    }
+    let without_field = [("app_name", "Reader"), ("base_url", "https://hooks.example.com/docora")];
+    let res = admin.post(format!("{base}/admin/apps")).form(&without_field).send().await.expect("answers");
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.apps").await, 0);
+
+    let res = admin.post(format!("{base}/admin/apps")).form(&onboard(&csrf)).send().await.expect("answers");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body = res.text().await.expect("body");
+    assert!(body.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !body.contains("<script>"), "escaped");
+    let app_id = body.split(r#"id="app-id">"#).nth(1).and_then(|s| s.split('<').next()).expect("the app id").to_owned();
+
+    for path in [
+        format!("/admin/apps/{app_id}/token"),
+        format!("/admin/apps/{app_id}/delete"),
+        format!("/admin/apps/{app_id}/repositories/repo_nope/retry"),
+        "/admin/logout".to_owned(),
+    ] {
+        let res = admin.post(format!("{base}{path}")).form(&[("csrf_token", "forged")]).send().await.expect("answers");
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path}");
+        let res = admin.post(format!("{base}{path}")).form::<[(&str, &str); 0]>(&[]).send().await.expect("answers");
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path} with no field");
+    }
+    assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.apps").await, 1);
+    assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.admin_sessions").await, 1);
+    let res = admin.get(format!("{base}/admin")).send().await.expect("answers");
+    let apps_page = res.text().await.expect("body");
+    assert!(apps_page.contains("&lt;script&gt;") && !apps_page.contains("<script>"));
+
+    // With the token: a missing app is a 404 page; logging out ends the session.
+    let res = admin
+        .post(format!("{base}/admin/apps/app_nope/delete"))
+        .form(&[("csrf_token", &csrf)])
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = admin.post(format!("{base}/admin/logout")).form(&[("csrf_token", &csrf)]).send().await.expect("answers");
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/admin/login");
+    assert!(set_cookie(&res, "docora_admin").is_some_and(|c| c.contains("Max-Age=0")));
+    assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.admin_sessions").await, 0);
+    let res = admin.get(format!("{base}/admin")).send().await.expect("answers");
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+}

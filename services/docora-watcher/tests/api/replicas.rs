@@ -1,0 +1,191 @@
+//! Instances of the service that stop mid-delivery, and several instances on one database: the
+//! leases in PostgreSQL are what keep every event delivered, in order, and never twice at once.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use serde_json::json;
+use service_kit::Env;
+use testkit::{GitServer, SinkMode, TestServer, WebhookSink};
+
+use crate::{TestApp, count, str_of};
+
+/// The service with its workers on, cloning from `git`, with the admin login (`root`) and
+/// `adjust`'s settings on top.
+pub async fn live_app(git: &GitServer, adjust: impl FnOnce(Env) -> Env) -> TestApp {
+    let work = std::env::temp_dir().join(format!("docora-live-{}", uuid::Uuid::new_v4().simple()));
+    let git_url = git.url();
+    let admin_hash = auth::password::hash(crate::admin::PASSWORD).expect("hash");
+    TestApp::spawn_with(move |env| {
+        adjust(
+            env.with("GIT_BASE_URL", git_url)
+                .with("GIT_WORK_DIR", work.to_string_lossy().into_owned())
+                .with("ADMIN_USERNAME", "root")
+                .with("ADMIN_PASSWORD_HASH", admin_hash)
+                .with("ALLOW_HTTP_WEBHOOKS", "true")
+                .with("ALLOW_PRIVATE_WEBHOOKS", "true")
+                .with("DATABASE_POOL_SIZE", "8")
+                .with("WORKER_POLL_MILLIS", "20"),
+        )
+    })
+    .await
+}
+
+/// Another instance of the service on the same database and settings (the same start function
+/// `main` calls), as a second replica or a restart.
+pub fn instance(settings: &docora_watcher::Settings) -> TestServer {
+    let settings = settings.clone();
+    TestServer::start(move |listener| docora_watcher::start(settings, listener)).expect("docora-watcher starts")
+}
+
+/// The ids of an app's events on a repository, in delivery order.
+async fn event_ids(app: &TestApp, app_id: &str, repository_id: &str) -> Vec<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: String,
+    }
+    use diesel_async::RunQueryDsl;
+    let mut conn = app.db.conn().await.expect("conn");
+    diesel::sql_query("SELECT id::text AS id FROM docora.events WHERE app_id = $1 AND repository_id = $2 ORDER BY seq")
+        .bind::<diesel::sql_types::Text, _>(app_id)
+        .bind::<diesel::sql_types::Text, _>(repository_id)
+        .load::<Row>(&mut conn)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_delivery_cut_off_by_a_stop_goes_out_again_from_the_next_instance() {
+    let sink = WebhookSink::start().expect("sink");
+    sink.set_mode(SinkMode::Hang);
+    let git = GitServer::start().expect("git server");
+    let mut app = live_app(&git, |env| {
+        env.with("SCAN_WORKERS", "1")
+            .with("DELIVERY_WORKERS", "1")
+            .with("WEBHOOK_TIMEOUT_SECS", "2")
+            .with("DELIVERY_LEASE_SECS", "3")
+    })
+    .await;
+    let (owner_id, _) = app.github.add_user("octo");
+    app.github.add_repo(owner_id, "docs", false);
+    let repo = git.create_repo("octo", "docs").expect("repo");
+    repo.write("a.md", b"a").write("b.md", b"b").write("c.md", b"c").commit("first").expect("commit");
+    let (app_id, client) = app.app_at("reader", &sink.url()).await;
+    let res = client.post_json("/api/repositories", &json!({"github_url": "https://github.com/octo/docs"})).await;
+    assert_eq!(res.status, 201, "{}", res.text);
+    let repository_id = str_of(&res.body, "repository_id").to_owned();
+
+    // The first delivery is on its way and the receiver has not answered: the instance stops.
+    let cut = sink.wait_for_attempts(1, Duration::from_secs(20)).await[0].delivery().expect("a delivery id").to_owned();
+    app.server.stop();
+    let held = format!(
+        "SELECT count(*) AS n FROM docora.events WHERE id = '{cut}' AND status = 'pending' AND attempts = 0 \
+         AND lease_until > now()"
+    );
+    assert_eq!(count(&app.db, &held).await, 1, "cut off mid-delivery: still leased, no attempt recorded");
+    assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.events WHERE status = 'delivered'").await, 0);
+
+    // A new instance on the same database takes the event again once its lease has run out.
+    sink.set_mode(SinkMode::Accept);
+    let _next = instance(&app.settings);
+    let received = sink.wait_for(3, Duration::from_secs(30)).await;
+    let ids: Vec<&str> = received.iter().filter_map(|r| r.delivery()).collect();
+    assert_eq!(ids, event_ids(&app, &app_id, &repository_id).await, "each event once, in order");
+    assert_eq!(ids[0], cut, "the cut delivery went again with the same X-Docora-Delivery");
+    let paths: Vec<String> =
+        received.iter().map(|r| r.json()["file"]["path"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(paths, ["a.md", "b.md", "c.md"]);
+    assert!(received.iter().all(|r| r.signature_valid(crate::SIGNING_KEY)));
+    assert_eq!(sink.attempts().len(), 4, "the cut attempt and three answered ones");
+    // The cut attempt was never counted.
+    let delivered = "SELECT count(*) AS n FROM docora.events WHERE status = 'delivered' AND attempts = 1";
+    crate::eventually_count(&app.db, delivered, 3).await;
+    assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.app_repositories WHERE status = 'synced'").await, 1);
+}
+
+#[tokio::test]
+async fn two_instances_never_send_one_event_twice_at_once_and_keep_each_link_in_order() {
+    let sink = WebhookSink::start().expect("sink");
+    sink.set_mode(SinkMode::Slow(Duration::from_millis(100)));
+    let git = GitServer::start().expect("git server");
+    // Three delivery workers in each instance, four links: more workers than links.
+    let app = live_app(&git, |env| {
+        env.with("SCAN_WORKERS", "1")
+            .with("DELIVERY_WORKERS", "3")
+            .with("WEBHOOK_TIMEOUT_SECS", "5")
+            .with("DELIVERY_LEASE_SECS", "6")
+    })
+    .await;
+    // The second replica shares the first one's clones (GIT_WORK_DIR), as on a shared volume.
+    let _second = instance(&app.settings);
+    let (owner_id, _) = app.github.add_user("octo");
+    let mut repos = Vec::new();
+    for name in ["one", "two"] {
+        app.github.add_repo(owner_id, name, false);
+        let repo = git.create_repo("octo", name).expect("repo");
+        repo.write("README.md", name.as_bytes()).commit("first").expect("commit");
+        repos.push(repo);
+    }
+    let mut links = Vec::new();
+    for reader in ["first", "second"] {
+        let (app_id, client) = app.app_at(reader, &sink.url()).await;
+        for name in ["one", "two"] {
+            let url = format!("https://github.com/octo/{name}");
+            let res = client.post_json("/api/repositories", &json!({"github_url": url})).await;
+            assert_eq!(res.status, 201, "{}", res.text);
+            links.push((app_id.clone(), str_of(&res.body, "repository_id").to_owned()));
+        }
+    }
+    sink.wait_for(4, Duration::from_secs(30)).await;
+    // Then a commit to each: every link has work at the same time.
+    let big: Vec<u8> = (0..1_300_000u32).map(|i| (i % 251) as u8).collect();
+    for repo in &repos {
+        for i in 0..6 {
+            repo.write(&format!("docs/{i}.md"), format!("{} {i}", repo.name()).as_bytes());
+        }
+        if repo.name() == "one" {
+            repo.write("big.bin", &big); // four pieces under one delivery id
+        }
+        repo.commit("second").expect("commit");
+    }
+    crate::execute(&app.db, "UPDATE docora.repositories SET next_scan_at = now()").await;
+    // Per app: the two READMEs, then 7 events on `one` (10 requests) and 6 on `two`.
+    let received = sink.wait_for(4 + 32, Duration::from_secs(60)).await;
+
+    assert_eq!(sink.overlapping_deliveries(), Vec::<String>::new(), "a delivery id was in flight twice at once");
+    let max = sink.max_in_flight();
+    assert!((2..=4).contains(&max), "{max} requests in flight at most: deliveries ran side by side, one per link");
+    let mut pieces = HashSet::new();
+    let mut per_link: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for r in &received {
+        let body = r.json();
+        let delivery = r.delivery().expect("a delivery id").to_owned();
+        assert!(
+            pieces.insert((delivery.clone(), body["file"]["chunk"]["index"].as_u64())),
+            "{delivery} acknowledged twice"
+        );
+        let link = (
+            r.header("x-docora-app-id").unwrap_or_default().to_owned(),
+            body["repository"]["repository_id"].as_str().unwrap_or_default().to_owned(),
+        );
+        let sent = per_link.entry(link).or_default();
+        if sent.last() != Some(&delivery) {
+            sent.push(delivery);
+        }
+        if let Some(index) = body["file"]["chunk"]["index"].as_u64() {
+            let before = received.iter().take_while(|o| !std::ptr::eq(*o, r)).filter(|o| o.delivery() == r.delivery());
+            assert_eq!(before.count() as u64, index, "pieces in index order");
+        }
+    }
+    assert_eq!(per_link.len(), 4);
+    for (app_id, repository_id) in &links {
+        let sent = &per_link[&(app_id.clone(), repository_id.clone())];
+        assert_eq!(sent, &event_ids(&app, app_id, repository_id).await, "the link's events once each, in order");
+    }
+    crate::eventually_count(&app.db, "SELECT count(*) AS n FROM docora.events WHERE status <> 'delivered'", 0).await;
+    assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.events WHERE attempts <> 1").await, 0);
+}
