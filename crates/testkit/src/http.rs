@@ -97,4 +97,38 @@ impl Client {
     ) -> Response {
         self.send(self.request(method, path).header("content-type", content_type).body(body)).await
     }
+
+    /// A multipart request built by hand, so filenames go out exactly as written (reqwest's
+    /// builder would normalise them).
+    pub async fn multipart(&self, method: Method, path: &str, parts: &[Part<'_>]) -> Response {
+        let boundary = "----testkit-multipart-boundary-7d1b3e";
+        let mut body = Vec::new();
+        for part in parts {
+            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            match part {
+                Part::Field(name, value) => {
+                    body.extend_from_slice(
+                        format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+                    );
+                    body.extend_from_slice(value.as_bytes());
+                }
+                Part::File(name, filename, bytes) => {
+                    body.extend_from_slice(
+                        format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+                            .as_bytes(),
+                    );
+                    body.extend_from_slice(bytes);
+                }
+            }
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        self.send_raw(method, path, &format!("multipart/form-data; boundary={boundary}"), body).await
+    }
+}
+
+/// A part of a multipart body: a form field (name, value), or a file (field name, filename, bytes).
+pub enum Part<'a> {
+    Field(&'a str, &'a str),
+    File(&'a str, &'a str, &'a [u8]),
 }

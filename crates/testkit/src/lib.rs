@@ -29,7 +29,7 @@ pub mod webhook_sink;
 pub use embeddings::EmbeddingsServer;
 pub use git_server::{GitRepo, GitServer};
 pub use github::FakeGithub;
-pub use http::{Client, Response};
+pub use http::{Client, Part, Response};
 pub use postgres::TestDb;
 pub use s3::S3Server;
 pub use server::TestServer;

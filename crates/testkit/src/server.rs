@@ -22,6 +22,7 @@ where
     let thread = std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             let server = HttpServer::new(move || App::new().configure(configure.clone()))
+                // As the services do: answers go out as written, not after the client's delayed ACK.
                 .on_connect(|conn, _| {
                     if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
                         let _ = tcp.set_nodelay(true);

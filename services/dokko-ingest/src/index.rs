@@ -223,13 +223,7 @@ impl SourceIndex {
     /// committed index answers, while the catalog still keeps deleted files out).
     pub async fn refresh(&self, pool: &db::Pool, wait: Duration) -> anyhow::Result<Arc<Catalog>> {
         let mut conn = db::conn(pool).await?;
-        let version: i64 = sources::table
-            .find(self.source_id)
-            .select(sources::version)
-            .first(&mut conn)
-            .await
-            .optional()?
-            .unwrap_or(0);
+        let version = self.version(&mut conn).await?;
         let current = self.catalog();
         let catalog = if current.version == version {
             current
@@ -266,6 +260,12 @@ impl SourceIndex {
         Ok(catalog)
     }
 
+    /// The source's version in the database (0 before its first change).
+    async fn version(&self, conn: &mut db::Conn) -> anyhow::Result<i64> {
+        let version = sources::table.find(self.source_id).select(sources::version).first(conn).await.optional()?;
+        Ok(version.unwrap_or(0))
+    }
+
     fn catalog(&self) -> Arc<Catalog> {
         self.catalog.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
@@ -279,13 +279,7 @@ impl SourceIndex {
     pub async fn sync(&self, pool: &db::Pool) -> anyhow::Result<()> {
         let _one_at_a_time = self.syncing.lock().await;
         let mut conn = db::conn(pool).await?;
-        let target: i64 = sources::table
-            .find(self.source_id)
-            .select(sources::version)
-            .first(&mut conn)
-            .await
-            .optional()?
-            .unwrap_or(0);
+        let target = self.version(&mut conn).await?;
         let applied = AtomicI64::load(&self.applied, Ordering::Acquire);
         let vectors_applied =
             if self.vectors.is_some() { AtomicI64::load(&self.vectors_applied, Ordering::Acquire) } else { target };

@@ -352,33 +352,9 @@ pub fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
     value[key].as_str().unwrap_or_else(|| panic!("{key} is not a string in {value}"))
 }
 
-/// A multipart body part: a form field, or a file with a filename.
-pub enum Part<'a> {
-    Field(&'a str, &'a str),
-    File(&'a str, &'a str, &'a [u8]),
-}
+pub use testkit::Part;
 
 /// Sends a multipart request built by hand (so filenames go out exactly as written).
 pub async fn multipart(client: &Client, method: reqwest::Method, path: &str, parts: &[Part<'_>]) -> testkit::Response {
-    let boundary = "----dokko-ingest-test-boundary-41c2";
-    let mut body = Vec::new();
-    for part in parts {
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        match part {
-            Part::Field(name, value) => {
-                body.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes());
-                body.extend_from_slice(value.as_bytes());
-            }
-            Part::File(name, filename, bytes) => {
-                body.extend_from_slice(
-                    format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n")
-                        .as_bytes(),
-                );
-                body.extend_from_slice(bytes);
-            }
-        }
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    client.send_raw(method, path, &format!("multipart/form-data; boundary={boundary}"), body).await
+    client.multipart(method, path, parts).await
 }
