@@ -30,6 +30,10 @@ bench-dokko:
 bench-files:
     bench/dokko-files.sh
 
+# Scan benchmark of docora-watcher: a 10,000-file repository registered, changed and rescanned.
+bench-docora:
+    bench/docora-scan.sh
+
 # Validate the Kubernetes manifests offline.
 manifests:
     deploy/validate.sh

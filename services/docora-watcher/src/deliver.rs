@@ -290,7 +290,7 @@ impl Deliverer {
     fn retry_delay(&self, attempts: i32) -> Duration {
         let base = self.backoff.saturating_mul(1u32 << attempts.clamp(0, 16));
         let quarter = u64::try_from(base.as_millis() / 4).unwrap_or(u64::MAX);
-        base + Duration::from_millis(rand::random::<u64>() % (quarter + 1))
+        base.saturating_add(Duration::from_millis(rand::random::<u64>() % quarter.saturating_add(1)))
     }
 
     /// Extends the lease held on `event` before a further request; [`SendError::LeaseLost`] when

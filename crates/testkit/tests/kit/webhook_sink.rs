@@ -216,3 +216,39 @@ async fn wait_for_panics_listing_what_arrived() {
     let _ = deliver(&client, &sink, "create", b"{\"a\":1}", KEY, now()).await;
     sink.wait_for(2, Duration::from_millis(200)).await;
 }
+
+#[tokio::test]
+async fn tracks_requests_in_flight_and_a_delivery_sent_twice_at_once() {
+    let sink = WebhookSink::start().expect("sink starts");
+    sink.set_mode(SinkMode::Slow(Duration::from_millis(300)));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
+    let post = |delivery: &'static str| {
+        let request = client.post(format!("{}/create", sink.url())).header("x-docora-delivery", delivery).body("{}");
+        async move { request.send().await.map(|r| r.status().as_u16()) }
+    };
+    // Two deliveries side by side: both in flight, neither twice.
+    let (a, b) = tokio::join!(post("dlv_a"), post("dlv_b"));
+    assert_eq!((a.expect("a"), b.expect("b")), (200, 200));
+    assert_eq!(sink.max_in_flight(), 2);
+    assert!(sink.overlapping_deliveries().is_empty());
+    // One after the other with the same id (a retry, or the pieces of a chunked file): fine.
+    post("dlv_a").await.expect("again");
+    assert!(sink.overlapping_deliveries().is_empty());
+    // The same id twice at once is what a double delivery looks like.
+    let (a, b) = tokio::join!(post("dlv_c"), post("dlv_c"));
+    assert_eq!((a.expect("a"), b.expect("b")), (200, 200));
+    assert_eq!(sink.overlapping_deliveries(), ["dlv_c"]);
+
+    // A request its client gave up on is no longer in flight.
+    sink.clear();
+    assert_eq!(sink.max_in_flight(), 0);
+    sink.set_mode(SinkMode::Hang);
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(200)).build().expect("client");
+    let url = format!("{}/create", sink.url());
+    impatient.post(&url).header("x-docora-delivery", "dlv_d").body("{}").send().await.expect_err("times out");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sink.set_mode(SinkMode::Accept);
+    assert_eq!(post("dlv_d").await.expect("retried"), 200);
+    assert_eq!(sink.max_in_flight(), 1);
+    assert!(sink.overlapping_deliveries().is_empty(), "the abandoned attempt had ended");
+}

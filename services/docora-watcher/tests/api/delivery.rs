@@ -350,6 +350,9 @@ async fn a_failing_receiver_trips_the_app_breaker_which_pauses_without_spending_
     assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.events WHERE status = 'delivered'").await, 5);
     assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.app_repositories WHERE status = 'synced'").await, 2);
     assert_eq!(count(&f.app.db, spent).await, 4 + 5, "four failed attempts, five that succeeded");
+    let openapi = f.app.anonymous().get("/openapi.json").await.body;
+    let documented = &openapi["components"]["schemas"]["DeliveryBreaker"]["properties"];
+    assert!(documented["status"].is_object() && documented["open_until"].is_object(), "{documented}");
 }
 
 #[tokio::test]
