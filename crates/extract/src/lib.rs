@@ -124,7 +124,7 @@ pub struct Extracted {
     /// The format the bytes were read as (which may differ from what the name suggests).
     pub format: Format,
     /// The document's own title, when it declares one (HTML `<title>`, PDF and Office metadata,
-    /// the first `# ` heading of Markdown). For HTML it also heads `text`; for the others it is
+    /// the first `# ` heading of Markdown). For HTML and Markdown it also heads `text`; for the others it is
     /// only here.
     pub title: Option<String>,
     /// The text, with `\n` line ends; possibly empty (a scanned PDF has no text layer).

@@ -2,7 +2,7 @@
 -- source, on local disk) is derived from these tables and can be rebuilt from them at any time.
 
 -- Every change to a source's files takes the next value; the source's `version` is the last one.
--- The update of `sources.version` comes first in each transaction (a row lock), so versions are
+-- The update of `sources.version` ends each transaction (a row lock held to the commit), so versions are
 -- handed out in commit order and "everything up to version v" is a consistent cut.
 CREATE SEQUENCE ingest.change_seq;
 

@@ -23,7 +23,7 @@ use service_kit::http::Json;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::document_sources::require;
+use crate::document_sources::{DocumentSource, require};
 use crate::error::ApiError;
 use crate::identity::Caller;
 use crate::schema::dokko::{repositories, repository_permissions};
@@ -36,6 +36,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 const NO_JOB: &str = "No active ingestion job found";
+
+/// The caller's document source, or 404; the connection goes back before dokko-ingest is called.
+async fn callers_source(state: &AppState, caller: &Caller, source_id: Uuid) -> Result<DocumentSource, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    require(&mut conn, caller.tenant_id, source_id).await
+}
 
 fn source_path(source_id: Uuid, rest: &str) -> String {
     format!("/internal/v1/sources/{source_id}{rest}")
@@ -54,9 +60,7 @@ pub(crate) async fn start_processing(
     state: web::Data<AppState>,
     source_id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut conn = db::conn(&state.pool).await?;
-    let source = require(&mut conn, caller.tenant_id, *source_id).await?;
-    drop(conn);
+    let source = callers_source(&state, &caller, *source_id).await?;
     let body = StartJob { tenant_id: source.tenant_id, bucket: source.identifier };
     let answer = state.ingest.call(reqwest::Method::POST, &source_path(source.id, "/jobs"), &[], Some(&body)).await?;
     Ok(answer.into_response())
@@ -75,9 +79,7 @@ pub(crate) async fn processing_status(
     state: web::Data<AppState>,
     source_id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut conn = db::conn(&state.pool).await?;
-    let source = require(&mut conn, caller.tenant_id, *source_id).await?;
-    drop(conn);
+    let source = callers_source(&state, &caller, *source_id).await?;
     let query = [("tenant_id", source.tenant_id.to_string())];
     let answer =
         state.ingest.call(reqwest::Method::GET, &source_path(source.id, "/jobs/latest"), &query, None::<&()>).await?;
@@ -111,9 +113,7 @@ pub(crate) async fn processing_files(
     page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = page.page()?;
-    let mut conn = db::conn(&state.pool).await?;
-    let source = require(&mut conn, caller.tenant_id, *source_id).await?;
-    drop(conn);
+    let source = callers_source(&state, &caller, *source_id).await?;
     let mut params = vec![
         ("tenant_id", source.tenant_id.to_string()),
         ("page_num", page.number.to_string()),
@@ -175,9 +175,6 @@ pub(crate) async fn retrieve(
     }
     let repository_ids: Vec<Uuid> = searched.load(&mut conn).await?;
     drop(conn);
-    if repository_ids.is_empty() && request.filter.is_none() {
-        return Ok(HttpResponse::Ok().json(RetrieveResponse { results: Vec::new() }));
-    }
     let search = SearchRequest {
         tenant_id: source.tenant_id,
         query: request.query,
@@ -185,11 +182,8 @@ pub(crate) async fn retrieve(
         filter: request.filter,
         repository_ids,
     };
+    // A source dokko-ingest never processed answers an empty list.
     let answer =
         state.ingest.call(reqwest::Method::POST, &source_path(source.id, "/retrieve"), &[], Some(&search)).await?;
-    if answer.status == StatusCode::NOT_FOUND {
-        // dokko-ingest has not heard of the source yet: nothing was processed.
-        return Ok(HttpResponse::Ok().json(RetrieveResponse { results: Vec::new() }));
-    }
     Ok(answer.into_response())
 }

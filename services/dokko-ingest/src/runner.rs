@@ -274,21 +274,20 @@ impl Runner {
                     .filter(files::file_id.ne_all(listed))
             };
             let gone: i64 = gone_query().count().get_result(conn).await?;
+            let mut removed_ords = Vec::new();
             if gone > 0 {
-                let version = bump(conn, source_id).await?;
                 let removed: Vec<(i64, Uuid, Uuid, String, String)> = diesel::update(gone_query())
                     .set((
                         files::state.eq("deleted"),
                         files::chunk_count.eq(0),
                         files::error.eq(None::<String>),
-                        files::change_seq.eq(version),
                         files::updated_at.eq(diesel::dsl::now),
                     ))
                     .returning((files::ord, files::file_id, files::repository_id, files::path, files::sha256))
                     .get_results(conn)
                     .await?;
-                let ords: Vec<i64> = removed.iter().map(|r| r.0).collect();
-                diesel::delete(chunks::table.filter(chunks::file_ord.eq_any(&ords))).execute(conn).await?;
+                removed_ords = removed.iter().map(|r| r.0).collect();
+                diesel::delete(chunks::table.filter(chunks::file_ord.eq_any(&removed_ords))).execute(conn).await?;
                 for batch in removed.chunks(INSERT_ROWS) {
                     let rows: Vec<_> = batch
                         .iter()
@@ -316,7 +315,13 @@ impl Runner {
                 ))
                 .execute(conn)
                 .await?;
-            if updated == 0 { Err(Stop::LeaseLost) } else { Ok(()) }
+            if updated == 0 {
+                return Err(Stop::LeaseLost);
+            }
+            if !removed_ords.is_empty() {
+                stamp_version(conn, source_id, &removed_ords).await?;
+            }
+            Ok(())
         })
         .await
     }
@@ -418,11 +423,7 @@ impl Runner {
         drop(bytes);
         let chunker = self.chunker.clone();
         let markdown = extracted.format == extract::Format::Markdown;
-        // A title the text does not show (PDF and Office metadata) is searchable too.
-        let text = match extracted.title.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-            Some(title) if !extracted.text.trim_start().starts_with(title) => format!("{title}\n\n{}", extracted.text),
-            _ => extracted.text,
-        };
+        let text = searchable_text(extracted);
         let chunks =
             tokio::task::spawn_blocking(move || chunker.chunks(&text, markdown)).await.map_err(anyhow::Error::from)?;
         let vectors = match &self.embedder {
@@ -445,9 +446,8 @@ impl Runner {
     ) -> Result<(), Stop> {
         let mut conn = db::conn(&self.pool).await?;
         conn.transaction::<_, Stop, _>(async |conn| {
-            let version = bump(conn, job.source_id).await?;
             let count = i32::try_from(texts.len()).unwrap_or(i32::MAX);
-            let ord = upsert_file(conn, job.source_id, file, "indexed", None, count, version).await?;
+            let ord = upsert_file(conn, job.source_id, file, "indexed", None, count).await?;
             diesel::delete(chunks::table.filter(chunks::file_ord.eq(ord))).execute(conn).await?;
             let vectors = vectors.unwrap_or_default();
             let rows: Vec<_> = texts
@@ -465,7 +465,8 @@ impl Runner {
             for batch in rows.chunks(INSERT_ROWS) {
                 diesel::insert_into(chunks::table).values(batch).execute(conn).await?;
             }
-            progress(conn, job.id, self.me, file.file_id, outcome, None).await
+            progress(conn, job.id, self.me, file.file_id, outcome, None).await?;
+            stamp_version(conn, job.source_id, &[ord]).await
         })
         .await
     }
@@ -475,10 +476,10 @@ impl Runner {
         tracing::info!(job_id = %job.id, file_id = %file.file_id, reason, "file not indexed");
         let mut conn = db::conn(&self.pool).await?;
         conn.transaction::<_, Stop, _>(async |conn| {
-            let version = bump(conn, job.source_id).await?;
-            let ord = upsert_file(conn, job.source_id, file, "failed", Some(&reason), 0, version).await?;
+            let ord = upsert_file(conn, job.source_id, file, "failed", Some(&reason), 0).await?;
             diesel::delete(chunks::table.filter(chunks::file_ord.eq(ord))).execute(conn).await?;
-            progress(conn, job.id, self.me, file.file_id, Outcome::Failed, Some(&reason)).await
+            progress(conn, job.id, self.me, file.file_id, Outcome::Failed, Some(&reason)).await?;
+            stamp_version(conn, job.source_id, &[ord]).await
         })
         .await
     }
@@ -487,7 +488,6 @@ impl Runner {
     async fn update_metadata(&self, job: &Job, file: &Pending, ord: i64) -> Result<(), Stop> {
         let mut conn = db::conn(&self.pool).await?;
         conn.transaction::<_, Stop, _>(async |conn| {
-            bump(conn, job.source_id).await?;
             diesel::update(files::table.find(ord))
                 .set((
                     files::metadata.eq(&file.metadata),
@@ -497,7 +497,9 @@ impl Runner {
                 ))
                 .execute(conn)
                 .await?;
-            progress(conn, job.id, self.me, file.file_id, Outcome::Metadata, None).await
+            progress(conn, job.id, self.me, file.file_id, Outcome::Metadata, None).await?;
+            // Metadata is read from the catalog, not the index: no file's content version moves.
+            stamp_version(conn, job.source_id, &[]).await
         })
         .await
     }
@@ -581,18 +583,40 @@ async fn heartbeat(pool: db::Pool, job_id: Uuid, me: Uuid, lease: Duration, lost
     }
 }
 
-/// The source's next version; the row lock it takes orders versions by commit.
-async fn bump(conn: &mut db::Conn, source_id: Uuid) -> Result<i64, Stop> {
+/// The text to chunk: the extracted text, headed by the document's title when the text does not
+/// already show it near its top (PDF and Office metadata titles; a Markdown or HTML title is
+/// already its first heading, and indexing it twice would skew its ranking).
+fn searchable_text(extracted: extract::Extracted) -> String {
+    match extracted.title.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        Some(title) if !extracted.text.lines().take(3).any(|line| line.contains(title)) => {
+            format!("{title}\n\n{}", extracted.text)
+        }
+        _ => extracted.text,
+    }
+}
+
+/// The last statement of every transaction that changes a source's files: moves the source to
+/// its next version and stamps it on the files in `content_changed` (whose chunks the index must
+/// take again). The source row's lock, taken here and held until commit, hands versions out in
+/// commit order, so "everything up to version v" is a consistent cut; taking it last keeps the
+/// time it is held (and files of one job wait on each other) down to the commit itself.
+async fn stamp_version(conn: &mut db::Conn, source_id: Uuid, content_changed: &[i64]) -> Result<(), Stop> {
     let row: Version = diesel::sql_query(
         "UPDATE ingest.sources SET version = nextval('ingest.change_seq') WHERE id = $1 RETURNING version",
     )
     .bind::<SqlUuid, _>(source_id)
     .get_result(conn)
     .await?;
-    Ok(row.version)
+    if !content_changed.is_empty() {
+        diesel::update(files::table.filter(files::ord.eq_any(content_changed)))
+            .set(files::change_seq.eq(row.version))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
 }
 
-/// Inserts or updates the file's indexed row; its `ord`.
+/// Inserts or updates the file's indexed row (its content version is stamped at commit); its `ord`.
 async fn upsert_file(
     conn: &mut db::Conn,
     source_id: Uuid,
@@ -600,7 +624,6 @@ async fn upsert_file(
     state: &str,
     error: Option<&str>,
     chunk_count: i32,
-    version: i64,
 ) -> Result<i64, Stop> {
     let values = (
         files::source_id.eq(source_id),
@@ -612,7 +635,8 @@ async fn upsert_file(
         files::state.eq(state),
         files::error.eq(error),
         files::chunk_count.eq(chunk_count),
-        files::change_seq.eq(version),
+        // Stamped with the real version at the end of the transaction (`stamp_version`).
+        files::change_seq.eq(0),
     );
     Ok(diesel::insert_into(files::table)
         .values(values)
@@ -626,7 +650,6 @@ async fn upsert_file(
             files::state.eq(state),
             files::error.eq(error),
             files::chunk_count.eq(chunk_count),
-            files::change_seq.eq(version),
             files::updated_at.eq(diesel::dsl::now),
         ))
         .returning(files::ord)
@@ -706,4 +729,27 @@ fn listed_row(job_id: Uuid, file: &SourceFile) -> ListedRow<'_> {
 /// A duration as a PostgreSQL interval.
 fn interval(duration: Duration) -> diesel::data_types::PgInterval {
     diesel::data_types::PgInterval::from_microseconds(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use extract::{Extracted, Format};
+
+    use super::searchable_text;
+
+    fn extracted(format: Format, title: Option<&str>, text: &str) -> Extracted {
+        Extracted { format, title: title.map(str::to_owned), text: text.to_owned() }
+    }
+
+    #[test]
+    fn a_title_is_indexed_once() {
+        // Markdown and HTML show their title as the first heading: not added again.
+        let markdown = extracted(Format::Markdown, Some("Quarterly report"), "# Quarterly report\n\nRevenue grew.");
+        assert_eq!(searchable_text(markdown), "# Quarterly report\n\nRevenue grew.");
+        // A PDF's metadata title the text does not show is added on top.
+        let pdf = extracted(Format::Pdf, Some("Quarterly report"), "Revenue grew.");
+        assert_eq!(searchable_text(pdf), "Quarterly report\n\nRevenue grew.");
+        let untitled = extracted(Format::Text, None, "Revenue grew.");
+        assert_eq!(searchable_text(untitled), "Revenue grew.");
+    }
 }

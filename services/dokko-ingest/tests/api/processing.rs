@@ -192,3 +192,19 @@ async fn the_internal_routes_refuse_callers_without_a_service_token() {
     let res = org.client.get(&format!("/internal/v1/document-sources/{}/files", org.source_id)).await;
     assert_eq!(res.status, 401);
 }
+
+#[tokio::test]
+async fn dokko_api_answers_503_while_dokko_ingest_is_down() {
+    let mut stack = Stack::spawn().await;
+    let org = stack.org("acme").await;
+    stack.stop_ingest();
+    let start = org.client.post(&format!("/api/v1/document-sources/{}/process", org.source_id)).await;
+    assert_eq!(start.status, 503, "{}", start.text);
+    assert_eq!(start.error(), "the ingestion service is unavailable; try again");
+    assert_eq!(org.status().await.status, 503);
+    assert_eq!(org.retrieve(json!({"query": "anything"})).await.status, 503);
+    // Back up: the same calls work.
+    stack.start_ingest(false, |_| {});
+    org.start().await;
+    assert_eq!(org.wait().await["status"], "COMPLETED");
+}
