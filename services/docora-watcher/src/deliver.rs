@@ -45,13 +45,14 @@ use uuid::Uuid;
 use crate::apps::{UrlPolicy, is_private, key_context};
 use crate::crypto::Cipher;
 use crate::error::ApiError;
-use crate::git::Git;
+use crate::git::{Git, Want};
+use crate::repositories::tokens as link_tokens;
 use crate::schema::docora::{app_repositories, apps, events, repositories};
 
 /// Raw bytes per base64 piece: 524,288 base64 characters.
 const PIECE_BYTES: usize = 524_288 / 4 * 3;
 /// Binary files larger than this are sent in pieces.
-const CHUNK_THRESHOLD: i64 = 1 << 20;
+const CHUNK_THRESHOLD: usize = 1 << 20;
 
 #[derive(Clone)]
 pub struct Deliverer {
@@ -115,8 +116,12 @@ pub enum Delivered {
 
 /// Why sending stopped.
 enum SendError {
-    /// The attempt failed (what went wrong, secrets aside).
+    /// The app's side failed: the webhook answered an error, timed out or cannot be reached (what
+    /// went wrong, secrets aside). Counts towards the app's breaker.
     Failed(String),
+    /// This side could not prepare the request: the database, or the file's content (git). Retried
+    /// like a failure, but not held against the app's breaker.
+    Local(String),
     /// Another worker holds the event now.
     LeaseLost,
 }
@@ -125,6 +130,11 @@ impl From<String> for SendError {
     fn from(error: String) -> Self {
         SendError::Failed(error)
     }
+}
+
+/// A failure on this side (see [`SendError::Local`]).
+fn local(error: impl std::fmt::Display) -> SendError {
+    SendError::Local(error.to_string())
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -190,9 +200,13 @@ impl Deliverer {
     pub async fn deliver(&self, event: &Taken) -> Result<Delivered, ApiError> {
         let mut lease = event.lease_until;
         let outcome = self.send(event, &mut lease).await;
-        let error = match outcome {
-            Ok(()) => None,
-            Err(SendError::Failed(error)) => Some(error),
+        let (error, app_side) = match outcome {
+            Ok(()) => (None, false),
+            Err(SendError::Failed(error)) => (Some(error), true),
+            Err(SendError::Local(error)) => {
+                tracing::warn!(event_id = %event.id, error, "a delivery could not be prepared");
+                (Some(error), false)
+            }
             Err(SendError::LeaseLost) => return Ok(Delivered::LeaseLost),
         };
         let attempts = event.attempts + 1;
@@ -274,8 +288,9 @@ impl Deliverer {
                         .execute(conn)
                         .await?;
                 }
-                if let Some((failures, until)) =
-                    breaker_failure(conn, &event.app_id, event.trial, threshold, now + cooldown).await?
+                if app_side
+                    && let Some((failures, until)) =
+                        breaker_failure(conn, &event.app_id, event.trial, threshold, now + cooldown).await?
                 {
                     tracing::warn!(app_id = event.app_id, failures, until = %until, "delivery breaker open");
                 }
@@ -296,7 +311,7 @@ impl Deliverer {
     /// Extends the lease held on `event` before a further request; [`SendError::LeaseLost`] when
     /// another worker holds it now.
     async fn renew(&self, event: &Taken, lease: &mut OffsetDateTime) -> Result<(), SendError> {
-        let mut conn = db::conn(&self.pool).await.map_err(|e| e.to_string())?;
+        let mut conn = db::conn(&self.pool).await.map_err(local)?;
         let renewed: Option<OffsetDateTime> = diesel::update(
             events::table
                 .filter(events::id.eq(event.id))
@@ -308,7 +323,7 @@ impl Deliverer {
         .get_result::<Option<OffsetDateTime>>(&mut conn)
         .await
         .optional()
-        .map_err(|e| e.to_string())?
+        .map_err(local)?
         .flatten();
         match renewed {
             Some(until) => {
@@ -321,21 +336,21 @@ impl Deliverer {
 
     /// Sends every request of an event, renewing `lease` before each further one.
     async fn send(&self, event: &Taken, lease: &mut OffsetDateTime) -> Result<(), SendError> {
-        let mut conn = db::conn(&self.pool).await.map_err(|e| e.to_string())?;
+        let mut conn = db::conn(&self.pool).await.map_err(local)?;
         let (base_url, sealed_key): (String, Vec<u8>) = apps::table
             .filter(apps::id.eq(&event.app_id))
             .select((apps::base_url, apps::client_auth_key_enc))
             .first(&mut conn)
             .await
-            .map_err(|e| e.to_string())?;
-        let (owner, name): (String, String) = repositories::table
+            .map_err(local)?;
+        let (owner, name, branch): (String, String, String) = repositories::table
             .filter(repositories::id.eq(&event.repository_id))
-            .select((repositories::owner, repositories::name))
+            .select((repositories::owner, repositories::name, repositories::default_branch))
             .first(&mut conn)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(local)?;
         drop(conn);
-        let key = self.cipher.open_text(&sealed_key, &key_context(&event.app_id)).map_err(|e| e.to_string())?;
+        let key = self.cipher.open_text(&sealed_key, &key_context(&event.app_id)).map_err(local)?;
         self.check_target(&base_url).await?;
         let repository = json!({
             "repository_id": event.repository_id, "github_url": format!("https://github.com/{owner}/{name}"),
@@ -370,47 +385,69 @@ impl Deliverer {
         }
         let blob = p["blob"].as_str().unwrap_or_default();
         let binary = p["is_binary"].as_bool().unwrap_or(false);
-        let size = p["size"].as_i64().unwrap_or(0);
-        let mut child = self.git.open(&event.repository_id, blob).map_err(|e| e.to_string())?;
-        let mut content = child.stdout.take().ok_or_else(|| "git gave no output".to_owned())?;
+        let size = usize::try_from(p["size"].as_u64().unwrap_or(0)).unwrap_or(usize::MAX);
+        self.ensure_blob(event, &owner, &name, &branch, blob).await?;
+        let mut content = Content::open(&self.git, &event.repository_id, blob, size)?;
         if !binary {
-            let mut text = String::new();
-            content.read_to_string(&mut text).await.map_err(|e| format!("reading the file from the clone: {e}"))?;
+            let text = String::from_utf8(content.read(size).await?)
+                .map_err(|_| local(format!("{path} in the clone is not UTF-8 text")))?;
+            content.finish().await?;
             file["content"] = json!(text);
             return Ok(self.post(&url, &event.app_id, &key, event, &envelope(file)).await?);
         }
         file["content_encoding"] = json!("base64");
         let engine = base64::engine::general_purpose::STANDARD;
         if size <= CHUNK_THRESHOLD {
-            let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-            content.read_to_end(&mut bytes).await.map_err(|e| format!("reading the file from the clone: {e}"))?;
+            let bytes = content.read(size).await?;
+            content.finish().await?;
             file["content"] = json!(engine.encode(&bytes));
             return Ok(self.post(&url, &event.app_id, &key, event, &envelope(file)).await?);
         }
         // In pieces, read from the clone as they go out.
-        let total = usize::try_from(size).unwrap_or(0).div_ceil(PIECE_BYTES);
-        let mut piece = vec![0u8; PIECE_BYTES];
+        let total = size.div_ceil(PIECE_BYTES);
         for index in 0..total {
             if index > 0 {
                 self.renew(event, lease).await?;
             }
-            let mut filled = 0;
-            while filled < PIECE_BYTES {
-                let n = content
-                    .read(&mut piece[filled..])
-                    .await
-                    .map_err(|e| format!("reading the file from the clone: {e}"))?;
-                if n == 0 {
-                    break;
-                }
-                filled += n;
+            let piece = content.read(PIECE_BYTES.min(size - index * PIECE_BYTES)).await?;
+            if index + 1 == total {
+                content.finish().await?;
             }
             let mut part = file.clone();
-            part["content"] = json!(engine.encode(&piece[..filled]));
+            part["content"] = json!(engine.encode(&piece));
             part["chunk"] = json!({"id": event.id, "index": index, "total": total});
             self.post(&url, &event.app_id, &key, event, &envelope(part)).await?;
         }
         Ok(())
+    }
+
+    /// Makes sure this replica's clone holds the event's blob: a replica that did not scan the
+    /// commit fetches it (or, when the commit has left the repository, the branch's tip, which
+    /// may still hold the same content).
+    async fn ensure_blob(
+        &self,
+        event: &Taken,
+        owner: &str,
+        name: &str,
+        branch: &str,
+        blob: &str,
+    ) -> Result<(), SendError> {
+        let repository_id = &event.repository_id;
+        if self.git.has(repository_id, blob).await {
+            return Ok(());
+        }
+        let tokens = link_tokens(&self.pool, &self.cipher, repository_id).await.map_err(local)?;
+        let mut wants: Vec<Want<'_>> = event.commit_sha.as_deref().map(Want::Commit).into_iter().collect();
+        wants.push(Want::Branch(branch));
+        let path = event.path.as_deref().unwrap_or_default();
+        let commit = event.commit_sha.as_deref().unwrap_or("?");
+        match self.git.ensure_blob(&tokens, repository_id, owner, name, blob, &wants).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(local(format!(
+                "the content of {path} (blob {blob}) is no longer on GitHub: neither commit {commit} nor {branch} holds it"
+            ))),
+            Err(e) => Err(local(format!("cannot fetch commit {commit} for {path}: {e}"))),
+        }
     }
 
     /// Refuses targets on private addresses unless allowed (checked at every delivery: DNS
@@ -460,6 +497,56 @@ impl Deliverer {
             })?;
         let status = response.status();
         if status.is_success() { Ok(()) } else { Err(format!("the webhook answered {}", status.as_u16())) }
+    }
+}
+
+/// A blob being read from the clone (`git cat-file blob`), checked to have exactly the size the
+/// scan recorded: a blob the clone lacks, or a git that dies midway, is an error, never a short
+/// or empty file sent as the content.
+struct Content {
+    child: tokio::process::Child,
+    stdout: tokio::process::ChildStdout,
+    left: usize,
+}
+
+impl Content {
+    fn open(git: &Git, repository_id: &str, blob: &str, size: usize) -> Result<Self, SendError> {
+        let mut child = git.open(repository_id, blob).map_err(local)?;
+        let stdout = child.stdout.take().ok_or_else(|| local("git gave no output"))?;
+        Ok(Content { child, stdout, left: size })
+    }
+
+    /// The next `n` bytes.
+    async fn read(&mut self, n: usize) -> Result<Vec<u8>, SendError> {
+        let mut bytes = vec![0u8; n];
+        let mut filled = 0;
+        while filled < n {
+            match self.stdout.read(&mut bytes[filled..]).await {
+                Ok(0) => return Err(self.failed().await),
+                Ok(read) => filled += read,
+                Err(e) => return Err(local(format!("reading the file from the clone: {e}"))),
+            }
+        }
+        self.left = self.left.saturating_sub(n);
+        Ok(bytes)
+    }
+
+    /// Checks that everything was read and git ended well.
+    async fn finish(&mut self) -> Result<(), SendError> {
+        let mut extra = [0u8; 1];
+        match self.stdout.read(&mut extra).await {
+            Ok(0) if self.left == 0 => {}
+            _ => return Err(local("the file in the clone is not the size the scan recorded")),
+        }
+        match self.child.wait().await {
+            Ok(status) if status.success() => Ok(()),
+            _ => Err(self.failed().await),
+        }
+    }
+
+    async fn failed(&mut self) -> SendError {
+        let status = self.child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+        local(format!("git cat-file ended early ({status}): the blob is missing from the clone or was cut short"))
     }
 }
 

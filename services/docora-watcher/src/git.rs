@@ -1,6 +1,12 @@
-//! git, as scans use it: one bare clone per repository under `GIT_WORK_DIR`, fetched one branch
-//! at a time (shallow: a scan compares trees, not history), the files of a commit listed with
-//! their blob ids and sizes, and blobs read.
+//! git, as scans and deliveries use it: one bare clone per repository under `GIT_WORK_DIR`,
+//! fetched one branch or commit at a time (shallow: a scan compares trees, not history), the
+//! files of a commit listed with their blob ids and sizes, and blobs read.
+//!
+//! Each replica keeps its own clones (its own `GIT_WORK_DIR`): a delivery whose blob this replica
+//! has not fetched yet (another replica scanned the commit) fetches the event's commit first
+//! ([`Git::ensure_blob`]). Writes to a clone (creating, fetching, removing it) are serialized per
+//! clone folder within the process, so a scan and deliveries never fetch into one clone at once;
+//! reading while a fetch runs is safe.
 //!
 //! A GitHub token reaches git through `GIT_CONFIG_*` environment variables as an
 //! `http.extraHeader`: never in a URL, in `.git/config` or on the command line (the process list).
@@ -13,6 +19,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use tokio::process::Command;
+use tokio::sync::{Mutex, MutexGuard};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GitError {
@@ -26,6 +33,19 @@ pub enum GitError {
     #[error("cannot run git: {0}")]
     Spawn(String),
 }
+
+/// What to fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want<'a> {
+    /// The tip of a branch, kept as `refs/heads/<branch>`.
+    Branch(&'a str),
+    /// One commit by its id, kept as `refs/docora/fetched` (so the next fetch can tell the server
+    /// what the clone already has).
+    Commit(&'a str),
+}
+
+/// Locks over clone folders, striped by path: taken for every write to a clone.
+static CLONE_LOCKS: [Mutex<()>; 64] = [const { Mutex::const_new(()) }; 64];
 
 /// A file of a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,14 +133,70 @@ impl Git {
         }
     }
 
-    /// Fetches `branch` of `owner/name` into the repository's clone (made on first use) and
-    /// returns the commit it points at.
+    /// Holds the lock over a repository's clone (see the module's documentation).
+    async fn lock(&self, repository_id: &str) -> MutexGuard<'static, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.clone_dir(repository_id).hash(&mut hasher);
+        CLONE_LOCKS[(hasher.finish() % CLONE_LOCKS.len() as u64) as usize].lock().await
+    }
+
+    /// Fetches `want` of `owner/name` into the repository's clone (made on first use) and
+    /// returns the commit it names.
     pub async fn fetch(
         &self,
         repository_id: &str,
         owner: &str,
         name: &str,
-        branch: &str,
+        want: Want<'_>,
+        token: Option<&str>,
+    ) -> Result<String, GitError> {
+        let _clone = self.lock(repository_id).await;
+        self.fetch_locked(repository_id, owner, name, want, token).await
+    }
+
+    /// [`Git::fetch`] with each of `tokens` in turn until one is accepted (anonymously when
+    /// there are none).
+    pub async fn fetch_with(
+        &self,
+        tokens: &[String],
+        repository_id: &str,
+        owner: &str,
+        name: &str,
+        want: Want<'_>,
+    ) -> Result<String, GitError> {
+        let _clone = self.lock(repository_id).await;
+        self.fetch_with_locked(tokens, repository_id, owner, name, want).await
+    }
+
+    async fn fetch_with_locked(
+        &self,
+        tokens: &[String],
+        repository_id: &str,
+        owner: &str,
+        name: &str,
+        want: Want<'_>,
+    ) -> Result<String, GitError> {
+        if tokens.is_empty() {
+            return self.fetch_locked(repository_id, owner, name, want, None).await;
+        }
+        let mut last = GitError::Failed("no token worked".into());
+        for token in tokens {
+            match self.fetch_locked(repository_id, owner, name, want, Some(token)).await {
+                Ok(commit) => return Ok(commit),
+                Err(e @ GitError::Auth(_)) => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    async fn fetch_locked(
+        &self,
+        repository_id: &str,
+        owner: &str,
+        name: &str,
+        want: Want<'_>,
         token: Option<&str>,
     ) -> Result<String, GitError> {
         let dir = self.clone_dir(repository_id);
@@ -130,11 +206,61 @@ impl Git {
             self.run(None, &["init", "--quiet", "--bare", &path], None).await?;
         }
         let url = format!("{}/{owner}/{name}.git", self.base_url);
-        let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
+        let local = match want {
+            Want::Branch(branch) => format!("refs/heads/{branch}"),
+            Want::Commit(_) => "refs/docora/fetched".to_owned(),
+        };
+        let refspec = match want {
+            Want::Branch(_) => format!("+{local}:{local}"),
+            Want::Commit(commit) => format!("+{commit}:{local}"),
+        };
         self.run(Some(&dir), &["fetch", "--quiet", "--no-tags", "--depth=1", &url, &refspec], token).await?;
-        let commit =
-            self.run(Some(&dir), &["rev-parse", "--verify", &format!("refs/heads/{branch}^{{commit}}")], None).await?;
+        let commit = self.run(Some(&dir), &["rev-parse", "--verify", &format!("{local}^{{commit}}")], None).await?;
         Ok(String::from_utf8_lossy(&commit).trim().to_owned())
+    }
+
+    /// Whether the repository's clone holds `object`.
+    pub async fn has(&self, repository_id: &str, object: &str) -> bool {
+        let dir = self.clone_dir(repository_id);
+        if !dir.join("HEAD").exists() {
+            return false;
+        }
+        let mut command = self.command(&["cat-file", "-e", object]);
+        command.current_dir(dir).stdout(Stdio::null()).stderr(Stdio::null());
+        let status = tokio::time::timeout(self.timeout, command.status()).await;
+        matches!(status, Ok(Ok(status)) if status.success())
+    }
+
+    /// Makes sure the clone holds `blob`, fetching with `tokens` what `wants` names, in turn,
+    /// until one fetch succeeds. Returns whether the clone holds it now, or the last fetch's error
+    /// when every fetch failed.
+    pub async fn ensure_blob(
+        &self,
+        tokens: &[String],
+        repository_id: &str,
+        owner: &str,
+        name: &str,
+        blob: &str,
+        wants: &[Want<'_>],
+    ) -> Result<bool, GitError> {
+        if self.has(repository_id, blob).await {
+            return Ok(true);
+        }
+        let _clone = self.lock(repository_id).await;
+        // Another task may have fetched it while this one waited for the lock.
+        if self.has(repository_id, blob).await {
+            return Ok(true);
+        }
+        let mut error = None;
+        for want in wants {
+            match self.fetch_with_locked(tokens, repository_id, owner, name, *want).await {
+                Ok(_) if self.has(repository_id, blob).await => return Ok(true),
+                // The repository answered: the blob is not in what it has now.
+                Ok(_) => return Ok(false),
+                Err(e) => error = Some(e),
+            }
+        }
+        error.map_or(Ok(false), Err)
     }
 
     /// Every regular file of `commit` (symbolic links and submodules are not files), by path.
@@ -199,6 +325,7 @@ impl Git {
 
     /// Removes a repository's clone (nobody watches it any more).
     pub async fn remove(&self, repository_id: &str) -> std::io::Result<()> {
+        let _clone = self.lock(repository_id).await;
         match tokio::fs::remove_dir_all(self.clone_dir(repository_id)).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),

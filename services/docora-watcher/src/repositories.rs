@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::apps::CallerApp;
+use crate::crypto::Cipher;
 use crate::error::ApiError;
 use crate::schema::docora::{app_repositories, repositories};
 
@@ -60,6 +61,32 @@ pub fn valid_token(raw: &str) -> Result<String, ApiError> {
 /// The associated data of a link's encrypted GitHub token.
 pub fn token_context(app_id: &str, repository_id: &str) -> String {
     format!("app_repositories.github_token:{app_id}:{repository_id}")
+}
+
+/// The GitHub tokens apps gave for a repository, most recently updated first (what scans and
+/// deliveries fetch with). A token that does not decrypt is logged and left out.
+pub async fn tokens(pool: &db::Pool, cipher: &Cipher, repository_id: &str) -> Result<Vec<String>, ApiError> {
+    let mut conn = db::conn(pool).await?;
+    let sealed: Vec<(String, Option<Vec<u8>>)> = app_repositories::table
+        .filter(app_repositories::repository_id.eq(repository_id))
+        .filter(app_repositories::github_token_enc.is_not_null())
+        .order(app_repositories::updated_at.desc())
+        .select((app_repositories::app_id, app_repositories::github_token_enc))
+        .load(&mut conn)
+        .await?;
+    Ok(sealed
+        .into_iter()
+        .filter_map(|(app_id, sealed)| {
+            let sealed = sealed?;
+            match cipher.open_text(&sealed, &token_context(&app_id, repository_id)) {
+                Ok(token) => Some(token),
+                Err(e) => {
+                    tracing::error!(app_id, repository_id, error = %e, "a stored GitHub token does not decrypt");
+                    None
+                }
+            }
+        })
+        .collect())
 }
 
 /// The repository as `token` sees it on GitHub; not found or not visible is 404.

@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use crate::crypto::Cipher;
 use crate::error::ApiError;
-use crate::git::{Git, GitError};
-use crate::repositories::token_context;
+use crate::git::{Git, GitError, Want};
+use crate::repositories::tokens as link_tokens;
 use crate::schema::docora::{app_repositories, events, repositories, repository_files};
 
 /// What a scan needs.
@@ -192,46 +192,11 @@ impl Scanner {
         }))
     }
 
-    /// The tokens apps gave for a repository, most recently updated first.
-    async fn tokens(&self, repository_id: &str) -> Result<Vec<String>, ApiError> {
-        let mut conn = db::conn(&self.pool).await?;
-        let sealed: Vec<(String, Option<Vec<u8>>)> = app_repositories::table
-            .filter(app_repositories::repository_id.eq(repository_id))
-            .filter(app_repositories::github_token_enc.is_not_null())
-            .order(app_repositories::updated_at.desc())
-            .select((app_repositories::app_id, app_repositories::github_token_enc))
-            .load(&mut conn)
-            .await?;
-        Ok(sealed
-            .into_iter()
-            .filter_map(|(app_id, sealed)| {
-                let sealed = sealed?;
-                match self.cipher.open_text(&sealed, &token_context(&app_id, repository_id)) {
-                    Ok(token) => Some(token),
-                    Err(e) => {
-                        tracing::error!(app_id, repository_id, error = %e, "a stored GitHub token does not decrypt");
-                        None
-                    }
-                }
-            })
-            .collect())
-    }
-
-    /// Fetches with the apps' tokens in turn (anonymously when there are none).
+    /// Fetches the default branch with the apps' tokens in turn (anonymously when there are none).
     async fn fetch(&self, repo: &Claimed) -> Result<String, GitError> {
-        let tokens = self.tokens(&repo.id).await.map_err(|e| GitError::Failed(e.to_string()))?;
-        if tokens.is_empty() {
-            return self.git.fetch(&repo.id, &repo.owner, &repo.name, &repo.default_branch, None).await;
-        }
-        let mut last = GitError::Failed("no token worked".into());
-        for token in &tokens {
-            match self.git.fetch(&repo.id, &repo.owner, &repo.name, &repo.default_branch, Some(token)).await {
-                Ok(commit) => return Ok(commit),
-                Err(e @ GitError::Auth(_)) => last = e,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last)
+        let tokens =
+            link_tokens(&self.pool, &self.cipher, &repo.id).await.map_err(|e| GitError::Failed(e.to_string()))?;
+        self.git.fetch_with(&tokens, &repo.id, &repo.owner, &repo.name, Want::Branch(&repo.default_branch)).await
     }
 
     /// Scans a claimed repository and records what it found (or that it failed).

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use docora_watcher::git::{Git, GitError};
+use docora_watcher::git::{Git, GitError, Want};
 use testkit::GitServer;
 
 fn git_for(server: &GitServer) -> (Git, std::path::PathBuf) {
@@ -28,7 +28,10 @@ async fn a_public_repository_is_fetched_listed_and_read() {
     let first = repo.commit("first").expect("commit");
     let (git, dir) = git_for(&server);
 
-    let commit = git.fetch("repo_aaaaaaaaaaaaaaaaaaaaaaaa", "octo", "hello.world", "main", None).await.expect("fetch");
+    let commit = git
+        .fetch("repo_aaaaaaaaaaaaaaaaaaaaaaaa", "octo", "hello.world", Want::Branch("main"), None)
+        .await
+        .expect("fetch");
     assert_eq!(commit, first);
     let files = git.files("repo_aaaaaaaaaaaaaaaaaaaaaaaa", &commit).await.expect("files");
     let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
@@ -38,8 +41,10 @@ async fn a_public_repository_is_fetched_listed_and_read() {
 
     repo.remove("src/main.rs").write("README.md", b"# Hello again\n");
     let second = repo.commit("second").expect("commit");
-    let commit =
-        git.fetch("repo_aaaaaaaaaaaaaaaaaaaaaaaa", "octo", "hello.world", "main", None).await.expect("fetch again");
+    let commit = git
+        .fetch("repo_aaaaaaaaaaaaaaaaaaaaaaaa", "octo", "hello.world", Want::Branch("main"), None)
+        .await
+        .expect("fetch again");
     assert_eq!(commit, second);
     let files = git.files("repo_aaaaaaaaaaaaaaaaaaaaaaaa", &commit).await.expect("files");
     assert_eq!(files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["README.md", "assets/logo.bin"]);
@@ -59,20 +64,27 @@ async fn private_repositories_need_an_allowed_token_which_never_lands_on_disk_or
     let (git, dir) = git_for(&server);
     let id = "repo_bbbbbbbbbbbbbbbbbbbbbbbb";
 
-    let anonymous = git.fetch(id, "octo", "secret", "main", None).await.expect_err("needs a token");
+    let anonymous = git.fetch(id, "octo", "secret", Want::Branch("main"), None).await.expect_err("needs a token");
     assert!(matches!(anonymous, GitError::Auth(_)), "{anonymous:?}");
-    let wrong = git.fetch(id, "octo", "secret", "main", Some("ghp_wrongtoken456")).await.expect_err("wrong token");
+    let wrong = git
+        .fetch(id, "octo", "secret", Want::Branch("main"), Some("ghp_wrongtoken456"))
+        .await
+        .expect_err("wrong token");
     assert!(matches!(wrong, GitError::Auth(_)), "{wrong:?}");
     assert!(!wrong.to_string().contains("ghp_wrongtoken456"), "{wrong}");
 
-    let commit = git.fetch(id, "octo", "secret", "main", Some("ghp_allowedtoken123")).await.expect("fetch");
+    let commit =
+        git.fetch(id, "octo", "secret", Want::Branch("main"), Some("ghp_allowedtoken123")).await.expect("fetch");
     assert_eq!(commit, repo.head());
     let config = std::fs::read_to_string(git.clone_dir(id).join("config")).expect("config");
     assert!(!config.contains("ghp_allowedtoken123") && !config.contains("extraHeader"), "{config}");
     assert!(server.requests().iter().all(|r| !r.path.contains("ghp_")), "never in a URL");
 
     server.set_failing(true);
-    let down = git.fetch(id, "octo", "secret", "main", Some("ghp_allowedtoken123")).await.expect_err("server failing");
+    let down = git
+        .fetch(id, "octo", "secret", Want::Branch("main"), Some("ghp_allowedtoken123"))
+        .await
+        .expect_err("server failing");
     assert!(matches!(down, GitError::Failed(_)), "{down:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -85,11 +97,14 @@ async fn the_default_branch_is_whatever_github_says() {
     repo.set_default_branch("develop").expect("branch");
     repo.write("on-develop.txt", b"d").commit("develop").expect("commit");
     let (git, dir) = git_for(&server);
-    let commit = git.fetch("repo_cccccccccccccccccccccccc", "octo", "trunk", "develop", None).await.expect("fetch");
+    let commit = git
+        .fetch("repo_cccccccccccccccccccccccc", "octo", "trunk", Want::Branch("develop"), None)
+        .await
+        .expect("fetch");
     let files = git.files("repo_cccccccccccccccccccccccc", &commit).await.expect("files");
     assert_eq!(files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["on-develop.txt", "on-main.txt"]);
     let missing = git
-        .fetch("repo_cccccccccccccccccccccccc", "octo", "trunk", "no-such-branch", None)
+        .fetch("repo_cccccccccccccccccccccccc", "octo", "trunk", Want::Branch("no-such-branch"), None)
         .await
         .expect_err("no branch");
     assert!(matches!(missing, GitError::Failed(_)), "{missing:?}");

@@ -38,6 +38,13 @@ pub fn instance(settings: &docora_watcher::Settings) -> TestServer {
     TestServer::start(move |listener| docora_watcher::start(settings, listener)).expect("docora-watcher starts")
 }
 
+/// `settings` with a clone folder of their own, as each pod has its own `emptyDir`.
+pub fn own_clones(settings: &docora_watcher::Settings) -> docora_watcher::Settings {
+    let mut settings = settings.clone();
+    settings.git_work_dir = std::env::temp_dir().join(format!("docora-replica-{}", uuid::Uuid::new_v4().simple()));
+    settings
+}
+
 /// The ids of an app's events on a repository, in delivery order.
 async fn event_ids(app: &TestApp, app_id: &str, repository_id: &str) -> Vec<String> {
     #[derive(diesel::QueryableByName)]
@@ -120,8 +127,8 @@ async fn two_instances_never_send_one_event_twice_at_once_and_keep_each_link_in_
             .with("DELIVERY_LEASE_SECS", "6")
     })
     .await;
-    // The second replica shares the first one's clones (GIT_WORK_DIR), as on a shared volume.
-    let _second = instance(&app.settings);
+    // The second replica has clones of its own: whichever scans, both deliver.
+    let _second = instance(&own_clones(&app.settings));
     let (owner_id, _) = app.github.add_user("octo");
     let mut repos = Vec::new();
     for name in ["one", "two"] {
@@ -188,4 +195,82 @@ async fn two_instances_never_send_one_event_twice_at_once_and_keep_each_link_in_
     }
     crate::eventually_count(&app.db, "SELECT count(*) AS n FROM docora.events WHERE status <> 'delivered'", 0).await;
     assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.events WHERE attempts <> 1").await, 0);
+}
+
+#[tokio::test]
+async fn a_replica_delivers_what_another_one_scanned_fetching_into_its_own_clones() {
+    let sink = WebhookSink::start().expect("sink");
+    let git = GitServer::start().expect("git server");
+    // The first replica only scans, the second only delivers, each with its own clone folder.
+    let app = live_app(&git, |env| env.with("SCAN_WORKERS", "1").with("DELIVERY_WORKERS", "0")).await;
+    let (owner_id, token) = app.github.add_user("octo");
+    app.github.add_repo(owner_id, "vault", true);
+    let repo = git.create_repo("octo", "vault").expect("repo");
+    git.set_private("octo", "vault", true);
+    git.allow_token("octo", "vault", &token);
+    let big: Vec<u8> = (0..1_300_000u32).map(|i| (i % 253) as u8).collect();
+    repo.write("a.md", b"one")
+        .write("big.bin", &big)
+        .write("small.bin", &[0, 1, 2, 255])
+        .commit("first")
+        .expect("commit");
+    let (_, client) = app.app_at("reader", &sink.url()).await;
+    let res = client
+        .post_json("/api/repositories", &json!({"github_url": "https://github.com/octo/vault", "github_token": token}))
+        .await;
+    assert_eq!(res.status, 201, "{}", res.text);
+    let repository_id = str_of(&res.body, "repository_id").to_owned();
+    let events = "SELECT count(*) AS n FROM docora.events";
+    crate::eventually_count(&app.db, events, 3).await;
+    // The file changes again before anything is delivered: its first content is no longer at the
+    // branch's tip, only in the first commit.
+    repo.write("a.md", b"two").commit("second").expect("commit");
+    crate::execute(&app.db, "UPDATE docora.repositories SET next_scan_at = now()").await;
+    crate::eventually_count(&app.db, events, 4).await;
+    assert_eq!(sink.attempts().len(), 0);
+
+    let mut delivering = own_clones(&app.settings);
+    delivering.scan_workers = 0;
+    delivering.delivery_workers = 2;
+    delivering.delivery_max_attempts = 1;
+    let mut second = instance(&delivering);
+    // a.md, big.bin in four pieces, small.bin, then a.md's update.
+    let received = sink.wait_for(7, Duration::from_secs(30)).await;
+    let bodies: Vec<serde_json::Value> = received.iter().map(|r| r.json()).collect();
+    let b64 = |v: &serde_json::Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.decode(v.as_str().expect("base64 content")).expect("base64")
+    };
+    assert_eq!(bodies[0]["file"]["path"], "a.md");
+    assert_eq!(bodies[0]["file"]["content"], "one", "the first commit's content, fetched by its commit");
+    let pieces: Vec<u8> = bodies[1..5].iter().flat_map(|b| b64(&b["file"]["content"])).collect();
+    assert_eq!(bodies[4]["file"]["chunk"]["total"], 4);
+    assert!(pieces == big, "the big file whole, in four pieces ({} bytes of {})", pieces.len(), big.len());
+    assert_eq!(b64(&bodies[5]["file"]["content"]), [0, 1, 2, 255]);
+    assert_eq!(received[6].header("x-docora-event"), Some("update"));
+    assert_eq!(bodies[6]["file"]["content"], "two");
+    assert!(received.iter().all(|r| r.signature_valid(crate::SIGNING_KEY)));
+    assert!(delivering.git_work_dir.join(format!("{repository_id}.git")).join("HEAD").exists());
+    assert_ne!(delivering.git_work_dir, app.settings.git_work_dir);
+    crate::eventually_count(&app.db, "SELECT count(*) AS n FROM docora.events WHERE status = 'delivered'", 4).await;
+
+    // A commit scanned, then rewritten out of the history and collected on GitHub's side before
+    // the delivering replica fetched it: its content is nowhere to fetch. Nothing is sent in its
+    // place (no empty or wrong content); the event fails and says why, without counting against
+    // the app's delivery breaker (the app did nothing wrong).
+    second.stop();
+    repo.write("a.md", b"three").commit("third").expect("commit");
+    crate::execute(&app.db, "UPDATE docora.repositories SET next_scan_at = now()").await;
+    crate::eventually_count(&app.db, events, 5).await;
+    repo.git(&["reset", "-q", "--hard", "HEAD~1"]).expect("reset");
+    repo.write("a.md", b"four").commit("rewritten").expect("force push");
+    let bare = repo.bare_dir().to_string_lossy().into_owned();
+    repo.git(&["-C", &bare, "gc", "-q", "--prune=now"]).expect("gc on the server");
+    let _third = instance(&delivering);
+    let failed = "SELECT count(*) AS n FROM docora.events WHERE status = 'failed' \
+                  AND last_error LIKE '%a.md%no longer on GitHub%'";
+    crate::eventually_count(&app.db, failed, 1).await;
+    assert_eq!(sink.attempts().len(), 7, "nothing sent for the lost content");
+    assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.app_repositories WHERE status = 'failed'").await, 1);
+    assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.apps WHERE delivery_failures = 0").await, 1);
 }
