@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
 /// The largest body the sink accepts (larger ones get a 413 and are not recorded).
-pub const MAX_BODY: usize = 64 * 1024 * 1024;
+pub const MAX_BODY: usize = 256 * 1024 * 1024;
 
 /// How far a signature's timestamp may be from the request's arrival, as Docora receivers check.
 pub const MAX_SKEW: Duration = Duration::from_secs(5 * 60);

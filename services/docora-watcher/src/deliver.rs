@@ -51,6 +51,9 @@ use crate::schema::docora::{app_repositories, apps, events, repositories};
 
 /// Raw bytes per base64 piece: 524,288 base64 characters.
 const PIECE_BYTES: usize = 524_288 / 4 * 3;
+/// Text files larger than this stream from the clone (read twice: to sign, then to send)
+/// instead of being held whole.
+const STREAM_THRESHOLD: usize = 1 << 20;
 /// Binary files larger than this are sent in pieces.
 const CHUNK_THRESHOLD: usize = 1 << 20;
 
@@ -129,6 +132,16 @@ enum SendError {
 impl From<String> for SendError {
     fn from(error: String) -> Self {
         SendError::Failed(error)
+    }
+}
+
+impl SendError {
+    /// As the error of a streamed body.
+    fn into_io(self) -> std::io::Error {
+        match self {
+            SendError::Failed(e) | SendError::Local(e) => std::io::Error::other(e),
+            SendError::LeaseLost => std::io::Error::other("the lease was lost"),
+        }
     }
 }
 
@@ -387,6 +400,9 @@ impl Deliverer {
         let binary = p["is_binary"].as_bool().unwrap_or(false);
         let size = usize::try_from(p["size"].as_u64().unwrap_or(0)).unwrap_or(usize::MAX);
         self.ensure_blob(event, &owner, &name, &branch, blob).await?;
+        if !binary && size > STREAM_THRESHOLD {
+            return self.post_streamed(&url, &key, event, envelope(file), blob, size).await;
+        }
         let mut content = Content::open(&self.git, &event.repository_id, blob, size)?;
         if !binary {
             let text = String::from_utf8(content.read(size).await?)
@@ -476,13 +492,103 @@ impl Deliverer {
     async fn post(&self, url: &str, app_id: &str, key: &str, event: &Taken, body: &Value) -> Result<(), String> {
         let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
         let timestamp = OffsetDateTime::now_utc().unix_timestamp();
-        let response = self
-            .http
-            .post(url)
+        let signature = signature(key, timestamp, &body);
+        self.send_signed(url, app_id, event, timestamp, &signature, None, body.into()).await
+    }
+
+    /// Posts a text file's event whose content streams from the clone twice, never held whole:
+    /// once to sign the body (and learn its length), once to send it. The body is the envelope
+    /// serialized around a marker, with the content JSON-escaped in its place.
+    async fn post_streamed(
+        &self,
+        url: &str,
+        key: &str,
+        event: &Taken,
+        mut envelope: Value,
+        blob: &str,
+        size: usize,
+    ) -> Result<(), SendError> {
+        let marker = format!("docora-content-{}", Uuid::new_v4().simple());
+        envelope["file"]["content"] = json!(marker);
+        let whole = serde_json::to_vec(&envelope).map_err(local)?;
+        let quoted = format!("\"{marker}\"");
+        let at = whole
+            .windows(quoted.len())
+            .position(|w| w == quoted.as_bytes())
+            .ok_or_else(|| local("the content marker is missing from the body"))?;
+        // The string's quotes stay around the content.
+        let prefix = bytes::Bytes::copy_from_slice(&whole[..=at]);
+        let suffix = bytes::Bytes::copy_from_slice(&whole[at + quoted.len() - 1..]);
+
+        let timestamp = OffsetDateTime::now_utc().unix_timestamp();
+        let mut mac = HmacSha256::new_from_slice(key.as_bytes()).map_err(local)?;
+        mac.update(format!("{timestamp}.").as_bytes());
+        mac.update(&prefix);
+        let mut length = prefix.len() + suffix.len();
+        let mut content = Content::open(&self.git, &event.repository_id, blob, size)?;
+        let mut escaped = Vec::new();
+        while let Some(piece) = content.next_piece().await? {
+            escaped.clear();
+            escape_json(&piece, &mut escaped);
+            mac.update(&escaped);
+            length += escaped.len();
+        }
+        content.finish().await?;
+        mac.update(&suffix);
+        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+
+        enum Part {
+            Prefix,
+            Content,
+            Done,
+        }
+        let content = Content::open(&self.git, &event.repository_id, blob, size)?;
+        let stream = futures_util::stream::unfold((Part::Prefix, content), move |(part, mut content)| {
+            let (prefix, suffix) = (prefix.clone(), suffix.clone());
+            async move {
+                match part {
+                    Part::Prefix => Some((Ok(prefix), (Part::Content, content))),
+                    Part::Content => match content.next_piece().await {
+                        Ok(Some(piece)) => {
+                            let mut escaped = Vec::with_capacity(piece.len() + piece.len() / 8);
+                            escape_json(&piece, &mut escaped);
+                            Some((Ok(bytes::Bytes::from(escaped)), (Part::Content, content)))
+                        }
+                        Ok(None) => match content.finish().await {
+                            Ok(()) => Some((Ok(suffix), (Part::Done, content))),
+                            Err(e) => Some((Err(e.into_io()), (Part::Done, content))),
+                        },
+                        Err(e) => Some((Err(e.into_io()), (Part::Done, content))),
+                    },
+                    Part::Done => None,
+                }
+            }
+        });
+        let body = reqwest::Body::wrap_stream(stream);
+        Ok(self.send_signed(url, &event.app_id, event, timestamp, &signature, Some(length), body).await?)
+    }
+
+    /// Sends a signed body to the webhook (a streamed one of `length` bytes).
+    #[allow(clippy::too_many_arguments)]
+    async fn send_signed(
+        &self,
+        url: &str,
+        app_id: &str,
+        event: &Taken,
+        timestamp: i64,
+        signature: &str,
+        length: Option<usize>,
+        body: reqwest::Body,
+    ) -> Result<(), String> {
+        let mut request = self.http.post(url);
+        if let Some(length) = length {
+            request = request.header("Content-Length", length.to_string());
+        }
+        let response = request
             .header("Content-Type", "application/json")
             .header("X-Docora-App-Id", app_id)
             .header("X-Docora-Timestamp", timestamp.to_string())
-            .header("X-Docora-Signature", signature(key, timestamp, &body))
+            .header("X-Docora-Signature", signature)
             .header("X-Docora-Delivery", event.id.to_string())
             .header("X-Docora-Event", &event.event)
             .body(body)
@@ -497,6 +603,23 @@ impl Deliverer {
             })?;
         let status = response.status();
         if status.is_success() { Ok(()) } else { Err(format!("the webhook answered {}", status.as_u16())) }
+    }
+}
+
+/// Appends `text` (UTF-8, possibly cut anywhere) to `out` escaped as the inside of a JSON
+/// string. Only ASCII bytes are escaped, so a multi-byte character cut between pieces passes
+/// through whole.
+fn escape_json(text: &[u8], out: &mut Vec<u8>) {
+    for &b in text {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x00..=0x1f => out.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
+            _ => out.push(b),
+        }
     }
 }
 
@@ -529,6 +652,15 @@ impl Content {
         }
         self.left = self.left.saturating_sub(n);
         Ok(bytes)
+    }
+
+    /// The next piece of the content (up to 64 KiB), or None at its end.
+    async fn next_piece(&mut self) -> Result<Option<Vec<u8>>, SendError> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let n = self.left.min(64 * 1024);
+        self.read(n).await.map(Some)
     }
 
     /// Checks that everything was read and git ended well.

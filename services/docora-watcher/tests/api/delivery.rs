@@ -108,6 +108,40 @@ async fn a_large_binary_file_arrives_in_chunks_that_reassemble() {
     assert_eq!(base64::engine::general_purpose::STANDARD.decode(text).expect("base64"), big);
 }
 
+/// Text with everything JSON escapes (quotes, backslashes, control characters) and multi-byte
+/// characters, `size` bytes long or a little more.
+fn awkward_text(size: usize) -> String {
+    let line = "line \"quoted\" C:\\path\ttab\r\n\u{1}\u{1f} caf\u{e9} \u{65e5}\u{672c} \u{1f600} </script>\n";
+    let mut text = String::with_capacity(size + line.len());
+    let mut i = 0;
+    while text.len() < size {
+        text.push_str(&format!("{i} {line}"));
+        i += 1;
+    }
+    text
+}
+
+#[tokio::test]
+async fn a_large_text_file_streams_escaped_and_signed() {
+    let sink = WebhookSink::start().expect("sink");
+    let (f, deliverer) = setup(&sink).await;
+    // Over the 1 MiB above which text streams from the clone; 64 KiB pieces cut characters.
+    let text = awkward_text(3 << 20);
+    f.repo.write("notes/big.md", text.as_bytes()).commit("big text").expect("commit");
+    f.scan_now().await;
+    drain(&deliverer).await;
+    let received = sink.received();
+    let big = received.iter().find(|r| r.json()["file"]["path"] == "notes/big.md").expect("the big text arrived");
+    assert!(big.signature_valid(SIGNING_KEY), "the streamed body is signed as sent");
+    assert_eq!(big.header("content-length"), Some(big.body.len().to_string().as_str()));
+    let body = big.json();
+    assert!(body["file"]["content"] == text.as_str(), "the text whole and unchanged");
+    assert_eq!(body["file"]["size"], text.len());
+    assert_eq!(body["file"]["sha"], sha(text.as_bytes()));
+    assert_eq!(body["repository"]["repository_id"], f.repository_id.as_str());
+    assert!(body["file"].get("content_encoding").is_none() && body["file"].get("chunk").is_none());
+}
+
 #[tokio::test]
 async fn failures_are_retried_with_a_stable_delivery_id_then_the_link_fails_and_waits() {
     let sink = WebhookSink::start().expect("sink");

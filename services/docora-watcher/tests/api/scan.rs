@@ -331,3 +331,48 @@ async fn a_large_file_is_hashed_as_it_streams_and_never_held_whole() {
     );
     assert_eq!(count(&app.db, &row).await, 1, "hashed in pieces, the same digest as whole");
 }
+
+#[tokio::test]
+async fn a_large_text_file_is_delivered_without_being_held_whole() {
+    const SIZE: usize = 96 << 20;
+    let git = GitServer::start().expect("git server");
+    let sink = testkit::WebhookSink::start().expect("sink");
+    let app =
+        TestApp::spawn_with(|env| env.with("ALLOW_HTTP_WEBHOOKS", "true").with("ALLOW_PRIVATE_WEBHOOKS", "true")).await;
+    let (owner_id, _) = app.github.add_user("octo");
+    app.github.add_repo(owner_id, "logs", false);
+    let repo = git.create_repo("octo", "logs").expect("repo");
+    let line = "2026-11-23T03:00:00Z \"GET /index.html\" 200\tC:\\logs\\caf\u{e9}\n";
+    let text = line.repeat(SIZE / line.len() + 1);
+    repo.write("access.log", text.as_bytes()).commit("logs").expect("commit");
+    let expected = sha(text.as_bytes());
+    let (_, client) = app.app_at("reader", &sink.url()).await;
+    let res = client.post_json("/api/repositories", &json!({"github_url": "https://github.com/octo/logs"})).await;
+    assert_eq!(res.status, 201, "{}", res.text);
+
+    let work = std::env::temp_dir().join(format!("docora-log-{}", uuid::Uuid::new_v4().simple()));
+    let service = ServiceProcess::start(
+        &app,
+        &[
+            ("GIT_BASE_URL", git.url()),
+            ("GIT_WORK_DIR", work.to_string_lossy().into_owned()),
+            ("SCAN_WORKERS", "1".to_owned()),
+            ("DELIVERY_WORKERS", "1".to_owned()),
+            ("ALLOW_HTTP_WEBHOOKS", "true".to_owned()),
+            ("ALLOW_PRIVATE_WEBHOOKS", "true".to_owned()),
+            ("WORKER_POLL_MILLIS", "50".to_owned()),
+        ],
+    );
+    let received = sink.wait_for(1, std::time::Duration::from_secs(120)).await;
+    let delivered = "SELECT count(*) AS n FROM docora.events WHERE status = 'delivered'";
+    crate::eventually_count(&app.db, delivered, 1).await;
+    let peak = service.peak_memory();
+    drop(service);
+    let _ = std::fs::remove_dir_all(work);
+    assert!(received[0].signature_valid(crate::SIGNING_KEY));
+    let body = received[0].json();
+    assert_eq!(body["file"]["sha"], expected);
+    assert!(body["file"]["content"] == text.as_str(), "the log whole and unchanged");
+    // Held whole, the text alone would be 96 MiB, and its JSON body as much again.
+    assert!(peak < 64 << 20, "the service peaked at {} MiB to deliver a {} MiB text", peak >> 20, SIZE >> 20);
+}
