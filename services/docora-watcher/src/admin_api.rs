@@ -44,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/api/apps").route(web::get().to(list_apps)).route(web::post().to(create_app)))
         .route("/admin/api/apps/{app_id}/token", web::post().to(regenerate_token))
         .route("/admin/api/apps/{app_id}", web::delete().to(delete_app))
+        .route("/admin/api/apps/{app_id}/breaker/reset", web::post().to(reset_breaker))
         .route("/admin/api/apps/{app_id}/repositories/{repository_id}/retry", web::post().to(retry))
         .route("/admin/api/deliveries", web::get().to(list_deliveries))
         .route("/admin/api/queue", web::get().to(get_queue));
@@ -462,6 +463,37 @@ async fn delete_app(
         crate::repositories::remove_clone(&state, &repository_id).await;
     }
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Closes an app's delivery breaker at once (its receiver is known to be back): the events that
+/// waited go out without waiting for the cooldown. Returns the breaker as it is now.
+pub async fn close_breaker(conn: &mut db::Conn, app_id: &str) -> Result<crate::deliver::DeliveryBreaker, ApiError> {
+    let closed = diesel::update(apps_table::table.filter(apps_table::id.eq(app_id)))
+        .set((
+            apps_table::delivery_failures.eq(0),
+            apps_table::breaker_open_until.eq(None::<OffsetDateTime>),
+            apps_table::breaker_trial.eq(false),
+        ))
+        .execute(conn)
+        .await?;
+    if closed == 0 {
+        return Err(ApiError::NotFound(format!("app {app_id} not found")));
+    }
+    tracing::info!(app_id, "delivery breaker closed by an admin");
+    Ok(crate::deliver::DeliveryBreaker::new(0, None, false, OffsetDateTime::now_utc()))
+}
+
+/// Closes an app's delivery breaker.
+#[utoipa::path(post, path = "/admin/api/apps/{app_id}/breaker/reset", tag = "admin", params(("app_id" = String, Path)),
+    responses((status = 200, body = crate::deliver::DeliveryBreaker), (status = 401, body = domain::ErrorBody),
+              (status = 403, body = domain::ErrorBody), (status = 404, body = domain::ErrorBody)))]
+async fn reset_breaker(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<web::Json<crate::deliver::DeliveryBreaker>, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(web::Json(close_breaker(&mut conn, &id).await?))
 }
 
 /// Filters of the delivery history.

@@ -52,6 +52,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/apps", web::post().to(onboard))
         .route("/admin/apps/{app_id}/token", web::post().to(regenerate_token))
         .route("/admin/apps/{app_id}/delete", web::post().to(delete_app))
+        .route("/admin/apps/{app_id}/breaker/reset", web::post().to(reset_breaker))
         .route("/admin/apps/{app_id}/repositories/{repository_id}/retry", web::post().to(retry))
         .route("/admin/deliveries", web::get().to(deliveries_page))
         .route("/admin/failed", web::get().to(failed_page))
@@ -303,6 +304,7 @@ impl Notice {
         match self.notice.as_deref()? {
             "deleted" => Some("The app was deleted, with its links and delivery history."),
             "retried" => Some("The failed deliveries are back in the queue."),
+            "breaker_closed" => Some("The delivery breaker is closed: waiting deliveries go out now."),
             _ => None,
         }
     }
@@ -338,6 +340,24 @@ fn app_section(admin: &Admin, app: &AppView, now: OffsetDateTime) -> Markup {
                 @if let Some(website) = &app.website { dt { "Website" } dd { (website) } }
                 @if let Some(description) = &app.description { dt { "Description" } dd { (description) } }
                 dt { "Onboarded" } dd { (when(Some(app.created_at))) }
+                dt { "Delivery breaker" }
+                dd.breaker {
+                    @let breaker = &app.delivery_breaker;
+                    @match breaker.status.as_str() {
+                        "open" => { "open until " (when(breaker.open_until)) }
+                        "half_open" => "half-open (one trial delivery)",
+                        _ => "closed",
+                    }
+                    @if breaker.consecutive_failures > 0 {
+                        " (" (breaker.consecutive_failures) " failures in a row)"
+                    }
+                    @if breaker.status != "closed" || breaker.consecutive_failures > 0 {
+                        form.inline method="post" action=(format!("/admin/apps/{}/breaker/reset", app.app_id)) {
+                            (csrf_field(admin))
+                            button.reset-breaker type="submit" { "Close the breaker now" }
+                        }
+                    }
+                }
             }
             @if app.repositories.is_empty() {
                 p { "Watches no repository." }
@@ -479,6 +499,16 @@ async fn regenerate_token(
     let mut conn = db::conn(&state.pool).await?;
     let token = apps::regenerate_token(&mut conn, &app_id).await?;
     Ok(page(StatusCode::OK, token_page(&posted.admin, "A new token", &app_id, &token)))
+}
+
+async fn reset_breaker(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    _posted: AdminForm<Button>,
+) -> Result<HttpResponse, PageError> {
+    let mut conn = db::conn(&state.pool).await?;
+    admin_api::close_breaker(&mut conn, &id).await?;
+    Ok(see_other("/admin?notice=breaker_closed").finish())
 }
 
 async fn delete_app(

@@ -483,6 +483,7 @@ async fn forms_without_the_csrf_token_are_refused_and_pages_are_guarded() {
         format!("/admin/apps/{app_id}/token"),
         format!("/admin/apps/{app_id}/delete"),
         format!("/admin/apps/{app_id}/repositories/repo_nope/retry"),
+        format!("/admin/apps/{app_id}/breaker/reset"),
         "/admin/logout".to_owned(),
     ] {
         let res = admin.post(format!("{base}{path}")).form(&[("csrf_token", "forged")]).send().await.expect("answers");
@@ -496,7 +497,24 @@ async fn forms_without_the_csrf_token_are_refused_and_pages_are_guarded() {
     let apps_page = res.text().await.expect("body");
     assert!(apps_page.contains("&lt;script&gt;") && !apps_page.contains("<script>"));
 
-    // With the token: a missing app is a 404 page; logging out ends the session.
+    // With the token: an app's breaker is closed on demand; a missing app is a 404 page; logging
+    // out ends the session.
+    execute(&app.db, "UPDATE docora.apps SET delivery_failures = 12, breaker_open_until = now() + interval '1 minute'")
+        .await;
+    let page = admin.get(format!("{base}/admin")).send().await.expect("answers").text().await.expect("body");
+    assert!(page.contains("open until") && page.contains("12 failures in a row") && page.contains("reset-breaker"));
+    let res = admin
+        .post(format!("{base}/admin/apps/{app_id}/breaker/reset"))
+        .form(&[("csrf_token", &csrf)])
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/admin?notice=breaker_closed");
+    let closed = "SELECT count(*) AS n FROM docora.apps WHERE delivery_failures = 0 AND breaker_open_until IS NULL";
+    assert_eq!(count(&app.db, closed).await, 1);
+    let page = admin.get(format!("{base}/admin")).send().await.expect("answers").text().await.expect("body");
+    assert!(!page.contains("reset-breaker"), "no button on a closed breaker");
     let res = admin
         .post(format!("{base}/admin/apps/app_nope/delete"))
         .form(&[("csrf_token", &csrf)])

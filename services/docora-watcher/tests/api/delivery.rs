@@ -314,6 +314,34 @@ const DUE: &str = "UPDATE docora.events SET next_attempt_at = now()";
 const COOLDOWN_OVER: &str = "UPDATE docora.apps SET breaker_open_until = now() - interval '1 second'";
 
 #[tokio::test]
+async fn an_admin_closes_an_open_breaker_and_the_waiting_events_go_out_at_once() {
+    let sink = WebhookSink::start().expect("sink");
+    let f = fixture_env("5", &format!("{}/hooks", sink.url()), |env| env.with("DELIVERY_BREAKER_THRESHOLD", "1")).await;
+    let deliverer =
+        f.app.settings.deliverer(service_kit::db::pool(&f.app.settings.database).expect("pool")).expect("deliverer");
+    let (admin, _) = crate::admin::logged_in(&f.app).await;
+    f.scan_now().await;
+    sink.set_mode(SinkMode::Fail(503));
+    assert!(matches!(drain(&deliverer).await[..], [Delivered::Retry(_)]));
+    assert_eq!(breaker(&admin).await["status"], "open");
+    execute(&f.app.db, DUE).await;
+    assert!(deliverer.take().await.expect("take").is_none(), "the breaker is open");
+
+    // The receiver is back; the admin does not wait for the cooldown.
+    sink.set_mode(SinkMode::Accept);
+    let res = admin.post_json(&format!("/admin/api/apps/{}/breaker/reset", f.app_id), &json!({})).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(res.body, json!({"status": "closed", "consecutive_failures": 0, "open_until": null}));
+    assert_eq!(breaker(&admin).await["status"], "closed");
+    assert_eq!(drain(&deliverer).await, vec![Delivered::Ok; 3]);
+    let res = admin.post_json("/admin/api/apps/app_nope/breaker/reset", &json!({})).await;
+    assert_eq!(res.status, 404, "{}", res.text);
+    let anonymous =
+        f.app.anonymous().post_json(&format!("/admin/api/apps/{}/breaker/reset", f.app_id), &json!({})).await;
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text);
+}
+
+#[tokio::test]
 async fn a_failing_receiver_trips_the_app_breaker_which_pauses_without_spending_attempts() {
     let sink = WebhookSink::start().expect("sink");
     let f = fixture_env("5", &format!("{}/hooks", sink.url()), |env| {
