@@ -117,6 +117,19 @@ pub enum Delivered {
     LeaseLost,
 }
 
+/// A created or updated file's event, as its requests need it.
+struct File<'a> {
+    url: &'a str,
+    key: &'a str,
+    /// The event's `file` object, without its content.
+    file: Value,
+    /// Wraps a `file` object into the request's body.
+    envelope: &'a dyn Fn(Value) -> Value,
+    blob: &'a str,
+    binary: bool,
+    size: usize,
+}
+
 /// Why sending stopped.
 enum SendError {
     /// The app's side failed: the webhook answered an error, timed out or cannot be reached (what
@@ -399,9 +412,25 @@ impl Deliverer {
         let blob = p["blob"].as_str().unwrap_or_default();
         let binary = p["is_binary"].as_bool().unwrap_or(false);
         let size = usize::try_from(p["size"].as_u64().unwrap_or(0)).unwrap_or(usize::MAX);
-        self.ensure_blob(event, &owner, &name, &branch, blob).await?;
+        let file = File { url: &url, key: &key, file, envelope: &envelope, blob, binary, size };
+        match self.send_file(event, lease, &file).await {
+            // Nothing was sent: a missing blob fails the first read, before any request. This
+            // replica's clone lacks it (another replica scanned its commit): fetch, then again.
+            Err(SendError::Local(_)) if !self.git.has(&event.repository_id, blob).await => {
+                self.ensure_blob(event, &owner, &name, &branch, blob).await?;
+                self.send_file(event, lease, &file).await
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// Sends the requests of a created or updated file, its content read from the clone.
+    async fn send_file(&self, event: &Taken, lease: &mut OffsetDateTime, f: &File<'_>) -> Result<(), SendError> {
+        let File { url, key, envelope, blob, binary, size, .. } = *f;
+        let mut file = f.file.clone();
+        let path = event.path.as_deref().unwrap_or_default();
         if !binary && size > STREAM_THRESHOLD {
-            return self.post_streamed(&url, &key, event, envelope(file), blob, size).await;
+            return self.post_streamed(url, key, event, envelope(file), blob, size).await;
         }
         let mut content = Content::open(&self.git, &event.repository_id, blob, size)?;
         if !binary {
@@ -409,7 +438,7 @@ impl Deliverer {
                 .map_err(|_| local(format!("{path} in the clone is not UTF-8 text")))?;
             content.finish().await?;
             file["content"] = json!(text);
-            return Ok(self.post(&url, &event.app_id, &key, event, &envelope(file)).await?);
+            return Ok(self.post(url, &event.app_id, key, event, &envelope(file)).await?);
         }
         file["content_encoding"] = json!("base64");
         let engine = base64::engine::general_purpose::STANDARD;
@@ -417,7 +446,7 @@ impl Deliverer {
             let bytes = content.read(size).await?;
             content.finish().await?;
             file["content"] = json!(engine.encode(&bytes));
-            return Ok(self.post(&url, &event.app_id, &key, event, &envelope(file)).await?);
+            return Ok(self.post(url, &event.app_id, key, event, &envelope(file)).await?);
         }
         // In pieces, read from the clone as they go out.
         let total = size.div_ceil(PIECE_BYTES);
@@ -432,7 +461,7 @@ impl Deliverer {
             let mut part = file.clone();
             part["content"] = json!(engine.encode(&piece));
             part["chunk"] = json!({"id": event.id, "index": index, "total": total});
-            self.post(&url, &event.app_id, &key, event, &envelope(part)).await?;
+            self.post(url, &event.app_id, key, event, &envelope(part)).await?;
         }
         Ok(())
     }
@@ -449,9 +478,6 @@ impl Deliverer {
         blob: &str,
     ) -> Result<(), SendError> {
         let repository_id = &event.repository_id;
-        if self.git.has(repository_id, blob).await {
-            return Ok(());
-        }
         let tokens = link_tokens(&self.pool, &self.cipher, repository_id).await.map_err(local)?;
         let mut wants: Vec<Want<'_>> = event.commit_sha.as_deref().map(Want::Commit).into_iter().collect();
         wants.push(Want::Branch(branch));
