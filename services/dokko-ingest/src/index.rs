@@ -183,8 +183,22 @@ pub struct SourceIndex {
     /// One sync at a time.
     syncing: tokio::sync::Mutex<()>,
     catalog: RwLock<Arc<Catalog>>,
+    /// Allowed-file sets already computed at the catalog's version.
+    allowed: Mutex<AllowedSets>,
     vectors: Option<RwLock<Vectors>>,
 }
+
+/// The allowed-file sets of one catalog version, by what chose them (the repositories and the
+/// filter of a query): queries with the same permissions and filter share one set until the
+/// source's version moves, instead of evaluating the filter against every file each time.
+#[derive(Default)]
+struct AllowedSets {
+    version: i64,
+    sets: HashMap<String, Arc<OrdSet>>,
+}
+
+/// At most this many sets are kept per source (then they start over).
+const MAX_ALLOWED_SETS: usize = 64;
 
 impl SourceIndex {
     fn open(dir: PathBuf, source_id: Uuid, vectors: bool) -> anyhow::Result<Self> {
@@ -214,6 +228,7 @@ impl SourceIndex {
             vectors_applied: AtomicI64::new(0),
             syncing: tokio::sync::Mutex::new(()),
             catalog: RwLock::default(),
+            allowed: Mutex::default(),
             vectors: vectors.then(RwLock::default),
         })
     }
@@ -359,6 +374,27 @@ impl SourceIndex {
         Ok(())
     }
 
+    /// The files of `catalog` that `choose` keeps, computed once per catalog version and `key`
+    /// (which must name everything `choose` depends on).
+    pub fn allowed(&self, catalog: &Catalog, key: &str, choose: impl Fn(&CatalogFile) -> bool) -> Arc<OrdSet> {
+        let lock = || self.allowed.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(set) = Some(lock()).filter(|c| c.version == catalog.version).and_then(|c| c.sets.get(key).cloned())
+        {
+            return set;
+        }
+        let set = Arc::new(OrdSet::new(catalog.files.iter().filter_map(|(ord, file)| choose(file).then_some(*ord))));
+        let mut cache = lock();
+        if cache.version < catalog.version || cache.sets.len() >= MAX_ALLOWED_SETS {
+            cache.version = catalog.version;
+            cache.sets.clear();
+        }
+        // A query still on an older catalog (another one moved it meanwhile) does not keep its set.
+        if cache.version == catalog.version {
+            cache.sets.insert(key.to_owned(), set.clone());
+        }
+        set
+    }
+
     /// The best `limit` chunks for `query` (BM25) among the files in `allowed`.
     pub async fn keyword(&self, query: &str, limit: usize, allowed: Arc<OrdSet>) -> anyhow::Result<Vec<Hit>> {
         let mut analyzer = self.index.tokenizer_for_field(self.fields.content)?;
@@ -466,6 +502,38 @@ mod tests {
             assert!(!set.contains(ord), "{ord}");
         }
         assert!(!OrdSet::new([]).contains(0));
+    }
+
+    #[test]
+    fn allowed_sets_are_reused_within_a_version_and_recomputed_after() {
+        let dir = std::env::temp_dir().join(format!("dokko-ingest-allowed-{}", Uuid::new_v4().simple()));
+        let index = SourceIndex::open(dir.clone(), Uuid::new_v4(), false).expect("index");
+        let file = |path: &str| CatalogFile {
+            file_id: Uuid::new_v4(),
+            repository_id: Uuid::nil(),
+            path: path.to_owned(),
+            metadata: Map::new(),
+        };
+        let catalog = |version, paths: &[&str]| Catalog {
+            version,
+            files: paths.iter().enumerate().map(|(i, p)| (i as i64, file(p))).collect(),
+        };
+        let v1 = catalog(1, &["a.md", "b.txt", "c.md"]);
+        let md = |f: &CatalogFile| f.path.ends_with(".md");
+        let first = index.allowed(&v1, "md", md);
+        assert_eq!((first.len(), first.contains(0), first.contains(1), first.contains(2)), (2, true, false, true));
+        // The same key at the same version: the set already computed (the closure is not asked).
+        let again = index.allowed(&v1, "md", |_| panic!("recomputed"));
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(index.allowed(&v1, "all", |_| true).len(), 3, "another key, another set");
+        // The version moved: computed again from the new catalog.
+        let v2 = catalog(2, &["a.txt", "b.md"]);
+        let moved = index.allowed(&v2, "md", md);
+        assert_eq!((moved.len(), moved.contains(1)), (1, true));
+        // A query still on the older catalog gets its own answer, and does not replace the newer.
+        assert_eq!(index.allowed(&v1, "md", md).len(), 2);
+        assert!(Arc::ptr_eq(&moved, &index.allowed(&v2, "md", |_| panic!("recomputed"))));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

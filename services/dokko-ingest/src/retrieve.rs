@@ -7,14 +7,14 @@
 //! checks, so a filter never costs a second pass). Keyword ranking is BM25; with embeddings on,
 //! the vector ranking is fused with it by reciprocal rank fusion.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use actix_web::web;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use domain::ingest::{RetrieveResponse, RetrievedChunk, SearchRequest};
+use serde_json::Value;
 use service_kit::db;
 use service_kit::http::Json;
 use uuid::Uuid;
@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::filter::Filter;
-use crate::index::{Hit, OrdSet};
+use crate::index::Hit;
 use crate::internal::Internal;
 use crate::jobs::check_tenant;
 use crate::schema::ingest::chunks;
@@ -80,12 +80,18 @@ pub(crate) async fn retrieve(
     drop(conn);
     let index = state.indexes.source(*source_id)?;
     let catalog = index.refresh(&state.pool, SYNC_WAIT).await?;
-    let repositories: HashSet<Uuid> = request.repository_ids.iter().copied().collect();
-    let allowed = Arc::new(OrdSet::new(catalog.files.iter().filter_map(|(ord, file)| {
-        let passes = repositories.contains(&file.repository_id)
-            && filter.as_ref().is_none_or(|filter| filter.matches(&file.metadata));
-        passes.then_some(*ord)
-    })));
+    let repositories: BTreeSet<Uuid> = request.repository_ids.iter().copied().collect();
+    // What chooses the files: the repositories, in order, and the filter as JSON (its objects'
+    // keys in order).
+    let key = format!(
+        "{}|{}",
+        repositories.iter().map(Uuid::to_string).collect::<Vec<_>>().join(","),
+        request.filter.as_ref().map(Value::to_string).unwrap_or_default()
+    );
+    let allowed = index.allowed(&catalog, &key, |file| {
+        repositories.contains(&file.repository_id)
+            && filter.as_ref().is_none_or(|filter| filter.matches(&file.metadata))
+    });
     let top_k = request.top_k as usize;
     let query_vector = match &state.embedder {
         Some(embedder) if !allowed.is_empty() => match embedder.embed(std::slice::from_ref(&request.query)).await {
