@@ -12,8 +12,9 @@
 //! - actix's own errors (malformed JSON, bad path or query parameters, oversized bodies, unknown
 //!   routes, wrong methods) answered with the JSON error body, never plain text;
 //! - CORS for the configured origins;
-//! - graceful shutdown on SIGTERM/SIGINT, draining requests for the configured timeout, then the
-//!   pool is closed ([`Running::run`]).
+//! - graceful shutdown on SIGTERM: requests drain and the service's background work
+//!   ([`Background`]) is told to stop, both for up to the configured timeout, then the pool is
+//!   closed ([`Running::run`]).
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use domain::ErrorBody;
 use tracing::Instrument;
 
+use crate::background::Background;
 use crate::db::{self, Pool};
 use crate::metrics::Metrics;
 use crate::settings::HttpSettings;
@@ -141,13 +143,19 @@ pub struct ServiceApp<F> {
     pub bad_input: BadInputStatus,
     /// Request headers a browser may send cross-origin (besides the CORS-safelisted ones).
     pub cors_headers: &'static [&'static str],
+    /// The service's background workers, which shutdown stops and waits for
+    /// (`Background::default()` when it has none).
+    pub background: Background,
 }
 
-/// A started server and the pool it uses.
+/// A started server, the pool it uses and its background work.
 pub struct Running {
     server: Server,
     pool: Pool,
     addr: SocketAddr,
+    background: Background,
+    /// `SHUTDOWN_TIMEOUT_SECS`: the drain's limit, and the background work's.
+    grace: Duration,
 }
 
 impl Running {
@@ -156,9 +164,9 @@ impl Running {
         self.addr
     }
 
-    /// A handle to stop the server (gracefully or not).
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+    /// A handle to stop the service, as SIGTERM does or at once.
+    pub fn shutdown(&self) -> Shutdown {
+        Shutdown { server: self.server.handle(), background: self.background.clone() }
     }
 
     /// The service's database pool.
@@ -166,12 +174,87 @@ impl Running {
         &self.pool
     }
 
-    /// Serves until the server is stopped (SIGTERM, SIGINT or a handle), then closes the pool.
+    /// Serves until the server is stopped, then closes the pool.
+    ///
+    /// SIGTERM (or [`Shutdown::graceful`]) tells the background work to stop and drains the
+    /// requests in flight; then the background tasks are waited for, until the shutdown timeout
+    /// has passed since they were told (those still running then are logged and cut off), so
+    /// drain and wait together take no longer than the timeout. SIGINT and SIGQUIT, on which
+    /// actix stops serving at once, give the background work its grace from that moment;
+    /// [`Shutdown::now`] gives it none.
     pub async fn run(self) -> std::io::Result<()> {
-        let outcome = self.server.await;
-        self.pool.close();
+        let Running { server, pool, background, grace, .. } = self;
+        let outcome = serve_until_stopped(server, &background).await;
+        if background.is_abandoned() {
+            let running = background.running();
+            if !running.is_empty() {
+                tracing::info!(?running, "stopped at once: background work cut off");
+            }
+        } else {
+            let left = background.stop_and_wait(grace).await;
+            if !left.is_empty() {
+                tracing::warn!(
+                    still_running = ?left,
+                    grace_secs = grace.as_secs(),
+                    "background work did not finish within the shutdown timeout: cut off"
+                );
+            }
+        }
+        pool.close();
         tracing::info!("stopped");
         outcome
+    }
+}
+
+/// Awaits the server; SIGTERM, which actix answers with a graceful stop, also tells the
+/// background work to stop at once, so that it winds down while requests drain.
+async fn serve_until_stopped(server: Server, background: &Background) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut server = std::pin::pin!(server);
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    outcome = &mut server => return outcome,
+                    _ = terminate.recv() => {
+                        background.stop();
+                        tracing::info!("SIGTERM received: draining requests, background work told to stop");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGTERM"),
+        }
+        server.await
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = background;
+        server.await
+    }
+}
+
+/// Stops a running service from within the process (tests, the local stack). The future each
+/// method returns reports when the HTTP server has stopped; the stop itself starts at the call.
+#[derive(Clone)]
+pub struct Shutdown {
+    server: ServerHandle,
+    background: Background,
+}
+
+impl Shutdown {
+    /// What SIGTERM does: the background work is told to stop and requests drain;
+    /// [`Running::run`] then waits for both before it closes the pool.
+    pub fn graceful(&self) -> impl Future<Output = ()> + use<> {
+        self.background.stop();
+        self.server.stop(true)
+    }
+
+    /// Stops at once, as a crash would: requests in flight are dropped and nobody waits for the
+    /// background work, which ends with the process wherever it is.
+    pub fn now(&self) -> impl Future<Output = ()> + use<> {
+        self.background.abandon();
+        self.server.stop(false)
     }
 }
 
@@ -186,7 +269,7 @@ where
     F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
     let addr = listener.local_addr()?;
-    let ServiceApp { name, pool, openapi, configure, bad_input, cors_headers } = app;
+    let ServiceApp { name, pool, openapi, configure, bad_input, cors_headers, background } = app;
     let openapi_json = openapi.to_json().map_err(std::io::Error::other)?;
     let probe = web::Data::new(Probe { pool: pool.clone(), openapi_json: web::Bytes::from(openapi_json) });
     let metrics = web::Data::new(Metrics::new(name));
@@ -224,7 +307,7 @@ where
     .listen(listener)?
     .run();
     tracing::info!(service = name, %addr, "listening");
-    Ok(Running { server, pool, addr })
+    Ok(Running { server, pool, addr, background, grace: settings.shutdown_timeout })
 }
 
 fn cors(origins: &[String], headers: &[&str]) -> Cors {

@@ -7,9 +7,11 @@
 //!   lock, database errors sorted into what an API answers.
 //! - [`http`]: the actix server every service runs: request ids and logs, metrics, probes,
 //!   `/openapi.json`, CORS, and extractor errors as the JSON error body.
+//! - [`background`]: background workers that shutdown tells to stop and waits for.
 //! - [`metrics`]: request counts and latencies in Prometheus text format.
 //! - [`cli`]: the `--name value` flags of the operator commands.
 
+pub mod background;
 pub mod cli;
 pub mod db;
 pub mod http;

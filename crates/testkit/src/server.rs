@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
-use service_kit::http::Running;
+use service_kit::http::{Running, Shutdown};
 
 /// Serves `configure`'s routes on `listener` from a thread of its own with its own actix system:
 /// one worker, no signal handling, no drain on stop, and a handler dropped as soon as its client
@@ -51,7 +51,7 @@ where
 
 pub struct TestServer {
     pub addr: SocketAddr,
-    handle: ServerHandle,
+    shutdown: Shutdown,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -79,7 +79,7 @@ impl TestServer {
             actix_web::rt::System::new().block_on(async move {
                 match start(listener).await {
                     Ok(running) => {
-                        let _ = tx.send(Ok(running.handle()));
+                        let _ = tx.send(Ok(running.shutdown()));
                         if let Err(e) = running.run().await {
                             eprintln!("testkit: server ended with an error: {e}");
                         }
@@ -90,8 +90,8 @@ impl TestServer {
                 }
             });
         });
-        let handle = rx.recv().map_err(|_| anyhow::anyhow!("the server thread ended before starting"))??;
-        Ok(TestServer { addr, handle, thread: Some(thread) })
+        let shutdown = rx.recv().map_err(|_| anyhow::anyhow!("the server thread ended before starting"))??;
+        Ok(TestServer { addr, shutdown, thread: Some(thread) })
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -99,10 +99,23 @@ impl TestServer {
         format!("http://{}", self.addr)
     }
 
-    /// Stops the server now and waits for its thread.
+    /// Stops the service at once, as a crash would (requests and background work cut off
+    /// wherever they are), and waits for its thread.
     pub fn stop(&mut self) {
-        // `stop` sends the command at once; the returned future only reports completion.
-        drop(self.handle.stop(false));
+        // The stop starts at the call; the returned future only reports completion.
+        drop(self.shutdown.now());
+        self.join();
+    }
+
+    /// Stops the service as SIGTERM does in production: background work is told to stop and
+    /// requests drain, then the service waits for its background work to finish (up to its
+    /// `SHUTDOWN_TIMEOUT_SECS`) and closes its pool. Returns once all of that is done.
+    pub fn stop_gracefully(&mut self) {
+        drop(self.shutdown.graceful());
+        self.join();
+    }
+
+    fn join(&mut self) {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

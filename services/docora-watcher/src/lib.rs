@@ -31,6 +31,7 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::web;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use service_kit::background::Background;
 use service_kit::http::{BadInputStatus, Running, ServiceApp};
 use service_kit::settings::{DatabaseSettings, HttpSettings, Secret};
 use service_kit::{Env, SettingsError, db};
@@ -250,7 +251,8 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
         github_webhook_secret: settings.github_webhook_secret.as_ref().map(|s| s.expose().clone()),
         throttle: auth::throttle::LoginThrottle::new(10, Duration::from_secs(900)),
     });
-    spawn_workers(&settings, &pool)?;
+    let background = Background::new();
+    spawn_workers(&settings, &pool, &background)?;
     let app = ServiceApp {
         name: NAME,
         pool,
@@ -265,6 +267,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
             form: StatusCode::UNPROCESSABLE_ENTITY,
         },
         cors_headers: &[],
+        background,
     };
     Ok(service_kit::http::serve(listener, &settings.http, app)?)
 }
@@ -273,33 +276,40 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
 const BEARER: service_kit::http::BearerScheme = service_kit::http::BearerScheme("docora_…");
 
 /// The scan and delivery workers of this replica. They share the work of every replica through
-/// leases in the database; a worker stopped midway leaves a lease that runs out, and the work is
-/// taken again (deliveries are at least once; `X-Docora-Delivery` lets receivers drop repeats).
-fn spawn_workers(settings: &Settings, pool: &db::Pool) -> anyhow::Result<()> {
+/// leases in the database. On shutdown a worker takes no new scan or event, and the one it holds
+/// is finished and its outcome recorded before the process ends (within the shutdown timeout). A
+/// worker cut off midway (a crash, or a scan or delivery longer than the timeout) leaves a lease
+/// that runs out, and the work is taken again (deliveries are at least once;
+/// `X-Docora-Delivery` lets receivers drop repeats).
+fn spawn_workers(settings: &Settings, pool: &db::Pool, background: &Background) -> anyhow::Result<()> {
     let poll = settings.worker_poll;
-    for _ in 0..settings.scan_workers {
+    for i in 0..settings.scan_workers {
         let scanner = settings.scanner(pool.clone());
-        actix_web::rt::spawn(async move {
-            loop {
+        let stop = background.clone();
+        background.spawn(format!("scan worker {i}"), async move {
+            while !stop.is_stopping() {
                 match scanner.claim().await {
                     Ok(Some(repository)) => {
                         if let Err(e) = scanner.scan(&repository).await {
                             tracing::warn!(repository_id = repository.id, error = %e, "scan could not be recorded");
                         }
                     }
-                    Ok(None) => tokio::time::sleep(poll).await,
+                    Ok(None) => {
+                        stop.unless_stopped(tokio::time::sleep(poll)).await;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot claim a scan");
-                        tokio::time::sleep(poll).await;
+                        stop.unless_stopped(tokio::time::sleep(poll)).await;
                     }
                 }
             }
         });
     }
-    for _ in 0..settings.delivery_workers {
+    for i in 0..settings.delivery_workers {
         let deliverer = settings.deliverer(pool.clone())?;
-        actix_web::rt::spawn(async move {
-            loop {
+        let stop = background.clone();
+        background.spawn(format!("delivery worker {i}"), async move {
+            while !stop.is_stopping() {
                 match deliverer.take().await {
                     Ok(Some(event)) => match deliverer.deliver(&event).await {
                         Ok(deliver::Delivered::Ok) => {}
@@ -308,10 +318,12 @@ fn spawn_workers(settings: &Settings, pool: &db::Pool) -> anyhow::Result<()> {
                         }
                         Err(e) => tracing::warn!(event_id = %event.id, error = %e, "delivery could not be recorded"),
                     },
-                    Ok(None) => tokio::time::sleep(poll).await,
+                    Ok(None) => {
+                        stop.unless_stopped(tokio::time::sleep(poll)).await;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot take an event");
-                        tokio::time::sleep(poll).await;
+                        stop.unless_stopped(tokio::time::sleep(poll)).await;
                     }
                 }
             }
@@ -326,7 +338,8 @@ fn spawn_workers(settings: &Settings, pool: &db::Pool) -> anyhow::Result<()> {
     paths(
         repositories::register, repositories::unwatch, repositories::update_token, push::push,
         admin_api::login, admin_api::logout, admin_api::list_apps, admin_api::create_app,
-        admin_api::regenerate_token, admin_api::delete_app, admin_api::list_deliveries, admin_api::retry,
+        admin_api::regenerate_token, admin_api::delete_app, admin_api::reset_breaker, admin_api::list_deliveries,
+        admin_api::retry,
         admin_api::get_queue,
     ),
     modifiers(&BEARER)

@@ -41,6 +41,7 @@ use actix_web::http::StatusCode;
 use actix_web::web;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use domain::pagination::{Page, Paginated};
+use service_kit::background::Background;
 use service_kit::http::{BadInputStatus, Running, ServiceApp};
 use service_kit::settings::{DatabaseSettings, HttpSettings, Secret};
 use service_kit::{Env, SettingsError, db};
@@ -172,12 +173,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Deletes, every five minutes, the objects the journal lists for deletion and uploads that died
-/// more than a day ago (see [`files::journal`]).
-fn spawn_sweeper(state: std::sync::Arc<AppState>) {
-    actix_web::rt::spawn(async move {
+/// more than a day ago (see [`files::journal`]). Stops on shutdown; a sweep under way finishes,
+/// or is cut off at the shutdown timeout, which does no harm: the journal keeps what is left for
+/// the next sweep.
+fn spawn_sweeper(state: std::sync::Arc<AppState>, background: &Background) {
+    let stop = background.clone();
+    background.spawn("object sweeper", async move {
         let mut every = tokio::time::interval(Duration::from_secs(300));
-        loop {
-            every.tick().await;
+        while stop.unless_stopped(every.tick()).await.is_some() {
             match files::journal::sweep(&state.pool, &state.storage, Duration::from_secs(86_400)).await {
                 Ok(0) => {}
                 Ok(swept) => tracing::info!(swept, "orphan objects deleted"),
@@ -209,7 +212,8 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
         presign_ttl: settings.presign_ttl,
         ingest: ingest::Ingest::new(&settings.ingest)?,
     });
-    spawn_sweeper(state.clone().into_inner());
+    let background = Background::new();
+    spawn_sweeper(state.clone().into_inner(), &background);
     let app = ServiceApp {
         name: NAME,
         pool,
@@ -224,6 +228,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
             form: StatusCode::UNPROCESSABLE_ENTITY,
         },
         cors_headers: &["x-tenant"],
+        background,
     };
     Ok(service_kit::http::serve(listener, &settings.http, app)?)
 }

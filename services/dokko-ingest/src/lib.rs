@@ -35,6 +35,7 @@ use actix_web::http::StatusCode;
 use actix_web::web;
 use auth::service_token::ServiceTokens;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use service_kit::background::Background;
 use service_kit::http::{BadInputStatus, Running, ServiceApp};
 use service_kit::settings::{DatabaseSettings, HttpSettings, Secret};
 use service_kit::{Env, SettingsError, db};
@@ -206,6 +207,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
         embedder: embedder.clone(),
         wake: wake.clone(),
     });
+    let background = Background::new();
     let runner = Arc::new(Runner {
         pool: pool.clone(),
         storage: Storage::new(&settings.s3)?,
@@ -223,9 +225,10 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
         concurrency: settings.extract_concurrency,
         max_file_bytes: settings.max_file_bytes,
         me: Uuid::new_v4(),
+        background: background.clone(),
     });
-    for _ in 0..settings.job_workers {
-        spawn_runner(runner.clone(), wake.clone(), settings.worker_poll);
+    for i in 0..settings.job_workers {
+        spawn_runner(&background, i, runner.clone(), wake.clone(), settings.worker_poll);
     }
     let app = ServiceApp {
         name: NAME,
@@ -241,22 +244,25 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
             form: StatusCode::UNPROCESSABLE_ENTITY,
         },
         cors_headers: &[],
+        background,
     };
     Ok(service_kit::http::serve(listener, &settings.http, app)?)
 }
 
-/// One job runner: claims a job, runs it, looks again; sleeps when there is none.
-fn spawn_runner(runner: Arc<Runner>, wake: Arc<Notify>, poll: Duration) {
-    actix_web::rt::spawn(async move {
-        loop {
+/// One job runner: claims a job, runs it, looks again; sleeps when there is none. On shutdown it
+/// claims no more jobs, and the one it runs is handed over between files ([`Runner::run`]).
+fn spawn_runner(background: &Background, i: usize, runner: Arc<Runner>, wake: Arc<Notify>, poll: Duration) {
+    let stop = background.clone();
+    background.spawn(format!("job runner {i}"), async move {
+        while !stop.is_stopping() {
             match runner.claim().await {
                 Ok(Some(job)) => runner.run(job).await,
                 Ok(None) => {
-                    let _ = tokio::time::timeout(poll, wake.notified()).await;
+                    stop.unless_stopped(tokio::time::timeout(poll, wake.notified())).await;
                 }
                 Err(e) => {
                     tracing::warn!(error = format!("{e:#}"), "cannot claim a job");
-                    tokio::time::sleep(poll).await;
+                    stop.unless_stopped(tokio::time::sleep(poll)).await;
                 }
             }
         }

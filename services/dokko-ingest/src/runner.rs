@@ -11,10 +11,13 @@
 //!    written with its chunks). A file that cannot be read is recorded as failed with its
 //!    reason. Each file is one transaction that also moves the job's counters.
 //!
-//! Every step is recorded as it happens, so a job whose runner died (a restart, a crash) is
-//! taken up again where it stopped once its lease runs out; a job taken `JOB_MAX_CLAIMS` times
-//! without finishing ends FAILED with that reason. The index is brought up to date from the
-//! database during the job (every few seconds) and at its end ([`crate::index`]).
+//! Every step is recorded as it happens, so a job whose runner died (a crash) is taken up again
+//! where it stopped once its lease runs out; a job taken `JOB_MAX_CLAIMS` times without finishing
+//! ends FAILED with that reason. A runner told to stop (the service shutting down) stops between
+//! files: the files in hand finish and commit, then it hands the job over (frees its lease, and
+//! its take does not count against `JOB_MAX_CLAIMS`), so another replica goes on at once. The
+//! index is brought up to date from the database during the job (every few seconds) and at its
+//! end ([`crate::index`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +30,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use domain::ingest::SourceFile;
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::Value;
+use service_kit::background::Background;
 use service_kit::db;
 use uuid::Uuid;
 
@@ -56,6 +60,9 @@ enum Stop {
     /// Another runner took the job (this one was too slow to renew its lease).
     #[error("the job's lease was lost")]
     LeaseLost,
+    /// The service is shutting down: the job is handed over to another runner.
+    #[error("the service is stopping")]
+    HandOver,
     /// The database or the index failed: the job stays RUNNING and is taken up again later.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -100,6 +107,8 @@ pub struct Runner {
     pub max_file_bytes: u64,
     /// This runner's identity in `jobs.lease_owner`.
     pub me: Uuid,
+    /// The service's background work: told to stop on shutdown, a runner hands its job over.
+    pub background: Background,
 }
 
 /// What the job found for one file.
@@ -197,6 +206,7 @@ impl Runner {
                 tracing::warn!(%job_id, "ingestion job taken by another runner");
                 Ok(())
             }
+            Err(Stop::HandOver) => self.hand_over(&job).await,
             Err(Stop::Internal(e)) => {
                 tracing::warn!(%job_id, error = format!("{e:#}"), "ingestion job interrupted; it will be taken up again");
                 Ok(())
@@ -223,6 +233,9 @@ impl Runner {
         loop {
             if lost.load(Ordering::Acquire) {
                 return Err(Stop::LeaseLost);
+            }
+            if self.background.is_stopping() {
+                return Err(Stop::HandOver);
             }
             let page = self.source_files.page(job.source_id, cursor, LIST_PAGE).await.map_err(|e| match e {
                 ListError::SourceGone => Stop::Failed(e.to_string()),
@@ -347,7 +360,12 @@ impl Runner {
             if pending.is_empty() {
                 break;
             }
+            if self.background.is_stopping() {
+                return Err(Stop::HandOver);
+            }
+            // Told to stop, no further file starts; those under way finish and commit.
             futures_util::stream::iter(pending)
+                .take_while(|_| std::future::ready(!self.background.is_stopping()))
                 .map(|file| self.process_file(job, bucket, file))
                 .buffer_unordered(self.concurrency.max(1))
                 .try_collect::<Vec<()>>()
@@ -511,6 +529,25 @@ impl Runner {
             progress(conn, job.id, self.me, file.file_id, outcome, reason).await
         })
         .await
+    }
+
+    /// Frees the job's lease so that another runner takes it up at once (`claim` takes a job
+    /// whose lease is NULL), and takes back this runner's claim: a hand-over is not one of the
+    /// interrupted takes that `JOB_MAX_CLAIMS` limits.
+    async fn hand_over(&self, job: &Job) -> anyhow::Result<()> {
+        let mut conn = db::conn(&self.pool).await?;
+        let released = diesel::update(owned(job.id, self.me))
+            .set((
+                jobs::lease_owner.eq(None::<Uuid>),
+                jobs::lease_until.eq(None::<time::OffsetDateTime>),
+                jobs::claims.eq(jobs::claims - 1),
+            ))
+            .execute(&mut conn)
+            .await?;
+        if released == 1 {
+            tracing::info!(job_id = %job.id, "the service is stopping: ingestion job handed over");
+        }
+        Ok(())
     }
 
     /// Brings the index up to date, then closes the job.

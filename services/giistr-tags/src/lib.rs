@@ -88,6 +88,8 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
         },
         bad_input: BadInputStatus::ALL_400,
         cors_headers: &["x-github-token"],
+        // No background work.
+        background: Default::default(),
     };
     Ok(service_kit::http::serve(listener, &settings.http, app)?)
 }

@@ -115,6 +115,56 @@ async fn a_delivery_cut_off_by_a_stop_goes_out_again_from_the_next_instance() {
 }
 
 #[tokio::test]
+async fn a_graceful_stop_finishes_the_delivery_in_flight_and_takes_no_further_event() {
+    let sink = WebhookSink::start().expect("sink");
+    sink.set_mode(SinkMode::Slow(Duration::from_secs(2)));
+    let git = GitServer::start().expect("git server");
+    // A lease far longer than the test: an event left leased would not go out again in time.
+    let mut app = live_app(&git, |env| {
+        env.with("SCAN_WORKERS", "1")
+            .with("DELIVERY_WORKERS", "1")
+            .with("WEBHOOK_TIMEOUT_SECS", "10")
+            .with("DELIVERY_LEASE_SECS", "600")
+            .with("SHUTDOWN_TIMEOUT_SECS", "20")
+    })
+    .await;
+    let (owner_id, _) = app.github.add_user("octo");
+    app.github.add_repo(owner_id, "docs", false);
+    let repo = git.create_repo("octo", "docs").expect("repo");
+    repo.write("a.md", b"a").write("b.md", b"b").write("c.md", b"c").commit("first").expect("commit");
+    let (app_id, client) = app.app_at("reader", &sink.url()).await;
+    let res = client.post_json("/api/repositories", &json!({"github_url": "https://github.com/octo/docs"})).await;
+    assert_eq!(res.status, 201, "{}", res.text);
+    let repository_id = str_of(&res.body, "repository_id").to_owned();
+
+    // The first delivery is on its way, the receiver takes its time: the instance is stopped as
+    // SIGTERM stops it, and returns once it has shut down.
+    let in_flight = sink.wait_for_attempts(1, Duration::from_secs(20)).await[0].delivery().expect("an id").to_owned();
+    app.server.stop_gracefully();
+    assert_eq!(sink.received_count(), 1, "the answer to the delivery in flight was awaited, nothing more was sent");
+    let recorded = format!(
+        "SELECT count(*) AS n FROM docora.events WHERE id = '{in_flight}' AND status = 'delivered' \
+         AND attempts = 1 AND lease_until IS NULL"
+    );
+    assert_eq!(count(&app.db, &recorded).await, 1, "the delivery in flight finished and was recorded, once");
+    let untouched = "SELECT count(*) AS n FROM docora.events \
+                     WHERE status = 'pending' AND attempts = 0 AND lease_until IS NULL";
+    assert_eq!(count(&app.db, untouched).await, 2, "no further event taken after the stop");
+    assert_eq!(sink.attempts().len(), 1);
+
+    // The next instance delivers the rest; the first event does not go out again.
+    sink.set_mode(SinkMode::Accept);
+    let _next = instance(&app.settings);
+    let received = sink.wait_for(3, Duration::from_secs(30)).await;
+    let ids: Vec<&str> = received.iter().filter_map(|r| r.delivery()).collect();
+    assert_eq!(ids, event_ids(&app, &app_id, &repository_id).await, "each event once, in order");
+    assert_eq!(ids[0], in_flight);
+    crate::eventually_count(&app.db, "SELECT count(*) AS n FROM docora.events WHERE status = 'delivered'", 3).await;
+    assert_eq!(sink.attempts().len(), 3, "no delivery went twice");
+    assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.events WHERE attempts <> 1").await, 0);
+}
+
+#[tokio::test]
 async fn two_instances_never_send_one_event_twice_at_once_and_keep_each_link_in_order() {
     let sink = WebhookSink::start().expect("sink");
     sink.set_mode(SinkMode::Slow(Duration::from_millis(100)));

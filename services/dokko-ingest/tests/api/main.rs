@@ -127,6 +127,13 @@ impl Stack {
         }
     }
 
+    /// Stops dokko-ingest as SIGTERM does, and returns once it has shut down.
+    pub fn stop_ingest_gracefully(&mut self) {
+        if let Some(mut server) = self.ingest.take() {
+            server.stop_gracefully();
+        }
+    }
+
     /// Starts dokko-ingest again on its port, with `adjust`ed settings, on the same database
     /// (and, unless `fresh_index`, the same index folder).
     pub fn start_ingest(&mut self, fresh_index: bool, adjust: impl FnOnce(&mut dokko_ingest::Settings)) {

@@ -21,6 +21,21 @@ async fn many_files(org: &crate::Org, n: usize) {
     }
 }
 
+/// Waits until the job has indexed at least 5 of its `total` files (but not all); its status then.
+async fn mid_way(org: &crate::Org, total: i64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = org.status().await.body;
+        let done = counters(&status)[1];
+        assert!(done < total, "the job ended before the stop could happen: {status}");
+        if done >= 5 {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "no progress: {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_job_survives_a_restart_mid_way_and_counts_every_file_once() {
     let mut stack = Stack::spawn_with(|env| env.with("JOB_LEASE_SECS", "3").with("EXTRACT_CONCURRENCY", "1")).await;
@@ -28,17 +43,7 @@ async fn a_job_survives_a_restart_mid_way_and_counts_every_file_once() {
     many_files(&org, 150).await;
     org.start().await;
     // Progress shows while the job runs.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mid_way = loop {
-        let status = org.status().await.body;
-        let done = counters(&status)[1];
-        assert!(done < 150, "the job ended before the restart could happen: {status}");
-        if done >= 5 {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "no progress: {status}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let mid_way = mid_way(&org, 150).await;
     assert_eq!(mid_way["status"], "RUNNING");
     assert_eq!(counters(&mid_way)[0], 150, "listing is done before processing");
 
@@ -51,6 +56,40 @@ async fn a_job_survives_a_restart_mid_way_and_counts_every_file_once() {
     assert_eq!(counters(&status), [150, 150, 0, 0, 0], "{status}");
     assert_eq!(stack.db.count("SELECT claims::bigint AS n FROM ingest.jobs").await, 2, "taken up again once");
     assert_eq!(stack.db.count("SELECT count(*) AS n FROM ingest.files WHERE state = 'indexed'").await, 150);
+    assert_eq!(org.search("token3").await, ["notes/note-0003.txt"]);
+    assert_eq!(org.search("token149").await, ["notes/note-0149.txt"]);
+}
+
+#[tokio::test]
+async fn a_job_stopped_gracefully_is_handed_over_and_the_next_instance_finishes_it() {
+    // A lease far longer than the test: a job left leased would not be taken up again in time.
+    let mut stack = Stack::spawn_with(|env| env.with("JOB_LEASE_SECS", "600").with("EXTRACT_CONCURRENCY", "2")).await;
+    let org = stack.org("acme").await;
+    many_files(&org, 150).await;
+    org.start().await;
+    mid_way(&org, 150).await;
+
+    // As SIGTERM does: the runner stops between files and hands the job over.
+    stack.stop_ingest_gracefully();
+    let handed_over = "SELECT count(*) AS n FROM ingest.jobs \
+                       WHERE status = 'RUNNING' AND lease_owner IS NULL AND lease_until IS NULL AND claims = 0";
+    assert_eq!(stack.db.count(handed_over).await, 1, "the lease is free and the take is not counted");
+    let done = stack.db.count("SELECT new_indexed AS n FROM ingest.jobs").await;
+    assert!(done < 150, "{done}");
+    // The files under way when the stop came finished and committed: every file counted is
+    // indexed and marked done, and no other.
+    assert_eq!(stack.db.count("SELECT count(*) AS n FROM ingest.job_files WHERE outcome = 'new'").await, done);
+    assert_eq!(stack.db.count("SELECT count(*) AS n FROM ingest.job_files WHERE outcome IS NOT NULL").await, done);
+    assert_eq!(stack.db.count("SELECT count(*) AS n FROM ingest.files WHERE state = 'indexed'").await, done);
+
+    // The next instance takes the job up at once and finishes it.
+    stack.start_ingest(false, |_| {});
+    let status = org.wait().await;
+    assert_eq!(status["status"], "COMPLETED", "{status}");
+    assert_eq!(counters(&status), [150, 150, 0, 0, 0], "{status}");
+    assert_eq!(stack.db.count("SELECT claims::bigint AS n FROM ingest.jobs").await, 1, "the hand-over is not a claim");
+    assert_eq!(stack.db.count("SELECT count(*) AS n FROM ingest.files WHERE state = 'indexed'").await, 150);
+    assert_eq!(stack.db.count("SELECT count(*) AS n FROM ingest.job_files WHERE outcome = 'new'").await, 150);
     assert_eq!(org.search("token3").await, ["notes/note-0003.txt"]);
     assert_eq!(org.search("token149").await, ["notes/note-0149.txt"]);
 }
