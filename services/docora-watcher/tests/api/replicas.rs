@@ -45,6 +45,19 @@ pub fn own_clones(settings: &docora_watcher::Settings) -> docora_watcher::Settin
     settings
 }
 
+/// `octo/docs` with `a.md`, `b.md` and `c.md`, watched by an app whose webhooks go to `sink`:
+/// `(app_id, repository_id)`.
+async fn watch_three_files(app: &TestApp, git: &GitServer, sink: &WebhookSink) -> (String, String) {
+    let (owner_id, _) = app.github.add_user("octo");
+    app.github.add_repo(owner_id, "docs", false);
+    let repo = git.create_repo("octo", "docs").expect("repo");
+    repo.write("a.md", b"a").write("b.md", b"b").write("c.md", b"c").commit("first").expect("commit");
+    let (app_id, client) = app.app_at("reader", &sink.url()).await;
+    let res = client.post_json("/api/repositories", &json!({"github_url": "https://github.com/octo/docs"})).await;
+    assert_eq!(res.status, 201, "{}", res.text);
+    (app_id, str_of(&res.body, "repository_id").to_owned())
+}
+
 /// The ids of an app's events on a repository, in delivery order.
 async fn event_ids(app: &TestApp, app_id: &str, repository_id: &str) -> Vec<String> {
     #[derive(diesel::QueryableByName)]
@@ -77,14 +90,7 @@ async fn a_delivery_cut_off_by_a_stop_goes_out_again_from_the_next_instance() {
             .with("DELIVERY_LEASE_SECS", "3")
     })
     .await;
-    let (owner_id, _) = app.github.add_user("octo");
-    app.github.add_repo(owner_id, "docs", false);
-    let repo = git.create_repo("octo", "docs").expect("repo");
-    repo.write("a.md", b"a").write("b.md", b"b").write("c.md", b"c").commit("first").expect("commit");
-    let (app_id, client) = app.app_at("reader", &sink.url()).await;
-    let res = client.post_json("/api/repositories", &json!({"github_url": "https://github.com/octo/docs"})).await;
-    assert_eq!(res.status, 201, "{}", res.text);
-    let repository_id = str_of(&res.body, "repository_id").to_owned();
+    let (app_id, repository_id) = watch_three_files(&app, &git, &sink).await;
 
     // The first delivery is on its way and the receiver has not answered: the instance stops.
     let cut = sink.wait_for_attempts(1, Duration::from_secs(20)).await[0].delivery().expect("a delivery id").to_owned();
@@ -128,14 +134,7 @@ async fn a_graceful_stop_finishes_the_delivery_in_flight_and_takes_no_further_ev
             .with("SHUTDOWN_TIMEOUT_SECS", "20")
     })
     .await;
-    let (owner_id, _) = app.github.add_user("octo");
-    app.github.add_repo(owner_id, "docs", false);
-    let repo = git.create_repo("octo", "docs").expect("repo");
-    repo.write("a.md", b"a").write("b.md", b"b").write("c.md", b"c").commit("first").expect("commit");
-    let (app_id, client) = app.app_at("reader", &sink.url()).await;
-    let res = client.post_json("/api/repositories", &json!({"github_url": "https://github.com/octo/docs"})).await;
-    assert_eq!(res.status, 201, "{}", res.text);
-    let repository_id = str_of(&res.body, "repository_id").to_owned();
+    let (app_id, repository_id) = watch_three_files(&app, &git, &sink).await;
 
     // The first delivery is on its way, the receiver takes its time: the instance is stopped as
     // SIGTERM stops it, and returns once it has shut down.
