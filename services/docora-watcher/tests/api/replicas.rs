@@ -323,3 +323,33 @@ async fn a_replica_delivers_what_another_one_scanned_fetching_into_its_own_clone
     assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.app_repositories WHERE status = 'failed'").await, 1);
     assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.apps WHERE delivery_failures = 0").await, 1);
 }
+
+#[tokio::test]
+async fn a_replica_that_cannot_fetch_the_commit_retries_without_blaming_the_app() {
+    let sink = WebhookSink::start().expect("sink");
+    let git = GitServer::start().expect("git server");
+    let app = live_app(&git, |env| env.with("SCAN_WORKERS", "1").with("DELIVERY_WORKERS", "0")).await;
+    let (app_id, _) = watch_three_files(&app, &git, &sink).await;
+    crate::eventually_count(&app.db, "SELECT count(*) AS n FROM docora.events", 3).await;
+
+    // GitHub is down when the delivering replica, which has no clone yet, needs the commit.
+    git.set_failing(true);
+    let mut delivering = own_clones(&app.settings);
+    delivering.scan_workers = 0;
+    delivering.delivery_workers = 1;
+    delivering.delivery_backoff = Duration::from_secs(1);
+    let _second = instance(&delivering);
+    let retrying = "SELECT count(*) AS n FROM docora.events WHERE status = 'pending' AND attempts >= 1 \
+                    AND last_error LIKE 'cannot fetch commit % for a.md: %'";
+    crate::eventually_count(&app.db, retrying, 1).await;
+    assert_eq!(sink.attempts().len(), 0, "nothing sent without the content");
+    let blamed = format!("SELECT count(*) AS n FROM docora.apps WHERE id = '{app_id}' AND delivery_failures > 0");
+    assert_eq!(count(&app.db, &blamed).await, 0, "GitHub being down is not the app's failure");
+
+    // GitHub is back: the retry fetches the commit and everything goes out, in order.
+    git.set_failing(false);
+    let received = sink.wait_for(3, Duration::from_secs(30)).await;
+    let paths: Vec<String> =
+        received.iter().map(|r| r.json()["file"]["path"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(paths, ["a.md", "b.md", "c.md"]);
+}
