@@ -5,13 +5,15 @@
 //! creates the schema if missing and runs its embedded migrations with the schema first on the
 //! `search_path`, so diesel's `__diesel_schema_migrations` table lives there too.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::{ConnectionError, ConnectionResult, DatabaseErrorKind, Error as DieselError};
 use diesel_async::pooled_connection::deadpool::{Object, Pool as DeadPool, PoolError};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::EmbeddedMigrations;
+use futures_util::FutureExt;
 
 use crate::settings::DatabaseSettings;
 
@@ -25,6 +27,7 @@ pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
     // `Verified` would send an extra query on every checkout; a broken connection is detected
     // by the driver and discarded anyway.
     config.recycling_method = RecyclingMethod::Fast;
+    config.custom_setup = Box::new(|url| establish_on_driver(url.to_owned()).boxed());
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(settings.url.expose(), config);
     Ok(DeadPool::builder(manager)
         .max_size(settings.pool_size)
@@ -33,6 +36,38 @@ pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
         .recycle_timeout(Some(settings.timeout))
         .runtime(deadpool::Runtime::Tokio1)
         .build()?)
+}
+
+/// Opens a connection whose socket is driven by the process-wide [`driver`] runtime.
+///
+/// A diesel-async connection spawns the task that drives its socket on the runtime that opens
+/// it. Opened from an HTTP worker (a handler that found the pool empty), that task would die
+/// with the worker's runtime when the server stops, while a background worker finishing its
+/// work during the shutdown grace may hold the very connection: its queries would fail with
+/// "connection closed". Opened on the driver runtime, a connection lives as long as the pool
+/// keeps it, whichever thread uses it.
+async fn establish_on_driver(url: String) -> ConnectionResult<AsyncPgConnection> {
+    driver()
+        .spawn(async move { AsyncPgConnection::establish(&url).await })
+        .await
+        .map_err(|e| ConnectionError::BadConnection(format!("the connection task failed: {e}")))?
+}
+
+/// The runtime that drives the sockets of pooled connections: two threads, for the life of the
+/// process.
+fn driver() -> &'static tokio::runtime::Handle {
+    static DRIVER: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    DRIVER
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("db-driver")
+                .enable_all()
+                .build()
+                // Only fails when the OS refuses threads, and then nothing else could run either.
+                .expect("the database driver runtime starts")
+        })
+        .handle()
 }
 
 /// A connection from the pool.

@@ -309,6 +309,18 @@ impl TestDb {
         diesel::sql_query(sql).get_result::<Count>(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}")).n
     }
 
+    /// The text of the first row's column `t` (for a test's diagnostics, e.g.
+    /// `SELECT row_to_json(j)::text AS t FROM jobs j`); panics with the SQL on failure.
+    pub async fn text(&self, sql: &str) -> String {
+        #[derive(QueryableByName)]
+        struct Text {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            t: String,
+        }
+        let mut conn = self.conn().await.unwrap_or_else(|e| panic!("{e:#}"));
+        diesel::sql_query(sql).get_result::<Text>(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}")).t
+    }
+
     /// Runs a statement on this database; panics with the SQL on failure (a test helper).
     pub async fn execute(&self, sql: &str) {
         let mut conn = self.conn().await.unwrap_or_else(|e| panic!("{e:#}"));

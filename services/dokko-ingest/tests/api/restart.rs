@@ -73,7 +73,8 @@ async fn a_job_stopped_gracefully_is_handed_over_and_the_next_instance_finishes_
     stack.stop_ingest_gracefully();
     let handed_over = "SELECT count(*) AS n FROM ingest.jobs \
                        WHERE status = 'RUNNING' AND lease_owner IS NULL AND lease_until IS NULL AND claims = 0";
-    assert_eq!(stack.db.count(handed_over).await, 1, "the lease is free and the take is not counted");
+    let job = stack.db.text("SELECT row_to_json(j)::text AS t FROM ingest.jobs j").await;
+    assert_eq!(stack.db.count(handed_over).await, 1, "the lease is free and the take is not counted: {job}");
     let done = stack.db.count("SELECT new_indexed AS n FROM ingest.jobs").await;
     assert!(done < 150, "{done}");
     // The files under way when the stop came finished and committed: every file counted is
