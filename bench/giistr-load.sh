@@ -31,7 +31,9 @@ for _ in $(seq 50); do grep -q TOKEN "$work/github" 2>/dev/null && break; sleep 
 GITHUB_API_URL=$(sed -n 's/^GITHUB_API_URL=//p' "$work/github")
 TOKEN=$(sed -n 's/^TOKEN=//p' "$work/github")
 
-# A data folder of its own, so the benchmark starts from an empty database each time.
+# A data folder of its own, emptied each run: the fake GitHub's user is the same every run, so a
+# database kept from the last run would already hold its tags.
+rm -rf target/bench-stack
 STACK_DATA_DIR="target/bench-stack" STACK_POSTGRES_PORT=54339 GITHUB_API_URL="$GITHUB_API_URL" \
   RUST_LOG="${RUST_LOG:-warn}" target/release/stack > "$work/stack.log" 2>&1 &
 stack_pid=$!
