@@ -53,24 +53,23 @@ async fn establish_on_driver(url: String) -> ConnectionResult<AsyncPgConnection>
         .map_err(|e| ConnectionError::BadConnection(format!("the connection task failed: {e}")))?
 }
 
-/// The runtime that drives the sockets of pooled connections: one thread of its own, for the life
-/// of the process. (Measured against connections driven by the runtime that opened them, with
-/// `bench/giistr-load.sh`: no difference beyond the machine's noise.)
+/// The runtime that drives the sockets of pooled connections: two threads of its own, for the
+/// life of the process. (A/B runs with `bench/giistr-load.sh` and `bench/dokko-load.sh` against
+/// connections driven by the runtime that opened them showed no difference beyond the machine's
+/// noise; one thread was slower on 100-row pages, where it parsed every connection's rows.)
 fn driver() -> &'static tokio::runtime::Handle {
-    static DRIVER: OnceLock<tokio::runtime::Handle> = OnceLock::new();
-    DRIVER.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            // Only fails when the OS refuses threads, and then nothing else could run either.
-            .expect("the database driver runtime starts");
-        let handle = runtime.handle().clone();
-        std::thread::Builder::new()
-            .name("db-driver".into())
-            .spawn(move || runtime.block_on(std::future::pending::<()>()))
-            .expect("the database driver thread starts");
-        handle
-    })
+    static DRIVER: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    DRIVER
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("db-driver")
+                .enable_all()
+                .build()
+                // Only fails when the OS refuses threads, and then nothing else could run either.
+                .expect("the database driver runtime starts")
+        })
+        .handle()
 }
 
 /// A connection from the pool.
