@@ -52,6 +52,19 @@ diesel::define_sql_function! {
     fn starts_with(string: diesel::sql_types::Text, prefix: diesel::sql_types::Text) -> diesel::sql_types::Bool;
 }
 
+/// Serialises the transactions that change one repository's tree (upload, replace, move,
+/// delete) until the calling transaction ends. Each checks what is in the way, then writes: two
+/// requests for one new path at once would both find it free, and the second would fail on the
+/// unique path and lose its whole batch. Held only for the database part of a request (the
+/// bytes are in storage by then), so uploads still stream in parallel.
+async fn lock_tree(conn: &mut db::Conn, repository_id: Uuid) -> Result<(), ApiError> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(db::advisory_key(&format!("dokko-tree:{repository_id}")))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The caller's repository and the bucket of its document source.
 async fn repository_and_bucket(
     conn: &mut db::Conn,
@@ -348,6 +361,7 @@ async fn record(
 ) -> Result<(Vec<FileRow>, Vec<String>), ApiError> {
     let (tenant_id, repository_id) = (repository.tenant_id, repository.id);
     conn.transaction::<_, ApiError, _>(async |conn| {
+        lock_tree(conn, repository_id).await?;
         let mut rows = Vec::new();
         let mut replaced = Vec::new();
         let mut orphaned = Vec::new();
@@ -653,6 +667,7 @@ async fn move_file(
     to: &str,
 ) -> Result<Result<Vec<FileRow>, ItemError>, ApiError> {
     conn.transaction::<_, ApiError, _>(async |conn| {
+        lock_tree(conn, repository_id).await?;
         let Some(id) = files::table
             .filter(files::repository_id.eq(repository_id))
             .filter(files::path.eq(from))
@@ -700,6 +715,7 @@ async fn move_folder(
         return Ok(Err(ItemError::new("INVALID_PATH", format!("cannot move {from} into itself"))));
     }
     conn.transaction::<_, ApiError, _>(async |conn| {
+        lock_tree(conn, repository_id).await?;
         let files_under: i64 = files::table
             .filter(files::repository_id.eq(repository_id))
             .filter(starts_with(files::path, &from_prefix))
@@ -952,6 +968,7 @@ async fn delete_items(
         let repository_id = repository.id;
         let keys = conn
             .transaction::<_, ApiError, _>(async |conn| {
+                lock_tree(conn, repository_id).await?;
                 let prefix = format!("{path}/");
                 let keys: Vec<String> = if folder {
                     diesel::delete(

@@ -106,6 +106,35 @@ async fn re_uploading_a_path_replaces_the_content_and_keeps_the_file_id() {
 }
 
 #[tokio::test]
+async fn uploads_of_one_new_path_at_once_all_succeed_and_lose_nothing() {
+    let (app, org, repo) = setup().await;
+    // Eight requests at once, each with a file of its own and the same new shared path.
+    let bodies: Vec<(String, Vec<u8>)> =
+        (0..8).map(|i| (format!("inbox/own-{i}.txt"), format!("request {i}").into_bytes())).collect();
+    let batches: Vec<[(&str, &[u8]); 2]> = bodies
+        .iter()
+        .map(|(own, bytes)| [(own.as_str(), bytes.as_slice()), ("inbox/shared.txt", bytes.as_slice())])
+        .collect();
+    let answers = futures_util::future::join_all(batches.iter().map(|batch| upload(&org.admin, &repo, batch))).await;
+    for res in &answers {
+        assert_eq!(res.status, 200, "{}", res.text);
+        assert_eq!(res.body["total_succeeded"], 2, "{}", res.text);
+    }
+    let tree = org.admin.get(&format!("/api/v1/repositories/{repo}/items")).await;
+    let inbox = &tree.body["folders"]["inbox"]["files"];
+    for (own, bytes) in &bodies {
+        let name = own.trim_start_matches("inbox/");
+        assert_eq!(inbox[name]["e_tag"], sha(bytes), "{own} in {inbox}");
+    }
+    // The shared path was written eight times, one after another: the last content is one of
+    // the eight, and the objects it replaced are gone.
+    let shared = &inbox["shared.txt"];
+    assert_eq!(shared["version_id"], "v8", "{shared}");
+    assert!(bodies.iter().any(|(_, bytes)| shared["e_tag"] == sha(bytes)), "{shared}");
+    assert_eq!(objects(&app, &org).len(), 9);
+}
+
+#[tokio::test]
 async fn bad_items_fail_one_by_one_with_codes_and_write_nothing() {
     let (app, org, repo) = setup().await;
     let res = upload(
