@@ -1,7 +1,8 @@
 //! dokko-api's side of dokko-ingest (see the README's dokko-ingest section):
 //! - the client that starts jobs, reads their status and runs searches, with a service token;
-//! - the internal endpoint dokko-ingest pulls a source's files from,
-//!   `GET /internal/v1/document-sources/{id}/files?after=&limit=` (service token only).
+//! - the internal endpoints of dokko-ingest (service token only): the source's files it pulls,
+//!   `GET /internal/v1/document-sources/{id}/files?after=&limit=`, and the end of each job,
+//!   `PUT /internal/v1/document-sources/{id}/processing` (shown on the source's repositories).
 //!
 //! dokko-ingest never reads dokko's tables: this listing is all it knows of them.
 
@@ -13,7 +14,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use auth::service_token::ServiceTokens;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use domain::ingest::{FilePage, SourceFile};
+use domain::ingest::{FilePage, IngestionJob, SourceFile};
 use serde::Deserialize;
 use service_kit::db;
 use service_kit::settings::Secret;
@@ -25,7 +26,8 @@ use crate::files::{FileRow, metadata_view};
 use crate::schema::dokko::{document_sources, files, repositories};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/internal/v1/document-sources/{document_source_id}/files", web::get().to(list_source_files));
+    cfg.route("/internal/v1/document-sources/{document_source_id}/files", web::get().to(list_source_files))
+        .route("/internal/v1/document-sources/{document_source_id}/processing", web::put().to(job_ended));
 }
 
 /// Where dokko-ingest is and the secret of the tokens between the two.
@@ -187,4 +189,18 @@ async fn list_source_files(
         })
         .collect();
     Ok(web::Json(FilePage { tenant_id, bucket, files, next }))
+}
+
+/// dokko-ingest reports how a job of the source ended (internal): it shows on the source's
+/// repositories.
+async fn job_ended(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    source_id: web::Path<Uuid>,
+    job: service_kit::http::Json<IngestionJob>,
+) -> Result<HttpResponse, ApiError> {
+    state.ingest.verify(&req)?;
+    let mut conn = db::conn(&state.pool).await?;
+    crate::processing::record_job(&mut conn, *source_id, &job).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -8,6 +8,10 @@
 //!
 //! Permissions are resolved here at query time, so a repository's new permissions count on the
 //! next query, without re-indexing.
+//!
+//! A job's start and end show on the source's repositories (`processing_started_at`,
+//! `processing_ended_at`): recorded when the job starts, and when dokko-api learns it ended
+//! (dokko-ingest reports it, and every status request that sees it does too).
 
 use std::collections::HashSet;
 
@@ -63,7 +67,44 @@ pub(crate) async fn start_processing(
     let source = callers_source(&state, &caller, *source_id).await?;
     let body = StartJob { tenant_id: source.tenant_id, bucket: source.identifier };
     let answer = state.ingest.call(reqwest::Method::POST, &source_path(source.id, "/jobs"), &[], Some(&body)).await?;
+    if answer.status == StatusCode::ACCEPTED {
+        record_job_of(&state, source.id, &answer.body).await;
+    }
     Ok(answer.into_response())
+}
+
+/// Shows a job of the source on its repositories: `processing_started_at` is its start,
+/// `processing_ended_at` its end once it has ended (null while it runs). News of an older job
+/// never overwrites a newer one's, and news already recorded writes nothing.
+pub(crate) async fn record_job(conn: &mut db::Conn, source_id: Uuid, job: &IngestionJob) -> Result<(), ApiError> {
+    use repositories::{processing_ended_at as ended, processing_started_at as started};
+    let end = (job.status != "RUNNING").then_some(job.updated_at);
+    let older = started.is_null().or(started.lt(job.started_at));
+    let target = repositories::table.filter(repositories::document_source_id.eq(source_id));
+    let set = (started.eq(job.started_at), ended.eq(end));
+    if end.is_some() {
+        let unended = started.eq(job.started_at).and(ended.is_null());
+        diesel::update(target.filter(older.or(unended))).set(set).execute(conn).await?;
+    } else {
+        diesel::update(target.filter(older)).set(set).execute(conn).await?;
+    }
+    Ok(())
+}
+
+/// [`record_job`] of dokko-ingest's answer; a failure is logged, not passed to the caller (the
+/// job itself is fine, and the next status request records it again).
+async fn record_job_of(state: &AppState, source_id: Uuid, answer: &[u8]) {
+    let job = match serde_json::from_slice::<IngestionJob>(answer) {
+        Ok(job) => job,
+        Err(e) => return tracing::warn!(%source_id, error = %e, "unreadable job from dokko-ingest"),
+    };
+    let recorded = match db::conn(&state.pool).await {
+        Ok(mut conn) => record_job(&mut conn, source_id, &job).await,
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = recorded {
+        tracing::warn!(%source_id, error = %e, "cannot record the job on the source's repositories");
+    }
 }
 
 /// The current or most recent ingestion job of the source.
@@ -85,6 +126,9 @@ pub(crate) async fn processing_status(
         state.ingest.call(reqwest::Method::GET, &source_path(source.id, "/jobs/latest"), &query, None::<&()>).await?;
     if answer.status == StatusCode::NOT_FOUND {
         return Err(ApiError::BadRequest(NO_JOB.into()));
+    }
+    if answer.status == StatusCode::OK {
+        record_job_of(&state, source.id, &answer.body).await;
     }
     Ok(answer.into_response())
 }
@@ -128,6 +172,9 @@ pub(crate) async fn processing_files(
         .await?;
     if answer.status == StatusCode::NOT_FOUND {
         return Err(ApiError::BadRequest(NO_JOB.into()));
+    }
+    if answer.status == StatusCode::OK {
+        record_job_of(&state, source.id, &answer.body).await;
     }
     Ok(answer.into_response())
 }

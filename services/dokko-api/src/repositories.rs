@@ -68,9 +68,12 @@ pub struct RepositorySummary {
     created_at: OffsetDateTime,
     #[serde(rename = "type")]
     type_: String,
+    /// When the last processing job of the repository's document source started (null before
+    /// the first).
     #[serde(with = "domain::timestamp::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     processing_started_at: Option<OffsetDateTime>,
+    /// When that job ended; null while it runs.
     #[serde(with = "domain::timestamp::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     processing_ended_at: Option<OffsetDateTime>,

@@ -570,14 +570,19 @@ impl Runner {
                 jobs::lease_owner.eq(None::<Uuid>),
                 jobs::lease_until.eq(None::<time::OffsetDateTime>),
             ))
-            .execute(&mut conn)
-            .await?;
-        if ended == 1 {
-            // Only the last job's per-file listing is kept.
-            let older =
-                jobs::table.filter(jobs::source_id.eq(job.source_id)).filter(jobs::id.ne(job.id)).select(jobs::id);
-            diesel::delete(job_files::table.filter(job_files::job_id.eq_any(older))).execute(&mut conn).await?;
-            tracing::info!(job_id = %job.id, status, "ingestion job ended");
+            .returning(Job::as_returning())
+            .get_result(&mut conn)
+            .await
+            .optional()?;
+        let Some(ended) = ended else { return Ok(()) };
+        // Only the last job's per-file listing is kept.
+        let older = jobs::table.filter(jobs::source_id.eq(job.source_id)).filter(jobs::id.ne(job.id)).select(jobs::id);
+        diesel::delete(job_files::table.filter(job_files::job_id.eq_any(older))).execute(&mut conn).await?;
+        drop(conn);
+        tracing::info!(job_id = %job.id, status, "ingestion job ended");
+        // Best effort: dokko-api also learns it from the next status request.
+        if let Err(e) = self.source_files.report_job(job.source_id, &ended.view()).await {
+            tracing::warn!(job_id = %job.id, error = e, "cannot tell dokko-api that the job ended");
         }
         Ok(())
     }

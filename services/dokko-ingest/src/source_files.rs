@@ -1,12 +1,14 @@
 //! The file list of a document source, pulled from dokko-api's internal endpoint
 //! `GET /internal/v1/document-sources/{id}/files?after=&limit=` with a service token: one page
-//! at a time, in file id order, retried when the failure may pass.
+//! at a time, in file id order, retried when the failure may pass. The end of each job is
+//! reported back (`PUT /internal/v1/document-sources/{id}/processing`), so dokko-api shows it on
+//! the source's repositories.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use auth::service_token::ServiceTokens;
-use domain::ingest::FilePage;
+use domain::ingest::{FilePage, IngestionJob};
 use uuid::Uuid;
 
 /// Why a page could not be had.
@@ -57,6 +59,24 @@ impl SourceFiles {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Tells dokko-api how a job of `source_id` ended (tried twice).
+    pub async fn report_job(&self, source_id: Uuid, job: &IngestionJob) -> Result<(), String> {
+        let url = format!("{}/internal/v1/document-sources/{source_id}/processing", self.base_url);
+        let mut outcome = Ok(());
+        for attempt in 0..2 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let token = self.tokens.bearer().map_err(|e| e.to_string())?;
+            outcome = match self.http.put(&url).bearer_auth(token).json(job).send().await {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) => Err(format!("HTTP {}", response.status().as_u16())),
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        outcome
     }
 
     async fn try_page(&self, source_id: Uuid, after: Option<Uuid>, limit: u32) -> Result<FilePage, ListError> {

@@ -60,6 +60,56 @@ async fn a_second_start_while_one_runs_is_409_and_the_job_waits_for_a_runner() {
 }
 
 #[tokio::test]
+async fn the_source_repositories_show_when_processing_started_and_ended() {
+    // No runners at first: the job waits, RUNNING.
+    let mut stack = Stack::spawn_with(|env| env.with("JOB_WORKERS", "0")).await;
+    let org = stack.org("acme").await;
+    let repo = org.repository("handbook", &[]).await;
+    let other = org.repository("policies", &[]).await;
+    org.upload(&repo, &[("onboarding.txt", b"Every new hire receives a laptop.")]).await;
+    let path = format!("/api/v1/repositories/{repo}");
+    let times = async |path: &str| {
+        let res = org.client.get(path).await;
+        assert_eq!(res.status, 200, "{}", res.text);
+        (res.body["processing_started_at"].clone(), res.body["processing_ended_at"].clone())
+    };
+    assert_eq!(times(&path).await, (json!(null), json!(null)));
+
+    let started = org.start().await;
+    assert_eq!(times(&path).await, (started["startedAt"].clone(), json!(null)));
+    assert_eq!(times(&format!("/api/v1/repositories/{other}")).await, (started["startedAt"].clone(), json!(null)));
+    assert_eq!(org.status().await.body["status"], "RUNNING");
+    assert_eq!(times(&path).await, (started["startedAt"].clone(), json!(null)));
+
+    // A runner finishes the job and reports its end: the repository shows it without anyone
+    // asking for the job's status.
+    stack.stop_ingest_gracefully();
+    stack.start_ingest(false, |settings| settings.job_workers = 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let ended = loop {
+        let (start, end) = times(&path).await;
+        assert_eq!(start, started["startedAt"]);
+        if !end.is_null() {
+            break end;
+        }
+        assert!(std::time::Instant::now() < deadline, "the end never showed on the repository");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let status = org.status().await.body;
+    assert_eq!(status["status"], "COMPLETED", "{status}");
+    assert_eq!(ended, status["updatedAt"]);
+    assert_eq!(times(&format!("/api/v1/repositories/{other}")).await, (started["startedAt"].clone(), ended.clone()));
+
+    // The next job replaces both.
+    let again = org.start().await;
+    let (start, end) = times(&path).await;
+    assert_eq!(start, again["startedAt"]);
+    assert!(end.is_null() || end.as_str() >= start.as_str(), "{start} {end}");
+    let status = org.wait().await;
+    assert_eq!(times(&path).await, (again["startedAt"].clone(), status["updatedAt"].clone()));
+}
+
+#[tokio::test]
 async fn runs_are_incremental_and_count_each_kind_of_change() {
     let stack = Stack::spawn().await;
     let org = stack.org("acme").await;
@@ -191,6 +241,17 @@ async fn the_internal_routes_refuse_callers_without_a_service_token() {
     // A user's or service account's token is not a service token.
     let res = org.client.get(&format!("/internal/v1/document-sources/{}/files", org.source_id)).await;
     assert_eq!(res.status, 401);
+    let job = json!({"status": "COMPLETED", "statistics": {"numberOfDocumentsScanned": 0, "numberOfNewDocumentsIndexed": 0,
+        "numberOfModifiedDocumentsIndexed": 0, "numberOfDocumentsDeleted": 0, "numberOfDocumentsFailed": 0},
+        "startedAt": "2030-01-01T00:00:00Z", "updatedAt": "2030-01-01T00:00:01Z",
+        "ingestionJobId": org.source_id, "failureReasons": []});
+    let repo = org.repository("handbook", &[]).await;
+    for client in [stack.anonymous(), org.client.clone()] {
+        let res = client.put_json(&format!("/internal/v1/document-sources/{}/processing", org.source_id), &job).await;
+        assert_eq!(res.status, 401);
+    }
+    let res = org.client.get(&format!("/api/v1/repositories/{repo}")).await;
+    assert_eq!(res.body["processing_started_at"], json!(null), "{}", res.text);
 }
 
 #[tokio::test]
