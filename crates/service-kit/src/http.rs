@@ -118,17 +118,57 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Json<T
         let status = req.app_data::<BadInputStatus>().map_or(StatusCode::BAD_REQUEST, |b| b.json);
         Box::pin(async move {
             let web::Json(value) = value.await?;
+            let refuse =
+                |message: String| InternalError::from_response(message.clone(), error_response(status, message));
+            // Every body is an object; serde would also take a struct as an array of its fields.
+            if !value.is_object() {
+                return Err(
+                    refuse(format!("invalid JSON body: expected a JSON object, got {}", json_kind(&value))).into()
+                );
+            }
             serde_path_to_error::deserialize(value).map(Json).map_err(|e| {
                 let path = e.path().to_string();
+                let inner = plain_serde_message(&e.inner().to_string());
                 let message = if path == "." {
-                    format!("invalid JSON body: {}", e.inner())
+                    format!("invalid JSON body: {inner}")
                 } else {
-                    format!("invalid JSON body at {path}: {}", e.inner())
+                    format!("invalid JSON body at {path}: {inner}")
                 };
-                InternalError::from_response(message.clone(), error_response(status, message)).into()
+                refuse(message).into()
             })
         })
     }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// A serde error message without the Rust type names it carries: `expected struct Login`
+/// becomes `expected a JSON object`, and `data did not match any variant of untagged enum
+/// DeleteItem` says that the value has none of the accepted forms.
+pub fn plain_serde_message(message: &str) -> String {
+    if message.starts_with("data did not match any variant of untagged enum") {
+        return "the value has none of the accepted forms".to_owned();
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("expected struct ") {
+        out.push_str(&rest[..at]);
+        out.push_str("expected a JSON object");
+        let after = &rest[at + "expected struct ".len()..];
+        let name_len = after.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(after.len());
+        rest = &after[name_len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// What a service brings to [`serve`].
@@ -466,4 +506,22 @@ fn form_config(status: StatusCode) -> web::FormConfig {
         };
         InternalError::from_response(err, error_response(status, message)).into()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_serde_message;
+
+    #[test]
+    fn serde_messages_lose_rust_type_names() {
+        assert_eq!(
+            plain_serde_message("invalid type: sequence, expected struct PermissionName at line 1 column 0"),
+            "invalid type: sequence, expected a JSON object at line 1 column 0"
+        );
+        assert_eq!(
+            plain_serde_message("data did not match any variant of untagged enum DeleteItem"),
+            "the value has none of the accepted forms"
+        );
+        assert_eq!(plain_serde_message("missing field `name`"), "missing field `name`");
+    }
 }

@@ -347,6 +347,18 @@ async fn path_conflict(
     Ok(None)
 }
 
+/// Whether `path` is a folder: an explicit one, or one holding files.
+async fn is_folder(conn: &mut db::Conn, repository_id: Uuid, path: &str) -> Result<bool, ApiError> {
+    let prefix = format!("{path}/");
+    let holds_files =
+        files::table.filter(files::repository_id.eq(repository_id)).filter(starts_with(files::path, &prefix));
+    let explicit = folders::table.filter(folders::repository_id.eq(repository_id)).filter(folders::path.eq(path));
+    let (files, explicit) = diesel::select((diesel::dsl::exists(holds_files), diesel::dsl::exists(explicit)))
+        .get_result::<(bool, bool)>(conn)
+        .await?;
+    Ok(files || explicit)
+}
+
 /// Records staged files (new rows, or new content for an existing path that keeps its
 /// `file_id`) and folders, in one transaction. Returns the rows and the object keys they
 /// replaced, or per-item conflicts.
@@ -522,6 +534,17 @@ async fn receive(
     Ok((repository, bucket, outcome, received))
 }
 
+/// A quoted `filename` as the client wrote it, when it holds a backslash. The multipart parser
+/// reads backslashes in a quoted filename as escapes and drops them (`x\y.txt` would arrive as
+/// `xy.txt`), while browsers send them as they are (they escape only `"` and line breaks, as
+/// `%22`, `%0D`, `%0A`): the path keeps its backslash, and is refused for it.
+fn literal_filename(headers: &actix_web::http::header::HeaderMap) -> Option<String> {
+    let value = std::str::from_utf8(headers.get(actix_web::http::header::CONTENT_DISPOSITION)?.as_bytes()).ok()?;
+    let start = value.find("filename=\"")? + "filename=\"".len();
+    let literal = &value[start..start + value[start..].find('"')?];
+    literal.contains('\\').then(|| literal.to_owned())
+}
+
 /// What the parts of a multipart request brought.
 #[derive(Default)]
 struct Received {
@@ -556,9 +579,9 @@ async fn read_parts(
         let field = field.map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?;
         let name = field.name().unwrap_or_default().to_owned();
         // `filename`, or RFC 5987's `filename*=UTF-8''…` that clients use for non-ASCII names.
-        let raw = field
-            .content_disposition()
-            .and_then(|cd| {
+        let raw = literal_filename(field.headers())
+            .or_else(|| {
+                let cd = field.content_disposition()?;
                 cd.get_filename()
                     .map(str::to_owned)
                     .or_else(|| cd.get_filename_ext().and_then(|ext| String::from_utf8(ext.value.clone()).ok()))
@@ -575,10 +598,7 @@ async fn read_parts(
                 }
                 let checked = paths::parse(&raw, &repository.name).and_then(|path| match paths::content_type(&path) {
                     Some(content_type) => Ok((path, content_type)),
-                    None => Err(ItemError::new(
-                        "INVALID_TYPE",
-                        format!("Unsupported file type .{}; supported: {}", paths::extension(&raw), paths::SUPPORTED),
-                    )),
+                    None => Err(paths::unsupported_type(&path)),
                 });
                 match checked {
                     Ok((path, content_type)) => {
@@ -649,6 +669,7 @@ fn parse_operations(raw: Option<&[u8]>) -> Result<Operations, ApiError> {
         )
     })?;
     let ops: Operations = serde_json::from_slice(text).map_err(|e| {
+        let e = service_kit::http::plain_serde_message(&e.to_string());
         ApiError::BadRequest(format!(
             "operations must be JSON like {{\"items\": [{{\"path\": \"a.pdf\", \"type\": \"file\", \"new_path\": \"b.pdf\"}}]}}: {e}"
         ))
@@ -812,6 +833,7 @@ async fn update_items(
     };
 
     let mut touched: Vec<FileRow> = Vec::new();
+    let mut moved_folders: Vec<String> = Vec::new();
     let mut conn = db::conn(&state.pool).await?;
     // Moves first, in order.
     for op in operations.items.iter().filter(|op| op.new_path.is_some()) {
@@ -838,10 +860,7 @@ async fn update_items(
             move_folder(&mut conn, repository.id, &from, &to).await?
         } else {
             if paths::content_type(&to).is_none() {
-                outcome.fail(
-                    &op.path,
-                    ItemError::new("INVALID_TYPE", format!("Unsupported file type .{}", paths::extension(&to))),
-                );
+                outcome.fail(&op.path, paths::unsupported_type(&to));
                 continue;
             }
             move_file(&mut conn, repository.id, &from, &to).await?
@@ -850,6 +869,9 @@ async fn update_items(
             Ok(rows) => {
                 outcome.ok(&to);
                 touched.extend(rows);
+                if folder {
+                    moved_folders.push(to);
+                }
             }
             Err(error) => outcome.fail(&op.path, error),
         }
@@ -899,6 +921,9 @@ async fn update_items(
     }
     journal::delete_now(&state.pool, &state.storage, &bucket, doomed).await;
     let mut result = Folder::new();
+    for folder in &moved_folders {
+        result.folder_mut(folder);
+    }
     for row in touched {
         result.insert_file(&row.path, row.item());
     }
@@ -1010,6 +1035,15 @@ async fn delete_items(
                 doomed.extend(keys);
                 outcome.ok(&path);
             }
+            None if !folder && is_folder(&mut conn, repository.id, &path).await? => outcome.fail(
+                &path,
+                ItemError::new(
+                    "NOT_FOUND",
+                    format!(
+                        "{path} is a folder, not a file: delete it as {{\"path\": \"{path}\", \"type\": \"folder\"}}"
+                    ),
+                ),
+            ),
             None => outcome.fail(&path, ItemError::new("NOT_FOUND", format!("{path} not found"))),
         }
     }

@@ -80,6 +80,16 @@ pub fn extension(path: &str) -> String {
     }
 }
 
+/// The error of a path whose type is not one ingestion can read (`Unsupported file type`, as the
+/// seed words it, then why and what is supported).
+pub fn unsupported_type(path: &str) -> ItemError {
+    let message = match extension(path).as_str() {
+        "" => format!("Unsupported file type: {} has no extension; supported: {SUPPORTED}", file_name(path)),
+        ext => format!("Unsupported file type .{ext}; supported: {SUPPORTED}"),
+    };
+    ItemError::new("INVALID_TYPE", message)
+}
+
 /// The media type of the file types ingestion can read, by extension; `None` for any other.
 pub fn content_type(path: &str) -> Option<&'static str> {
     Some(match extension(path).as_str() {

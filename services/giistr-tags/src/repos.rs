@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Deserializer, Serialize};
 use service_kit::db::{self, Pool};
+use service_kit::http::Json;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -71,17 +72,30 @@ pub struct GithubRepoId(String);
 
 impl<'de> Deserialize<'de> for GithubRepoId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Text(String),
-            Number(u64),
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = GithubRepoId;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or a non-negative whole number")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<GithubRepoId, E> {
+                Ok(GithubRepoId(v.to_owned()))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<GithubRepoId, E> {
+                Ok(GithubRepoId(v.to_string()))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<GithubRepoId, E> {
+                u64::try_from(v)
+                    .map(|v| GithubRepoId(v.to_string()))
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
         }
-        match Raw::deserialize(d) {
-            Ok(Raw::Text(s)) => Ok(GithubRepoId(s)),
-            Ok(Raw::Number(n)) => Ok(GithubRepoId(n.to_string())),
-            Err(_) => Err(serde::de::Error::custom("github_repo_id must be a string or a non-negative whole number")),
-        }
+        // Any other shape, and a missing field, get serde's own message naming what came.
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -172,11 +186,7 @@ async fn list_repos(caller: Caller, pool: web::Data<Pool>) -> Result<web::Json<V
               (status = 401, body = domain::ErrorBody),
               (status = 409, description = "the caller registered this GitHub repository already", body = domain::ErrorBody)),
     security(("github_token" = [])))]
-async fn create_repo(
-    caller: Caller,
-    pool: web::Data<Pool>,
-    body: web::Json<CreateRepo>,
-) -> Result<HttpResponse, ApiError> {
+async fn create_repo(caller: Caller, pool: web::Data<Pool>, body: Json<CreateRepo>) -> Result<HttpResponse, ApiError> {
     let github_repo_id = body.github_repo_id.validated()?;
     let repository_name = optional_text("repository_name", body.repository_name.as_deref())?;
     let user_login = optional_text("user_login", body.user_login.as_deref())?;
@@ -216,7 +226,7 @@ struct RepoChanges {
 async fn update_repo(
     caller: Caller,
     pool: web::Data<Pool>,
-    body: web::Json<UpdateRepo>,
+    body: Json<UpdateRepo>,
 ) -> Result<web::Json<RepoView>, ApiError> {
     let changes = RepoChanges {
         github_repo_id: body.github_repo_id.as_ref().map(GithubRepoId::validated).transpose()?,

@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 use service_kit::db::{self, Pool};
+use service_kit::http::Json;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -116,11 +117,7 @@ async fn list_tags(caller: Caller, pool: web::Data<Pool>) -> Result<web::Json<Ve
     responses((status = 201, body = TagView), (status = 400, body = domain::ErrorBody),
               (status = 401, body = domain::ErrorBody), (status = 409, description = "the caller has a tag of that name", body = domain::ErrorBody)),
     security(("github_token" = [])))]
-async fn create_tag(
-    caller: Caller,
-    pool: web::Data<Pool>,
-    body: web::Json<CreateTag>,
-) -> Result<HttpResponse, ApiError> {
+async fn create_tag(caller: Caller, pool: web::Data<Pool>, body: Json<CreateTag>) -> Result<HttpResponse, ApiError> {
     let name = valid_name(&body.name)?;
     let now = OffsetDateTime::now_utc();
     let mut conn = db::conn(&pool).await?;
@@ -147,7 +144,7 @@ async fn create_tag(
 async fn update_tag(
     caller: Caller,
     pool: web::Data<Pool>,
-    body: web::Json<UpdateTag>,
+    body: Json<UpdateTag>,
 ) -> Result<web::Json<TagView>, ApiError> {
     let mut conn = db::conn(&pool).await?;
     let tag = match &body.name {

@@ -148,13 +148,15 @@ async fn bad_items_fail_one_by_one_with_codes_and_write_nothing() {
             ("a//b.txt", b"x"),
             ("handbook/x.txt", b"x"),
             ("back\\\\slash.txt", b"x"),
+            // One backslash as a browser sends it: not an escape, a backslash in the path.
+            ("docs\\guide.txt", b"x"),
         ],
     )
     .await;
     assert_eq!(res.status, 207, "{}", res.text);
     assert_eq!(res.body["status"], "partial");
     assert_eq!(res.body["total_succeeded"], 1);
-    assert_eq!(res.body["total_failed"], 6);
+    assert_eq!(res.body["total_failed"], 7);
     let failed = res.body["failed"].as_array().expect("list");
     assert_eq!(failed[0]["identifier"], "bad-file.exe");
     assert_eq!(failed[0]["display_name"], "bad-file.exe");
@@ -163,10 +165,12 @@ async fn bad_items_fail_one_by_one_with_codes_and_write_nothing() {
     assert!(failed[1..].iter().all(|f| f["code"] == "INVALID_PATH"), "{failed:?}");
     assert_eq!(objects(&app, &org).len(), 1);
 
-    let all_bad = upload(&org.admin, &repo, &[("x.exe", b"MZ"), ("y.bin", b"0")]).await;
+    let all_bad = upload(&org.admin, &repo, &[("x.exe", b"MZ"), ("y.bin", b"0"), ("docs/README", b"r")]).await;
     assert_eq!(all_bad.status, 500, "{}", all_bad.text);
     assert_eq!(all_bad.body["status"], "failure");
     assert_eq!(all_bad.body["total_succeeded"], 0);
+    let message = all_bad.body["failed"][2]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("Unsupported file type: README has no extension; supported: txt"), "{message}");
 
     // A file where a folder is, and a folder where a file is.
     upload(&org.admin, &repo, &[("guides.md/a.md", b"a")]).await;
@@ -268,6 +272,17 @@ async fn files_and_folders_are_deleted_with_their_objects() {
 
     let bad = org.admin.send(org.admin.request(reqwest::Method::DELETE, &path).json(&json!({"items": "old.md"}))).await;
     assert_eq!(bad.status, 422, "{}", bad.text);
+    upload(&org.admin, &repo, &[("docs/a.md", b"a")]).await;
+    let folder =
+        org.admin.send(org.admin.request(reqwest::Method::DELETE, &path).json(&json!({"items": ["docs"]}))).await;
+    assert_eq!(folder.status, 500, "{}", folder.text);
+    assert_eq!(
+        folder.body["failed"][0]["message"],
+        r#"docs is a folder, not a file: delete it as {"path": "docs", "type": "folder"}"#
+    );
+    let bad = org.admin.send(org.admin.request(reqwest::Method::DELETE, &path).json(&json!({"items": [5]}))).await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    assert_eq!(bad.error(), "invalid JSON body at items[0]: the value has none of the accepted forms");
 }
 
 #[tokio::test]
@@ -386,6 +401,17 @@ async fn files_and_folders_move_and_rename_then_contents_are_replaced() {
         "archive/2024/deep/b.md"
     );
     assert_eq!(objects(&app, &org).len(), 4, "moves copy nothing; the replaced content's old object is gone");
+    let moved = &res.body["result"]["folders"]["archive"]["folders"]["2024"];
+    assert_eq!(moved["folders"]["deep"]["files"]["b.md"]["key"], "archive/2024/deep/b.md", "{}", res.body["result"]);
+
+    // An empty folder moves too, and the answer shows it where it went.
+    let created = multipart(&org.admin, reqwest::Method::POST, &path, &[Part::Field("folders", r#"["drafts"]"#)]).await;
+    assert_eq!(created.status, 200, "{}", created.text);
+    let ops = json!({"items": [{"path": "drafts", "type": "folder", "new_path": "old/drafts"}]}).to_string();
+    let res = multipart(&org.admin, reqwest::Method::PATCH, &path, &[Part::Field("operations", &ops)]).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert!(res.body["result"]["folders"]["old"]["folders"]["drafts"].is_object(), "{}", res.body["result"]);
+    assert!(tree(&org, &repo).await["folders"]["old"]["folders"]["drafts"].is_object());
 }
 
 #[tokio::test]

@@ -66,10 +66,13 @@ async fn names_are_unique_per_tenant_and_validated() {
         (json!({}), 422),
         (json!({"name": 7}), 422),
         (json!("engineering"), 422),
+        (json!(["engineering"]), 422),
     ] {
         let res = client.post_json("/api/v1/permissions", &body).await;
         assert_eq!(res.status, status, "{body}: {}", res.text);
     }
+    let array = client.post_json("/api/v1/permissions", &json!(["engineering"])).await;
+    assert_eq!(array.error(), "invalid JSON body: expected a JSON object, got an array");
     let broken = client.send_raw(reqwest::Method::POST, "/api/v1/permissions", "application/json", "{\"name\":").await;
     assert_eq!(broken.status, 422, "{}", broken.text);
     assert_eq!(client.get("/api/v1/permissions/not-a-uuid").await.status, 422);

@@ -1,4 +1,4 @@
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{TestApp, create_repo, is_recent_unix_seconds, is_uuid, str_of};
 
@@ -83,5 +83,13 @@ async fn bad_repository_input_is_a_400() {
         assert_eq!(res.status, 400, "{body} → {}", res.text);
         assert!(!res.error().is_empty());
     }
+    // The messages say what is wrong, in JSON's words.
+    let error = async |body: Value| alice.post_json("/api/v1/repo", &body).await.error().to_owned();
+    assert_eq!(error(json!({})).await, "invalid JSON body: missing field `github_repo_id`");
+    assert_eq!(
+        error(json!({"github_repo_id": -3})).await,
+        "invalid JSON body at github_repo_id: invalid value: integer `-3`, expected a string or a non-negative whole number"
+    );
+    assert_eq!(error(json!(["123"])).await, "invalid JSON body: expected a JSON object, got an array");
     assert_eq!(alice.get("/api/v1/repos").await.body, json!([]));
 }

@@ -90,6 +90,7 @@ async fn bad_tag_input_is_a_400_with_the_json_error_body() {
         ("application/json", r#"{"name": "#.to_owned()),
         ("application/json", r#"{"name": 12}"#.to_owned()),
         ("application/json", r#"{}"#.to_owned()),
+        ("application/json", r#"["rust"]"#.to_owned()),
         ("application/json", String::new()),
         ("application/json", r#"{"name": "   "}"#.to_owned()),
         ("application/json", format!(r#"{{"name": "{}"}}"#, "x".repeat(256))),
