@@ -27,6 +27,7 @@
 //! - A base URL that resolves to a private, loopback or link-local address is refused unless the
 //!   operator allows it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -45,9 +46,9 @@ use uuid::Uuid;
 use crate::apps::{UrlPolicy, is_private, key_context};
 use crate::crypto::Cipher;
 use crate::error::ApiError;
-use crate::git::{Git, Want};
+use crate::git::{BlobBatch, Git, Want};
 use crate::repositories::tokens as link_tokens;
-use crate::schema::docora::{app_repositories, apps, events, repositories};
+use crate::schema::docora::{app_repositories, events};
 
 /// Raw bytes per base64 piece: 524,288 base64 characters.
 const PIECE_BYTES: usize = 524_288 / 4 * 3;
@@ -76,7 +77,15 @@ pub struct Deliverer {
     pub breaker_threshold: i32,
     /// `DELIVERY_BREAKER_COOLDOWN_SECS`, default 60: how long an open breaker sends nothing.
     pub breaker_cooldown: Duration,
+    pub reader: BlobReader,
 }
+
+/// The worker's `git cat-file --batch` for the files read whole (up to 1 MiB), started for the
+/// repository being delivered and kept while its events follow one another: a git process per
+/// file cost more than the rest of the delivery. Each worker builds its own [`Deliverer`], so no
+/// worker waits on another's reader.
+#[derive(Clone, Default)]
+pub struct BlobReader(Arc<tokio::sync::Mutex<Option<(String, BlobBatch)>>>);
 
 /// An event taken for delivery, with what its requests need.
 #[derive(Debug, Clone, QueryableByName)]
@@ -103,6 +112,18 @@ pub struct Taken {
     /// The lease taken; it identifies the holder.
     #[diesel(sql_type = diesel::sql_types::Timestamptz)]
     pub lease_until: OffsetDateTime,
+    /// The app's webhook base URL.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    base_url: String,
+    /// The app's signing key, sealed.
+    #[diesel(sql_type = diesel::sql_types::Binary)]
+    client_auth_key_enc: Vec<u8>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    owner: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    default_branch: String,
 }
 
 /// What one delivery did.
@@ -210,10 +231,12 @@ impl Deliverer {
              trial AS ( \
                UPDATE docora.apps a SET breaker_open_until = $1, breaker_trial = true FROM candidate c \
                WHERE c.trial AND a.id = c.app_id AND a.breaker_open_until <= now() RETURNING a.id) \
-             UPDATE docora.events e SET lease_until = $1 FROM candidate c \
-             WHERE e.id = c.id AND (NOT c.trial OR EXISTS (SELECT 1 FROM trial)) \
+             UPDATE docora.events e SET lease_until = $1 \
+             FROM candidate c, docora.apps a, docora.repositories r \
+             WHERE e.id = c.id AND a.id = e.app_id AND r.id = e.repository_id \
+               AND (NOT c.trial OR EXISTS (SELECT 1 FROM trial)) \
              RETURNING e.id, e.app_id, e.repository_id, e.event, e.path, e.payload, e.commit_sha, e.attempts, \
-                       c.trial, e.lease_until",
+                       c.trial, e.lease_until, a.base_url, a.client_auth_key_enc, r.owner, r.name, r.default_branch",
         )
         .bind::<diesel::sql_types::Timestamptz, _>(lease_until)
         .get_result::<Taken>(&mut conn)
@@ -245,44 +268,12 @@ impl Deliverer {
             .filter(app_repositories::app_id.eq(&event.app_id))
             .filter(app_repositories::repository_id.eq(&event.repository_id));
         let mut conn = db::conn(&self.pool).await?;
+        let Some(error) = error else {
+            return record_delivered(&mut conn, event, lease, attempts).await;
+        };
         let (threshold, cooldown) = (self.breaker_threshold, self.breaker_cooldown);
         let outcome = conn
             .transaction::<_, ApiError, _>(async |conn| {
-                let Some(error) = error else {
-                    let recorded = diesel::update(held)
-                        .set((
-                            events::status.eq("delivered"),
-                            events::delivered_at.eq(diesel::dsl::now),
-                            events::attempts.eq(attempts),
-                            events::lease_until.eq(None::<OffsetDateTime>),
-                            events::last_error.eq(None::<String>),
-                        ))
-                        .returning(events::seq)
-                        .get_result::<i64>(conn)
-                        .await
-                        .optional()?;
-                    let Some(seq) = recorded else { return Ok(Delivered::LeaseLost) };
-                    // The head of its link was delivered: what follows it is all that is left.
-                    let remaining = diesel::select(diesel::dsl::exists(
-                        events::table
-                            .filter(events::app_id.eq(&event.app_id))
-                            .filter(events::repository_id.eq(&event.repository_id))
-                            .filter(events::seq.gt(seq)),
-                    ))
-                    .get_result::<bool>(conn)
-                    .await?;
-                    if !remaining {
-                        diesel::update(link)
-                            .set((
-                                app_repositories::status.eq("synced"),
-                                app_repositories::updated_at.eq(diesel::dsl::now),
-                            ))
-                            .execute(conn)
-                            .await?;
-                    }
-                    breaker_success(conn, &event.app_id).await?;
-                    return Ok(Delivered::Ok);
-                };
                 let failed = attempts >= self.max_attempts;
                 let recorded = if failed {
                     diesel::update(held)
@@ -362,22 +353,9 @@ impl Deliverer {
 
     /// Sends every request of an event, renewing `lease` before each further one.
     async fn send(&self, event: &Taken, lease: &mut OffsetDateTime) -> Result<(), SendError> {
-        let mut conn = db::conn(&self.pool).await.map_err(local)?;
-        let (base_url, sealed_key): (String, Vec<u8>) = apps::table
-            .filter(apps::id.eq(&event.app_id))
-            .select((apps::base_url, apps::client_auth_key_enc))
-            .first(&mut conn)
-            .await
-            .map_err(local)?;
-        let (owner, name, branch): (String, String, String) = repositories::table
-            .filter(repositories::id.eq(&event.repository_id))
-            .select((repositories::owner, repositories::name, repositories::default_branch))
-            .first(&mut conn)
-            .await
-            .map_err(local)?;
-        drop(conn);
-        let key = self.cipher.open_text(&sealed_key, &key_context(&event.app_id)).map_err(local)?;
-        self.check_target(&base_url).await?;
+        let (base_url, owner, name) = (&event.base_url, &event.owner, &event.name);
+        let key = self.cipher.open_text(&event.client_auth_key_enc, &key_context(&event.app_id)).map_err(local)?;
+        self.check_target(base_url).await?;
         let repository = json!({
             "repository_id": event.repository_id, "github_url": format!("https://github.com/{owner}/{name}"),
             "owner": owner, "name": name,
@@ -417,7 +395,7 @@ impl Deliverer {
             // Nothing was sent: a missing blob fails the first read, before any request. This
             // replica's clone lacks it (another replica scanned its commit): fetch, then again.
             Err(SendError::Local(_)) if !self.git.has(&event.repository_id, blob).await => {
-                self.ensure_blob(event, &owner, &name, &branch, blob).await?;
+                self.ensure_blob(event, blob).await?;
                 self.send_file(event, lease, &file).await
             }
             outcome => outcome,
@@ -432,23 +410,21 @@ impl Deliverer {
         if !binary && size > STREAM_THRESHOLD {
             return self.post_streamed(url, key, event, envelope(file), blob, size).await;
         }
-        let mut content = Content::open(&self.git, &event.repository_id, blob, size)?;
         if !binary {
-            let text = String::from_utf8(content.read(size).await?)
+            let text = String::from_utf8(self.read_whole(&event.repository_id, blob, size).await?)
                 .map_err(|_| local(format!("{path} in the clone is not UTF-8 text")))?;
-            content.finish().await?;
             file["content"] = json!(text);
             return Ok(self.post(url, &event.app_id, key, event, &envelope(file)).await?);
         }
         file["content_encoding"] = json!("base64");
         let engine = base64::engine::general_purpose::STANDARD;
         if size <= CHUNK_THRESHOLD {
-            let bytes = content.read(size).await?;
-            content.finish().await?;
+            let bytes = self.read_whole(&event.repository_id, blob, size).await?;
             file["content"] = json!(engine.encode(&bytes));
             return Ok(self.post(url, &event.app_id, key, event, &envelope(file)).await?);
         }
         // In pieces, read from the clone as they go out.
+        let mut content = Content::open(&self.git, &event.repository_id, blob, size)?;
         let total = size.div_ceil(PIECE_BYTES);
         for index in 0..total {
             if index > 0 {
@@ -466,17 +442,47 @@ impl Deliverer {
         Ok(())
     }
 
+    /// A file of at most 1 MiB, read whole from the clone through the worker's
+    /// [`BlobReader`], checked to have the size the scan recorded.
+    async fn read_whole(&self, repository_id: &str, blob: &str, size: usize) -> Result<Vec<u8>, SendError> {
+        let mut reader = self.reader.0.lock().await;
+        let batch = match reader.as_mut() {
+            Some((held, batch)) if held == repository_id => batch,
+            _ => {
+                *reader = None;
+                let batch = self.git.batch(repository_id).map_err(local)?;
+                &mut reader.insert((repository_id.to_owned(), batch)).1
+            }
+        };
+        let mut bytes = Vec::with_capacity(size);
+        let read = batch
+            .stream(blob, |piece| {
+                // A blob larger than recorded is not taken in beyond what was recorded.
+                let room = size.saturating_sub(bytes.len());
+                bytes.extend_from_slice(&piece[..piece.len().min(room)]);
+            })
+            .await;
+        match read {
+            Ok(n) if usize::try_from(n).is_ok_and(|n| n == size) => Ok(bytes),
+            Ok(n) => Err(local(format!("the file in the clone is {n} bytes, not the {size} the scan recorded"))),
+            Err(e) => {
+                // Out of step with git, or the blob is missing: the next read starts a new one.
+                *reader = None;
+                Err(local(format!("reading blob {blob} from the clone: {e}")))
+            }
+        }
+    }
+
+    /// Lets the worker's git process go while there is nothing to deliver.
+    pub async fn idle(&self) {
+        *self.reader.0.lock().await = None;
+    }
+
     /// Makes sure this replica's clone holds the event's blob: a replica that did not scan the
     /// commit fetches it (or, when the commit has left the repository, the branch's tip, which
     /// may still hold the same content).
-    async fn ensure_blob(
-        &self,
-        event: &Taken,
-        owner: &str,
-        name: &str,
-        branch: &str,
-        blob: &str,
-    ) -> Result<(), SendError> {
+    async fn ensure_blob(&self, event: &Taken, blob: &str) -> Result<(), SendError> {
+        let (owner, name, branch) = (&event.owner, &event.name, event.default_branch.as_str());
         let repository_id = &event.repository_id;
         let tokens = link_tokens(&self.pool, &self.cipher, repository_id).await.map_err(local)?;
         let mut wants: Vec<Want<'_>> = event.commit_sha.as_deref().map(Want::Commit).into_iter().collect();
@@ -708,21 +714,43 @@ impl Content {
     }
 }
 
-/// A delivery to the app succeeded: its breaker closes (no write when it already is).
-async fn breaker_success(conn: &mut db::Conn, app_id: &str) -> Result<(), ApiError> {
-    diesel::update(
-        apps::table
-            .filter(apps::id.eq(app_id))
-            .filter(apps::delivery_failures.ne(0).or(apps::breaker_open_until.is_not_null()).or(apps::breaker_trial)),
+/// Records a delivered event in one statement: the event, its link `synced` when no event
+/// follows it, and the app's breaker closed (no write when it already is). `LeaseLost` when
+/// another worker holds the event now.
+async fn record_delivered(
+    conn: &mut db::Conn,
+    event: &Taken,
+    lease: OffsetDateTime,
+    attempts: i32,
+) -> Result<Delivered, ApiError> {
+    #[derive(QueryableByName)]
+    struct Recorded {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let recorded = diesel::sql_query(
+        "WITH done AS ( \
+           UPDATE docora.events SET status = 'delivered', delivered_at = now(), attempts = $3, \
+                  lease_until = NULL, last_error = NULL \
+           WHERE id = $1 AND status = 'pending' AND lease_until = $2 \
+           RETURNING app_id, repository_id, seq), \
+         synced AS ( \
+           UPDATE docora.app_repositories l SET status = 'synced', updated_at = now() FROM done d \
+           WHERE l.app_id = d.app_id AND l.repository_id = d.repository_id \
+             AND NOT EXISTS (SELECT 1 FROM docora.events e WHERE e.app_id = d.app_id \
+                             AND e.repository_id = d.repository_id AND e.seq > d.seq)), \
+         closed AS ( \
+           UPDATE docora.apps a SET delivery_failures = 0, breaker_open_until = NULL, breaker_trial = false \
+           FROM done d WHERE a.id = d.app_id \
+             AND (a.delivery_failures <> 0 OR a.breaker_open_until IS NOT NULL OR a.breaker_trial)) \
+         SELECT count(*) AS n FROM done",
     )
-    .set((
-        apps::delivery_failures.eq(0),
-        apps::breaker_open_until.eq(None::<OffsetDateTime>),
-        apps::breaker_trial.eq(false),
-    ))
-    .execute(conn)
+    .bind::<diesel::sql_types::Uuid, _>(event.id)
+    .bind::<diesel::sql_types::Timestamptz, _>(lease)
+    .bind::<diesel::sql_types::Integer, _>(attempts)
+    .get_result::<Recorded>(conn)
     .await?;
-    Ok(())
+    Ok(if recorded.n == 0 { Delivered::LeaseLost } else { Delivered::Ok })
 }
 
 /// A delivery attempt to the app failed: counted; the breaker opens (until `open_until`) when

@@ -197,6 +197,7 @@ impl Settings {
             lease: self.delivery_lease,
             breaker_threshold: self.delivery_breaker_threshold,
             breaker_cooldown: self.delivery_breaker_cooldown,
+            reader: deliver::BlobReader::default(),
         })
     }
 
@@ -319,6 +320,7 @@ fn spawn_workers(settings: &Settings, pool: &db::Pool, background: &Background) 
                         Err(e) => tracing::warn!(event_id = %event.id, error = %e, "delivery could not be recorded"),
                     },
                     Ok(None) => {
+                        deliverer.idle().await;
                         stop.unless_stopped(tokio::time::sleep(poll)).await;
                     }
                     Err(e) => {
