@@ -74,16 +74,17 @@ pub(crate) async fn start_processing(
 }
 
 /// Shows a job of the source on its repositories: `processing_started_at` is its start,
-/// `processing_ended_at` its end once it has ended (null while it runs). News of an older job
-/// never overwrites a newer one's, and news already recorded writes nothing.
+/// `processing_ended_at` its end once it has ended (null while it runs). Job ids are UUID v7,
+/// ordered by start: news of an older job never overwrites a newer one's, and news already
+/// recorded writes nothing.
 pub(crate) async fn record_job(conn: &mut db::Conn, source_id: Uuid, job: &IngestionJob) -> Result<(), ApiError> {
-    use repositories::{processing_ended_at as ended, processing_started_at as started};
+    use repositories::{processing_ended_at as ended, processing_job_id as job_id, processing_started_at as started};
     let end = (job.status != "RUNNING").then_some(job.updated_at);
-    let older = started.is_null().or(started.lt(job.started_at));
+    let older = job_id.is_null().or(job_id.lt(job.ingestion_job_id));
     let target = repositories::table.filter(repositories::document_source_id.eq(source_id));
-    let set = (started.eq(job.started_at), ended.eq(end));
+    let set = (job_id.eq(job.ingestion_job_id), started.eq(job.started_at), ended.eq(end));
     if end.is_some() {
-        let unended = started.eq(job.started_at).and(ended.is_null());
+        let unended = job_id.eq(job.ingestion_job_id).and(ended.is_null());
         diesel::update(target.filter(older.or(unended))).set(set).execute(conn).await?;
     } else {
         diesel::update(target.filter(older)).set(set).execute(conn).await?;

@@ -84,6 +84,7 @@ pub mod dokko {
             processing_started_at -> Nullable<Timestamptz>,
             processing_ended_at -> Nullable<Timestamptz>,
             created_at -> Timestamptz,
+            processing_job_id -> Nullable<Uuid>,
         }
     }
 

@@ -107,6 +107,27 @@ async fn the_source_repositories_show_when_processing_started_and_ended() {
     assert!(end.is_null() || end.as_str() >= start.as_str(), "{start} {end}");
     let status = org.wait().await;
     assert_eq!(times(&path).await, (again["startedAt"].clone(), status["updatedAt"].clone()));
+
+    // A late report of the first job's end (both may have started within one second) changes
+    // nothing: jobs are told apart by their ids, which are ordered.
+    let mut stale = started.clone();
+    stale["status"] = json!("COMPLETED");
+    stale["updatedAt"] = ended.clone();
+    let token = auth::service_token::ServiceTokens::new(crate::INTERNAL_SECRET.as_bytes(), "dokko-ingest")
+        .bearer()
+        .expect("a service token");
+    let res = stack
+        .anonymous()
+        .send(
+            stack
+                .anonymous()
+                .request(reqwest::Method::PUT, &format!("/internal/v1/document-sources/{}/processing", org.source_id))
+                .bearer_auth(token)
+                .json(&stale),
+        )
+        .await;
+    assert_eq!(res.status, 204, "{}", res.text);
+    assert_eq!(times(&path).await, (again["startedAt"].clone(), status["updatedAt"].clone()));
 }
 
 #[tokio::test]

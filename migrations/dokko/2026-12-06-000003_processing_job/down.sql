@@ -1,0 +1,1 @@
+ALTER TABLE dokko.repositories DROP COLUMN processing_job_id;
