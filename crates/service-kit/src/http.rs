@@ -447,10 +447,18 @@ async fn no_route(req: HttpRequest) -> HttpResponse {
 fn json_method_not_allowed<B: MessageBody + 'static>(
     res: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let message = format!("method {} is not allowed on {}", res.request().method(), res.request().path());
+    let allow = res.headers().get(actix_web::http::header::ALLOW).cloned();
+    let mut message = format!("method {} is not allowed on {}", res.request().method(), res.request().path());
+    if let Some(methods) = allow.as_ref().and_then(|a| a.to_str().ok()) {
+        message.push_str(&format!(" (allowed: {methods})"));
+    }
     let (req, _) = res.into_parts();
-    let res = ServiceResponse::new(req, error_response(StatusCode::METHOD_NOT_ALLOWED, message)).map_into_right_body();
-    Ok(ErrorHandlerResponse::Response(res))
+    let mut json = error_response(StatusCode::METHOD_NOT_ALLOWED, message);
+    // The methods the route takes, as actix found them (RFC 9110 asks for them on a 405).
+    if let Some(allow) = allow {
+        json.headers_mut().insert(actix_web::http::header::ALLOW, allow);
+    }
+    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, json).map_into_right_body()))
 }
 
 fn json_config(limit: usize, status: StatusCode) -> web::JsonConfig {

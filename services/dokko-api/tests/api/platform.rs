@@ -56,6 +56,7 @@ async fn probes_the_openapi_document_and_json_errors() {
     assert!(unknown.error().contains("no route"));
     let wrong_method = client.send_raw(reqwest::Method::PUT, "/api/v1/permissions", "application/json", "{}").await;
     assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.headers["allow"], "GET, POST");
     assert!(!wrong_method.error().is_empty());
 }
 

@@ -94,7 +94,8 @@ async fn unknown_routes_and_methods_get_json_errors() {
     assert_eq!(res.body, json!({"error": "no route for GET /api/v1/nothing"}));
     let res = alice.send_raw(Method::PATCH, "/api/v1/tag", "application/json", "{}").await;
     assert_eq!(res.status, 405);
-    assert_eq!(res.body, json!({"error": "method PATCH is not allowed on /api/v1/tag"}));
+    assert_eq!(res.headers["allow"], "POST, PUT");
+    assert_eq!(res.body, json!({"error": "method PATCH is not allowed on /api/v1/tag (allowed: POST, PUT)"}));
 }
 
 #[tokio::test]
