@@ -201,6 +201,6 @@ async fn job_ended(
 ) -> Result<HttpResponse, ApiError> {
     state.ingest.verify(&req)?;
     let mut conn = db::conn(&state.pool).await?;
-    crate::processing::record_job(&mut conn, *source_id, &job).await?;
+    crate::processing::record_job(&mut conn, *source_id, &job, false).await?;
     Ok(HttpResponse::NoContent().finish())
 }

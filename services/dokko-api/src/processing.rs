@@ -68,39 +68,53 @@ pub(crate) async fn start_processing(
     let body = StartJob { tenant_id: source.tenant_id, bucket: source.identifier };
     let answer = state.ingest.call(reqwest::Method::POST, &source_path(source.id, "/jobs"), &[], Some(&body)).await?;
     if answer.status == StatusCode::ACCEPTED {
-        record_job_of(&state, source.id, &answer.body).await;
+        record_job_of(&state, source.id, &answer.body, true).await;
     }
     Ok(answer.into_response())
 }
 
-/// Shows a job of the source on its repositories: `processing_started_at` is its start,
-/// `processing_ended_at` its end once it has ended (null while it runs). Job ids are UUID v7,
-/// ordered by start: news of an older job never overwrites a newer one's, and news already
-/// recorded writes nothing.
-pub(crate) async fn record_job(conn: &mut db::Conn, source_id: Uuid, job: &IngestionJob) -> Result<(), ApiError> {
-    use repositories::{processing_ended_at as ended, processing_job_id as job_id, processing_started_at as started};
+/// Shows a job of the source on the repositories it covers: `processing_started_at` is its
+/// start, `processing_ended_at` its end once it has ended (null while it runs).
+/// - Job ids are UUID v7, ordered by start: news of an older job never overwrites a newer one's,
+///   and news already recorded writes nothing.
+/// - A job covers the repositories there were when it started: all of them when the start is
+///   recorded as it happens (`starting`), otherwise those created before its start (whole
+///   seconds) or already marked with it. A repository created since shows nothing of it.
+pub(crate) async fn record_job(
+    conn: &mut db::Conn,
+    source_id: Uuid,
+    job: &IngestionJob,
+    starting: bool,
+) -> Result<(), ApiError> {
+    use diesel::sql_types::{Bool, Nullable, Timestamptz, Uuid as SqlUuid};
     let end = (job.status != "RUNNING").then_some(job.updated_at);
-    let older = job_id.is_null().or(job_id.lt(job.ingestion_job_id));
-    let target = repositories::table.filter(repositories::document_source_id.eq(source_id));
-    let set = (job_id.eq(job.ingestion_job_id), started.eq(job.started_at), ended.eq(end));
-    if end.is_some() {
-        let unended = job_id.eq(job.ingestion_job_id).and(ended.is_null());
-        diesel::update(target.filter(older.or(unended))).set(set).execute(conn).await?;
-    } else {
-        diesel::update(target.filter(older)).set(set).execute(conn).await?;
-    }
+    diesel::sql_query(
+        "UPDATE dokko.repositories \
+         SET processing_job_id = $2, processing_started_at = $3, processing_ended_at = $4 \
+         WHERE document_source_id = $1 \
+           AND (processing_job_id IS NULL OR processing_job_id < $2 \
+                OR (processing_job_id = $2 AND processing_ended_at IS NULL AND $4 IS NOT NULL)) \
+           AND (processing_job_id = $2 OR $5 OR created_at < $3)",
+    )
+    .bind::<SqlUuid, _>(source_id)
+    .bind::<SqlUuid, _>(job.ingestion_job_id)
+    .bind::<Timestamptz, _>(job.started_at)
+    .bind::<Nullable<Timestamptz>, _>(end)
+    .bind::<Bool, _>(starting)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// [`record_job`] of dokko-ingest's answer; a failure is logged, not passed to the caller (the
 /// job itself is fine, and the next status request records it again).
-async fn record_job_of(state: &AppState, source_id: Uuid, answer: &[u8]) {
+async fn record_job_of(state: &AppState, source_id: Uuid, answer: &[u8], starting: bool) {
     let job = match serde_json::from_slice::<IngestionJob>(answer) {
         Ok(job) => job,
         Err(e) => return tracing::warn!(%source_id, error = %e, "unreadable job from dokko-ingest"),
     };
     let recorded = match db::conn(&state.pool).await {
-        Ok(mut conn) => record_job(&mut conn, source_id, &job).await,
+        Ok(mut conn) => record_job(&mut conn, source_id, &job, starting).await,
         Err(e) => Err(e.into()),
     };
     if let Err(e) = recorded {
@@ -129,7 +143,7 @@ pub(crate) async fn processing_status(
         return Err(ApiError::BadRequest(NO_JOB.into()));
     }
     if answer.status == StatusCode::OK {
-        record_job_of(&state, source.id, &answer.body).await;
+        record_job_of(&state, source.id, &answer.body, false).await;
     }
     Ok(answer.into_response())
 }
@@ -173,9 +187,6 @@ pub(crate) async fn processing_files(
         .await?;
     if answer.status == StatusCode::NOT_FOUND {
         return Err(ApiError::BadRequest(NO_JOB.into()));
-    }
-    if answer.status == StatusCode::OK {
-        record_job_of(&state, source.id, &answer.body).await;
     }
     Ok(answer.into_response())
 }

@@ -99,6 +99,10 @@ async fn the_source_repositories_show_when_processing_started_and_ended() {
     assert_eq!(status["status"], "COMPLETED", "{status}");
     assert_eq!(ended, status["updatedAt"]);
     assert_eq!(times(&format!("/api/v1/repositories/{other}")).await, (started["startedAt"].clone(), ended.clone()));
+    // A repository created since was not part of that job.
+    let late = org.repository("late", &[]).await;
+    assert_eq!(org.status().await.body["status"], "COMPLETED");
+    assert_eq!(times(&format!("/api/v1/repositories/{late}")).await, (json!(null), json!(null)));
 
     // The next job replaces both.
     let again = org.start().await;
@@ -107,6 +111,10 @@ async fn the_source_repositories_show_when_processing_started_and_ended() {
     assert!(end.is_null() || end.as_str() >= start.as_str(), "{start} {end}");
     let status = org.wait().await;
     assert_eq!(times(&path).await, (again["startedAt"].clone(), status["updatedAt"].clone()));
+    assert_eq!(
+        times(&format!("/api/v1/repositories/{late}")).await,
+        (again["startedAt"].clone(), status["updatedAt"].clone())
+    );
 
     // A late report of the first job's end (both may have started within one second) changes
     // nothing: jobs are told apart by their ids, which are ordered.
