@@ -326,33 +326,21 @@ async fn path_conflict(
     if let Some(file) = file_above {
         return Ok(Some(ItemError::new("PATH_CONFLICT", format!("{file} is a file, so it cannot be a folder"))));
     }
-    if !as_folder {
-        let prefix = format!("{path}/");
-        let under: i64 = files::table
-            .filter(files::repository_id.eq(repository_id))
-            .filter(starts_with(files::path, &prefix))
-            .count()
-            .get_result(conn)
-            .await?;
-        let folder: i64 = folders::table
-            .filter(folders::repository_id.eq(repository_id))
-            .filter(folders::path.eq(path).or(starts_with(folders::path, &prefix)))
-            .count()
-            .get_result(conn)
-            .await?;
-        if under + folder > 0 {
-            return Ok(Some(ItemError::new("PATH_CONFLICT", format!("{path} is a folder, so it cannot be a file"))));
-        }
+    if !as_folder && is_folder(conn, repository_id, path).await? {
+        return Ok(Some(ItemError::new("PATH_CONFLICT", format!("{path} is a folder, so it cannot be a file"))));
     }
     Ok(None)
 }
 
-/// Whether `path` is a folder: an explicit one, or one holding files.
+/// Whether `path` is a folder: an explicit one (or one above an explicit one), or one holding
+/// files. One statement.
 async fn is_folder(conn: &mut db::Conn, repository_id: Uuid, path: &str) -> Result<bool, ApiError> {
     let prefix = format!("{path}/");
     let holds_files =
         files::table.filter(files::repository_id.eq(repository_id)).filter(starts_with(files::path, &prefix));
-    let explicit = folders::table.filter(folders::repository_id.eq(repository_id)).filter(folders::path.eq(path));
+    let explicit = folders::table
+        .filter(folders::repository_id.eq(repository_id))
+        .filter(folders::path.eq(path).or(starts_with(folders::path, &prefix)));
     let (files, explicit) = diesel::select((diesel::dsl::exists(holds_files), diesel::dsl::exists(explicit)))
         .get_result::<(bool, bool)>(conn)
         .await?;
@@ -737,35 +725,11 @@ async fn move_folder(
     }
     conn.transaction::<_, ApiError, _>(async |conn| {
         lock_tree(conn, repository_id).await?;
-        let files_under: i64 = files::table
-            .filter(files::repository_id.eq(repository_id))
-            .filter(starts_with(files::path, &from_prefix))
-            .count()
-            .get_result(conn)
-            .await?;
-        let explicit: i64 = folders::table
-            .filter(folders::repository_id.eq(repository_id))
-            .filter(folders::path.eq(from).or(starts_with(folders::path, &from_prefix)))
-            .count()
-            .get_result(conn)
-            .await?;
-        if files_under + explicit == 0 {
+        if !is_folder(conn, repository_id, from).await? {
             return Ok(Err(ItemError::new("NOT_FOUND", format!("folder {from} not found"))));
         }
         if from != to {
-            let occupied: i64 = files::table
-                .filter(files::repository_id.eq(repository_id))
-                .filter(starts_with(files::path, &to_prefix))
-                .count()
-                .get_result::<i64>(conn)
-                .await?
-                + folders::table
-                    .filter(folders::repository_id.eq(repository_id))
-                    .filter(folders::path.eq(to).or(starts_with(folders::path, &to_prefix)))
-                    .count()
-                    .get_result::<i64>(conn)
-                    .await?;
-            if occupied > 0 {
+            if is_folder(conn, repository_id, to).await? {
                 return Ok(Err(ItemError::new("PATH_CONFLICT", format!("{to} already exists"))));
             }
             if let Some(conflict) = path_conflict(conn, repository_id, to, true).await? {

@@ -78,8 +78,9 @@ pub(crate) async fn start_processing(
 /// - Job ids are UUID v7, ordered by start: news of an older job never overwrites a newer one's,
 ///   and news already recorded writes nothing.
 /// - A job covers the repositories there were when it started: all of them when the start is
-///   recorded as it happens (`starting`), otherwise those created before its start (whole
-///   seconds) or already marked with it. A repository created since shows nothing of it.
+///   recorded as it happens (`starting`), otherwise those already marked with it or created
+///   before its start, to the millisecond of its UUID v7 id (`startedAt` has whole seconds). A
+///   repository created since shows nothing of it.
 pub(crate) async fn record_job(
     conn: &mut db::Conn,
     source_id: Uuid,
@@ -88,19 +89,28 @@ pub(crate) async fn record_job(
 ) -> Result<(), ApiError> {
     use diesel::sql_types::{Bool, Nullable, Timestamptz, Uuid as SqlUuid};
     let end = (job.status != "RUNNING").then_some(job.updated_at);
+    let started_ms = job
+        .ingestion_job_id
+        .get_timestamp()
+        .and_then(|ts| {
+            let (secs, nanos) = ts.to_unix();
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(secs) * 1_000_000_000 + i128::from(nanos)).ok()
+        })
+        .unwrap_or(job.started_at + time::Duration::SECOND);
     diesel::sql_query(
         "UPDATE dokko.repositories \
          SET processing_job_id = $2, processing_started_at = $3, processing_ended_at = $4 \
          WHERE document_source_id = $1 \
            AND (processing_job_id IS NULL OR processing_job_id < $2 \
                 OR (processing_job_id = $2 AND processing_ended_at IS NULL AND $4 IS NOT NULL)) \
-           AND (processing_job_id = $2 OR $5 OR created_at < $3)",
+           AND (processing_job_id = $2 OR $5 OR created_at < $6)",
     )
     .bind::<SqlUuid, _>(source_id)
     .bind::<SqlUuid, _>(job.ingestion_job_id)
     .bind::<Timestamptz, _>(job.started_at)
     .bind::<Nullable<Timestamptz>, _>(end)
     .bind::<Bool, _>(starting)
+    .bind::<Timestamptz, _>(started_ms)
     .execute(conn)
     .await?;
     Ok(())

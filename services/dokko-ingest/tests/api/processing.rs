@@ -99,6 +99,17 @@ async fn the_source_repositories_show_when_processing_started_and_ended() {
     assert_eq!(status["status"], "COMPLETED", "{status}");
     assert_eq!(ended, status["updatedAt"]);
     assert_eq!(times(&format!("/api/v1/repositories/{other}")).await, (started["startedAt"].clone(), ended.clone()));
+    // Were that report lost, the next status request records the end all the same.
+    stack
+        .db
+        .execute(
+            "UPDATE dokko.repositories \
+             SET processing_job_id = NULL, processing_started_at = NULL, processing_ended_at = NULL",
+        )
+        .await;
+    assert_eq!(times(&path).await, (json!(null), json!(null)));
+    assert_eq!(org.status().await.body["status"], "COMPLETED");
+    assert_eq!(times(&path).await, (started["startedAt"].clone(), ended.clone()));
     // A repository created since was not part of that job.
     let late = org.repository("late", &[]).await;
     assert_eq!(org.status().await.body["status"], "COMPLETED");
