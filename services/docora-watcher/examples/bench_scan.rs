@@ -6,7 +6,11 @@
 //! 2. a one-file commit, announced through the GitHub push endpoint, until its delivery arrives;
 //! 3. a push with no change, until the rescan is recorded;
 //!
-//! and the service's peak memory (VmHWM) and CPU time. The service is the release binary
+//! and the service's peak memory (VmHWM) and CPU time. For the first scenario it also reports
+//! PostgreSQL's share: the transactions on the service's database (`xact_commit +
+//! xact_rollback` of `pg_stat_database`, the benchmark's own polling taken out) and the CPU time
+//! of the cluster's processes (user + system, from `/proc`, exited backends included), each
+//! per delivered event. The service is the release binary
 //! (`DOCORA_WATCHER_BIN`), run as a process of its own with its default settings (any setting in
 //! the environment passes through to it, e.g. `DELIVERY_WORKERS=8`). Around it: a private
 //! PostgreSQL cluster under `BENCH_DATA_DIR` (started like the local stack's, stopped at the
@@ -48,14 +52,18 @@ async fn main() -> anyhow::Result<()> {
             .await?
             .context("starting PostgreSQL")?
     };
-    let outcome = run(&data, &cluster).await;
+    let outcome = run(&data, &cluster, &pg_dir).await;
     if let Err(e) = testkit::postgres::stop_cluster(&pg_dir) {
         eprintln!("could not stop PostgreSQL: {e:#}");
     }
     outcome
 }
 
-async fn run(data: &std::path::Path, cluster: &testkit::postgres::ClusterInfo) -> anyhow::Result<()> {
+async fn run(
+    data: &std::path::Path,
+    cluster: &testkit::postgres::ClusterInfo,
+    pg_dir: &std::path::Path,
+) -> anyhow::Result<()> {
     let files: usize = std::env::var("BENCH_FILES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let binary =
         PathBuf::from(std::env::var("DOCORA_WATCHER_BIN").unwrap_or_else(|_| "target/release/docora-watcher".into()));
@@ -142,6 +150,11 @@ async fn run(data: &std::path::Path, cluster: &testkit::postgres::ClusterInfo) -
     let mut db = AsyncPgConnection::establish(settings.database.url.expose()).await?;
 
     // 1. Registration: clone, hash every file, write the outbox, deliver it all.
+    let postmaster = postmaster_pid(pg_dir)?;
+    let mut polls = Polls::default();
+    let xacts_before = xacts(&mut db, &mut polls).await?;
+    let pg_cpu_before = pg_cpu_seconds(postmaster);
+    let service_cpu_before = service.cpu_seconds();
     let started = Instant::now();
     let res = http
         .post(format!("{url}/api/repositories"))
@@ -152,11 +165,21 @@ async fn run(data: &std::path::Path, cluster: &testkit::postgres::ClusterInfo) -
     if res.status() != 201 {
         bail!("registration answered {}: {}", res.status(), res.text().await?);
     }
-    wait_for_scan(&mut db, |(commit, _)| commit.is_some()).await?;
+    wait_for_scan_counted(&mut db, &mut polls, |(commit, _)| commit.is_some()).await?;
     let scan_time = started.elapsed();
     let requests = corpus.requests;
     wait_until(Duration::from_secs(1800), || sink.received_count() >= requests).await?;
     let all = started.elapsed();
+    let pg_cpu = pg_cpu_seconds(postmaster) - pg_cpu_before;
+    let service_cpu = service.cpu_seconds() - service_cpu_before;
+    // Backends report their counts at most once a second, and an idle one within 10 s: wait,
+    // then take out what the idle workers did meanwhile (measured over as long again).
+    tokio::time::sleep(STATS_LAG).await;
+    let at_end = xacts(&mut db, &mut polls).await?;
+    let own = polls.0;
+    tokio::time::sleep(STATS_LAG).await;
+    let idle = (xacts(&mut db, &mut polls).await? - at_end - 1).max(0);
+    let transactions = at_end - xacts_before - own - idle;
     let received = sink.received();
     // The time one delivery takes end to end: the median gap between two acknowledged requests
     // of files sent whole (one link's events go one at a time, in order).
@@ -179,6 +202,14 @@ async fn run(data: &std::path::Path, cluster: &testkit::postgres::ClusterInfo) -
         median_gap.as_secs_f64() * 1000.0,
         service.memory("VmHWM") >> 20,
         service.cpu_seconds()
+    );
+    println!(
+        "  PostgreSQL: {transactions} transactions ({:.3} per delivered event; {idle} more while idle for {} s), \
+         backend CPU {pg_cpu:.1} s ({:.2} ms per event); service CPU {service_cpu:.1} s ({:.2} ms per event)",
+        transactions as f64 / files as f64,
+        STATS_LAG.as_secs(),
+        pg_cpu * 1000.0 / files as f64,
+        service_cpu * 1000.0 / files as f64
     );
 
     // 2. A one-file commit, announced by GitHub's push webhook.
@@ -396,4 +427,79 @@ async fn wait_for_scan(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
+}
+
+/// How long PostgreSQL may take to report a backend's transactions (an idle one reports within
+/// 10 s).
+const STATS_LAG: Duration = Duration::from_secs(11);
+
+/// The queries this benchmark sent to the service's database (taken out of its transactions).
+#[derive(Default)]
+struct Polls(i64);
+
+/// Transactions committed and rolled back so far on the service's database.
+async fn xacts(db: &mut AsyncPgConnection, polls: &mut Polls) -> anyhow::Result<i64> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    polls.0 += 1;
+    let row: Row = diesel::sql_query(format!(
+        "SELECT (xact_commit + xact_rollback)::bigint AS n FROM pg_stat_database WHERE datname = '{DATABASE}'"
+    ))
+    .get_result(db)
+    .await?;
+    Ok(row.n)
+}
+
+/// The postmaster's process id, from the cluster's `postmaster.pid`.
+fn postmaster_pid(pg_dir: &std::path::Path) -> anyhow::Result<u32> {
+    let file = std::fs::read_to_string(pg_dir.join("postmaster.pid")).context("reading postmaster.pid")?;
+    file.lines().next().and_then(|l| l.trim().parse().ok()).context("postmaster.pid has no pid")
+}
+
+/// CPU time (user + system) of the cluster so far: the postmaster with the children it has
+/// reaped (backends that ended) and every process it runs now (backends, background workers).
+fn pg_cpu_seconds(postmaster: u32) -> f64 {
+    let mut ticks = 0u64;
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // After the command name in parentheses: ppid is field 4, utime 14, stime 15, cutime 16,
+        // cstime 17.
+        let fields: Vec<u64> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .map(|v| v.parse::<u64>().unwrap_or(0))
+            .collect();
+        let field = |n: usize| fields.get(n - 3).copied().unwrap_or(0);
+        if pid == postmaster {
+            ticks += field(14) + field(15) + field(16) + field(17);
+        } else if field(4) == u64::from(postmaster) {
+            ticks += field(14) + field(15);
+        }
+    }
+    ticks as f64 / 100.0 // USER_HZ: 100 on Linux
+}
+
+/// [`wait_for_scan`], counting its queries.
+async fn wait_for_scan_counted(
+    db: &mut AsyncPgConnection,
+    polls: &mut Polls,
+    done: impl Fn(&(Option<String>, Option<String>)) -> bool,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        polls.0 += 1;
+        if done(&last_scan(db).await?) {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("no scan was recorded within 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

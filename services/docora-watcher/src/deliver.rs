@@ -67,7 +67,7 @@ pub struct Deliverer {
     pub policy: UrlPolicy,
     /// `DELIVERY_MAX_ATTEMPTS`, default 5.
     pub max_attempts: i32,
-    /// `DELIVERY_BACKOFF_SECS`, default 10: the first retry's delay, doubled each time.
+    /// `DELIVERY_BACKOFF_SECS`, default 10: the first retry's delay, doubled for each further one.
     pub backoff: Duration,
     /// `DELIVERY_LEASE_SECS`: how long a delivery holds its event before another worker may take
     /// it over; renewed before each request, so longer than one request may take.
@@ -77,7 +77,65 @@ pub struct Deliverer {
     pub breaker_threshold: i32,
     /// `DELIVERY_BREAKER_COOLDOWN_SECS`, default 60: how long an open breaker sends nothing.
     pub breaker_cooldown: Duration,
+    /// `DELIVERY_BATCH_SIZE`, default 200: at most this many of a link's consecutive events are
+    /// taken under one lease.
+    pub batch_size: i64,
+    /// `DELIVERY_RECORD_MILLIS`, default 250: delivered events are recorded together at least
+    /// this often (and every [`RECORD_EVERY`] events, and when the batch ends).
+    pub record_interval: Duration,
     pub reader: BlobReader,
+}
+
+/// Delivered events are recorded together at least every this many.
+pub const RECORD_EVERY: usize = 64;
+
+/// The batch a worker holds: one link's events from `from_seq` to `to_seq`, those not recorded
+/// yet under `lease` (every event of the batch has the same lease, which identifies the holder).
+#[derive(Debug, Clone)]
+pub struct Held {
+    app_id: String,
+    repository_id: String,
+    from_seq: i64,
+    to_seq: i64,
+    lease: OffsetDateTime,
+}
+
+/// One delivery attempt, as it is recorded (with the others of its batch, in one statement):
+/// which event, its number, when it started and ended, and the error when it failed.
+#[derive(Debug, Clone)]
+struct Attempt {
+    event_id: Uuid,
+    /// The event's attempts with this one.
+    attempts: i32,
+    started_at: OffsetDateTime,
+    ended_at: OffsetDateTime,
+    error: Option<String>,
+}
+
+impl Attempt {
+    fn new(event: &Taken, started_at: OffsetDateTime, error: Option<String>) -> Self {
+        Attempt {
+            event_id: event.id,
+            attempts: event.attempts + 1,
+            started_at,
+            ended_at: OffsetDateTime::now_utc(),
+            error,
+        }
+    }
+}
+
+/// A lease's end as PostgreSQL stores it (microseconds), so the holder can match it.
+fn lease_at(at: OffsetDateTime) -> OffsetDateTime {
+    at.replace_nanosecond(at.nanosecond() / 1000 * 1000).unwrap_or(at)
+}
+
+/// The outcomes of a batch whose lease was lost: its last `unrecorded` successes were not
+/// recorded (they go out again from whoever holds the events now).
+fn lease_lost(mut outcomes: Vec<Delivered>, unrecorded: usize) -> Vec<Delivered> {
+    for o in outcomes.iter_mut().rev().filter(|o| **o == Delivered::Ok).take(unrecorded) {
+        *o = Delivered::LeaseLost;
+    }
+    outcomes
 }
 
 /// The worker's `git cat-file --batch` for the files read whole (up to 1 MiB), started for the
@@ -92,6 +150,9 @@ pub struct BlobReader(Arc<tokio::sync::Mutex<Option<(String, BlobBatch)>>>);
 pub struct Taken {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
     pub id: Uuid,
+    /// Its place in the outbox: a link's events go in `seq` order.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub seq: i64,
     #[diesel(sql_type = diesel::sql_types::Text)]
     pub app_id: String,
     #[diesel(sql_type = diesel::sql_types::Text)]
@@ -109,7 +170,7 @@ pub struct Taken {
     /// This is the app's breaker trial (the breaker was open and its cooldown has passed).
     #[diesel(sql_type = diesel::sql_types::Bool)]
     pub trial: bool,
-    /// The lease taken; it identifies the holder.
+    /// The lease taken (the batch's); it identifies the holder.
     #[diesel(sql_type = diesel::sql_types::Timestamptz)]
     pub lease_until: OffsetDateTime,
     /// The app's webhook base URL.
@@ -197,32 +258,47 @@ pub fn signature(key: &str, timestamp: i64, body: &[u8]) -> String {
 }
 
 impl Deliverer {
-    /// Takes the oldest deliverable event among the links' heads (a link's head is its oldest
-    /// event not delivered; it is deliverable when pending, due and not leased), of an app whose
-    /// breaker lets it through: closed, or half-open with the trial not taken yet (taken here, in
-    /// the same statement).
+    /// Takes one deliverable event (a batch of one; see [`Deliverer::take_batch`]).
     pub async fn take(&self) -> Result<Option<Taken>, ApiError> {
+        Ok(self.take_up_to(1).await?.into_iter().next())
+    }
+
+    /// Takes a batch: the oldest deliverable event among the links' heads and up to
+    /// `batch_size - 1` of the same link's events that follow it (consecutive, pending, due, not
+    /// leased), all under one lease, in `seq` order (see [`Deliverer::take_up_to`]).
+    pub async fn take_batch(&self) -> Result<Vec<Taken>, ApiError> {
+        self.take_up_to(self.batch_size).await
+    }
+
+    /// Takes up to `limit` consecutive events of one link under one lease, in one statement.
+    ///
+    /// The head of a link is its oldest event not delivered; it is deliverable when pending, due
+    /// and not leased, and its app's breaker lets it through: closed, or half-open with the trial
+    /// not taken yet (taken here, in the same statement; a trial is a batch of one).
+    pub async fn take_up_to(&self, limit: i64) -> Result<Vec<Taken>, ApiError> {
         let mut conn = db::conn(&self.pool).await?;
-        let lease_until = OffsetDateTime::now_utc() + self.lease;
-        // Heads are found per link, one probe of `events_link_unfinished_idx` each, so a take
-        // costs the same whatever the backlog. Locking the chosen event re-checks its own
-        // conditions: one delivered meanwhile is skipped. Data-modifying CTEs run once, whatever
-        // the main statement reads: two workers that pick events of one half-open app both reach
-        // the app's row; the second waits for the first, then sees the breaker moved forward,
-        // takes no trial, and so takes no event.
+        let lease_until = lease_at(OffsetDateTime::now_utc() + self.lease);
+        // Heads are found per link with one index probe that starts past the link's last
+        // delivered event (`delivered_seq`), so a take costs the same whatever the backlog behind
+        // or ahead. Locking the chosen head re-checks its own conditions: one taken or delivered
+        // meanwhile is skipped; the rest of the batch is that link's next events up to the first
+        // one that is not deliverable now (failed, not due or leased), re-checked as they are
+        // updated. Data-modifying CTEs run once, whatever the main statement reads: two workers
+        // that pick events of one half-open app both reach the app's row; the second waits for
+        // the first, then sees the breaker moved forward, takes no trial, and so takes no event.
         Ok(diesel::sql_query(
             "WITH heads AS ( \
                SELECT h.id FROM docora.app_repositories l \
                JOIN docora.apps a ON a.id = l.app_id \
                CROSS JOIN LATERAL (SELECT p.id, p.status, p.next_attempt_at, p.lease_until FROM docora.events p \
                                    WHERE p.app_id = l.app_id AND p.repository_id = l.repository_id \
-                                     AND p.status IN ('pending', 'failed') \
+                                     AND p.seq > l.delivered_seq AND p.status IN ('pending', 'failed') \
                                    ORDER BY p.seq LIMIT 1) h \
                WHERE h.status = 'pending' AND h.next_attempt_at <= now() \
                  AND (h.lease_until IS NULL OR h.lease_until <= now()) \
                  AND (a.breaker_open_until IS NULL OR a.breaker_open_until <= now())), \
              candidate AS ( \
-               SELECT e.id, a.id AS app_id, a.breaker_open_until IS NOT NULL AS trial \
+               SELECT e.id, e.app_id, e.repository_id, e.seq, a.breaker_open_until IS NOT NULL AS trial \
                FROM docora.events e JOIN docora.apps a ON a.id = e.app_id \
                WHERE e.id IN (SELECT id FROM heads) \
                  AND e.status = 'pending' AND e.next_attempt_at <= now() \
@@ -230,129 +306,211 @@ impl Deliverer {
                ORDER BY e.next_attempt_at, e.seq LIMIT 1 FOR UPDATE OF e SKIP LOCKED), \
              trial AS ( \
                UPDATE docora.apps a SET breaker_open_until = $1, breaker_trial = true FROM candidate c \
-               WHERE c.trial AND a.id = c.app_id AND a.breaker_open_until <= now() RETURNING a.id) \
+               WHERE c.trial AND a.id = c.app_id AND a.breaker_open_until <= now() RETURNING a.id), \
+             batch AS ( \
+               SELECT b.id, c.trial FROM candidate c CROSS JOIN LATERAL ( \
+                 SELECT q.id, bool_and(q.status = 'pending' AND q.next_attempt_at <= now() \
+                                       AND (q.lease_until IS NULL OR q.lease_until <= now())) \
+                               OVER (ORDER BY q.seq) AS deliverable \
+                 FROM (SELECT p.id, p.seq, p.status, p.next_attempt_at, p.lease_until FROM docora.events p \
+                       WHERE p.app_id = c.app_id AND p.repository_id = c.repository_id AND p.seq >= c.seq \
+                         AND p.status IN ('pending', 'failed') \
+                       ORDER BY p.seq LIMIT CASE WHEN c.trial THEN 1 ELSE $2 END) q) b \
+               WHERE b.deliverable AND (NOT c.trial OR EXISTS (SELECT 1 FROM trial))) \
              UPDATE docora.events e SET lease_until = $1 \
-             FROM candidate c, docora.apps a, docora.repositories r \
-             WHERE e.id = c.id AND a.id = e.app_id AND r.id = e.repository_id \
-               AND (NOT c.trial OR EXISTS (SELECT 1 FROM trial)) \
-             RETURNING e.id, e.app_id, e.repository_id, e.event, e.path, e.payload, e.commit_sha, e.attempts, \
-                       c.trial, e.lease_until, a.base_url, a.client_auth_key_enc, r.owner, r.name, r.default_branch",
+             FROM batch b, docora.apps a, docora.repositories r \
+             WHERE e.id = b.id AND a.id = e.app_id AND r.id = e.repository_id \
+               AND e.status = 'pending' AND (e.lease_until IS NULL OR e.lease_until <= now()) \
+             RETURNING e.id, e.seq, e.app_id, e.repository_id, e.event, e.path, e.payload, e.commit_sha, e.attempts, \
+                       b.trial, e.lease_until, a.base_url, a.client_auth_key_enc, r.owner, r.name, r.default_branch",
         )
         .bind::<diesel::sql_types::Timestamptz, _>(lease_until)
-        .get_result::<Taken>(&mut conn)
+        .bind::<diesel::sql_types::BigInt, _>(limit.max(1))
+        .load::<Taken>(&mut conn)
         .await
-        .optional()?)
+        .map(|mut batch| {
+            batch.sort_by_key(|e| e.seq);
+            batch
+        })?)
     }
 
-    /// Delivers a taken event and records the outcome (for the event, its link and its app's
-    /// breaker, in one transaction).
+    /// Delivers a taken event and records its outcome (a batch of one).
     pub async fn deliver(&self, event: &Taken) -> Result<Delivered, ApiError> {
-        let mut lease = event.lease_until;
-        let outcome = self.send(event, &mut lease).await;
-        let (error, app_side) = match outcome {
-            Ok(()) => (None, false),
-            Err(SendError::Failed(error)) => (Some(error), true),
-            Err(SendError::Local(error)) => {
-                tracing::warn!(event_id = %event.id, error, "a delivery could not be prepared");
-                (Some(error), false)
-            }
-            Err(SendError::LeaseLost) => return Ok(Delivered::LeaseLost),
+        let outcomes = self.deliver_batch(std::slice::from_ref(event), || false).await?;
+        Ok(outcomes.into_iter().next().unwrap_or(Delivered::LeaseLost))
+    }
+
+    /// Delivers a batch taken by [`Deliverer::take_batch`] in order, one request at a time, and
+    /// records the outcomes together: successes in one statement every [`RECORD_EVERY`] events
+    /// or `record_interval`, and at the end (the same statement renews the lease of the rest of
+    /// the batch, or at the end lets it go); a failure at once, with the successes before it,
+    /// in one transaction, and the batch stops there (the link's later events wait behind it).
+    /// When `stopping` says so, the batch stops before its next event: what was delivered is
+    /// recorded and the rest is let go for any worker to take at once. Returns one outcome per
+    /// event sent.
+    pub async fn deliver_batch(
+        &self,
+        batch: &[Taken],
+        stopping: impl Fn() -> bool,
+    ) -> Result<Vec<Delivered>, ApiError> {
+        let Some(first) = batch.first() else { return Ok(Vec::new()) };
+        let mut held = Held {
+            app_id: first.app_id.clone(),
+            repository_id: first.repository_id.clone(),
+            from_seq: first.seq,
+            to_seq: batch.iter().map(|e| e.seq).max().unwrap_or(first.seq),
+            lease: first.lease_until,
         };
-        let attempts = event.attempts + 1;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        // Delivered, not recorded yet.
+        let mut unrecorded: Vec<Attempt> = Vec::new();
+        let mut recorded_at = std::time::Instant::now();
+        for event in batch {
+            if stopping() {
+                break;
+            }
+            // A long batch keeps its lease: renewed once half of it has gone.
+            if held.lease < OffsetDateTime::now_utc() + self.lease / 2 && self.renew(&mut held).await.is_err() {
+                return Ok(lease_lost(outcomes, unrecorded.len()));
+            }
+            let started = OffsetDateTime::now_utc();
+            let outcome = self.send(event, &mut held).await;
+            let (error, app_side) = match outcome {
+                Ok(()) => {
+                    unrecorded.push(Attempt::new(event, started, None));
+                    outcomes.push(Delivered::Ok);
+                    if unrecorded.len() >= RECORD_EVERY || recorded_at.elapsed() >= self.record_interval {
+                        let next = lease_at(OffsetDateTime::now_utc() + self.lease);
+                        let mut conn = db::conn(&self.pool).await?;
+                        if !record(&mut conn, &held, &unrecorded, Some(next)).await? {
+                            return Ok(lease_lost(outcomes, unrecorded.len()));
+                        }
+                        held.lease = next;
+                        unrecorded.clear();
+                        recorded_at = std::time::Instant::now();
+                    }
+                    continue;
+                }
+                Err(SendError::Failed(error)) => (error, true),
+                Err(SendError::Local(error)) => {
+                    tracing::warn!(event_id = %event.id, error, "a delivery could not be prepared");
+                    (error, false)
+                }
+                Err(SendError::LeaseLost) => {
+                    outcomes.push(Delivered::LeaseLost);
+                    return Ok(lease_lost(outcomes, unrecorded.len()));
+                }
+            };
+            let failed = Attempt::new(event, started, Some(error));
+            let outcome = self.record_failure(&held, event, &unrecorded, failed, app_side).await?;
+            if outcome == Delivered::LeaseLost {
+                outcomes.push(outcome);
+                return Ok(lease_lost(outcomes, unrecorded.len()));
+            }
+            outcomes.push(outcome);
+            return Ok(outcomes);
+        }
+        let mut conn = db::conn(&self.pool).await?;
+        if !record(&mut conn, &held, &unrecorded, None).await? {
+            return Ok(lease_lost(outcomes, unrecorded.len()));
+        }
+        Ok(outcomes)
+    }
+
+    /// Records a failed attempt of `event` (retried later, or failed for good with its link),
+    /// with the successes before it in the batch, the lease of the rest let go, and the app's
+    /// breaker counting it when the app's side failed: one transaction.
+    async fn record_failure(
+        &self,
+        held: &Held,
+        event: &Taken,
+        delivered: &[Attempt],
+        failed: Attempt,
+        app_side: bool,
+    ) -> Result<Delivered, ApiError> {
+        let error = failed.error.clone().unwrap_or_default();
+        let attempts = failed.attempts;
         let now = OffsetDateTime::now_utc();
-        let held = events::table
+        let this = events::table
             .filter(events::id.eq(event.id))
             .filter(events::status.eq("pending"))
-            .filter(events::lease_until.eq(lease));
+            .filter(events::lease_until.eq(held.lease));
         let link = app_repositories::table
             .filter(app_repositories::app_id.eq(&event.app_id))
             .filter(app_repositories::repository_id.eq(&event.repository_id));
-        let mut conn = db::conn(&self.pool).await?;
-        let Some(error) = error else {
-            return record_delivered(&mut conn, event, lease, attempts).await;
-        };
         let (threshold, cooldown) = (self.breaker_threshold, self.breaker_cooldown);
-        let outcome = conn
-            .transaction::<_, ApiError, _>(async |conn| {
-                let failed = attempts >= self.max_attempts;
-                let recorded = if failed {
-                    diesel::update(held)
-                        .set((
-                            events::status.eq("failed"),
-                            events::attempts.eq(attempts),
-                            events::last_error.eq(&error),
-                            events::lease_until.eq(None::<OffsetDateTime>),
-                        ))
-                        .execute(conn)
-                        .await?
-                } else {
-                    diesel::update(held)
-                        .set((
-                            events::attempts.eq(attempts),
-                            events::last_error.eq(&error),
-                            events::next_attempt_at.eq(now + self.retry_delay(attempts)),
-                            events::lease_until.eq(None::<OffsetDateTime>),
-                        ))
-                        .execute(conn)
-                        .await?
-                };
-                if recorded == 0 {
-                    return Ok(Delivered::LeaseLost);
-                }
-                if failed {
-                    diesel::update(link)
-                        .set((app_repositories::status.eq("failed"), app_repositories::last_error.eq(&error)))
-                        .execute(conn)
-                        .await?;
-                }
-                if app_side
-                    && let Some((failures, until)) =
-                        breaker_failure(conn, &event.app_id, event.trial, threshold, now + cooldown).await?
-                {
-                    tracing::warn!(app_id = event.app_id, failures, until = %until, "delivery breaker open");
-                }
-                Ok(if failed { Delivered::Failed(error) } else { Delivered::Retry(error) })
-            })
-            .await?;
-        Ok(outcome)
+        let mut all = delivered.to_vec();
+        all.push(failed);
+        let mut conn = db::conn(&self.pool).await?;
+        conn.transaction::<_, ApiError, _>(async |conn| {
+            let gave_up = attempts >= self.max_attempts;
+            let next_attempt_at = if gave_up { now } else { now + self.retry_delay(attempts) };
+            let recorded = diesel::update(this)
+                .set((
+                    events::status.eq(if gave_up { "failed" } else { "pending" }),
+                    events::attempts.eq(attempts),
+                    events::last_error.eq(&error),
+                    events::next_attempt_at.eq(next_attempt_at),
+                    events::lease_until.eq(None::<OffsetDateTime>),
+                ))
+                .execute(conn)
+                .await?;
+            if recorded == 0 {
+                return Ok(Delivered::LeaseLost);
+            }
+            // The successes before it, and the rest of the batch let go.
+            record(conn, held, &all, None).await?;
+            if gave_up {
+                diesel::update(link)
+                    .set((app_repositories::status.eq("failed"), app_repositories::last_error.eq(&error)))
+                    .execute(conn)
+                    .await?;
+            }
+            if app_side
+                && let Some((failures, until)) =
+                    breaker_failure(conn, &event.app_id, event.trial, threshold, now + cooldown).await?
+            {
+                tracing::warn!(app_id = event.app_id, failures, until = %until, "delivery breaker open");
+            }
+            Ok(if gave_up { Delivered::Failed(error) } else { Delivered::Retry(error) })
+        })
+        .await
     }
 
-    /// The delay before attempt `attempts + 1`: the backoff doubled per attempt, plus up to a
-    /// quarter of it at random.
+    /// The delay before the next attempt after `attempts` failed ones: the backoff for the first
+    /// retry, doubled for each one after it, plus up to a quarter of it at random.
     fn retry_delay(&self, attempts: i32) -> Duration {
-        let base = self.backoff.saturating_mul(1u32 << attempts.clamp(0, 16));
+        let base = self.backoff.saturating_mul(1u32 << (attempts - 1).clamp(0, 16));
         let quarter = u64::try_from(base.as_millis() / 4).unwrap_or(u64::MAX);
         base.saturating_add(Duration::from_millis(rand::random::<u64>() % quarter.saturating_add(1)))
     }
 
-    /// Extends the lease held on `event` before a further request; [`SendError::LeaseLost`] when
-    /// another worker holds it now.
-    async fn renew(&self, event: &Taken, lease: &mut OffsetDateTime) -> Result<(), SendError> {
+    /// Extends the lease held on the batch (the events not recorded yet, delivered or not);
+    /// [`SendError::LeaseLost`] when another worker holds them now.
+    async fn renew(&self, held: &mut Held) -> Result<(), SendError> {
         let mut conn = db::conn(&self.pool).await.map_err(local)?;
-        let renewed: Option<OffsetDateTime> = diesel::update(
+        let until = lease_at(OffsetDateTime::now_utc() + self.lease);
+        let renewed = diesel::update(
             events::table
-                .filter(events::id.eq(event.id))
+                .filter(events::app_id.eq(&held.app_id))
+                .filter(events::repository_id.eq(&held.repository_id))
+                .filter(events::seq.between(held.from_seq, held.to_seq))
                 .filter(events::status.eq("pending"))
-                .filter(events::lease_until.eq(*lease)),
+                .filter(events::lease_until.eq(held.lease)),
         )
-        .set(events::lease_until.eq(OffsetDateTime::now_utc() + self.lease))
-        .returning(events::lease_until)
-        .get_result::<Option<OffsetDateTime>>(&mut conn)
+        .set(events::lease_until.eq(until))
+        .execute(&mut conn)
         .await
-        .optional()
-        .map_err(local)?
-        .flatten();
-        match renewed {
-            Some(until) => {
-                *lease = until;
-                Ok(())
-            }
-            None => Err(SendError::LeaseLost),
+        .map_err(local)?;
+        if renewed == 0 {
+            return Err(SendError::LeaseLost);
         }
+        held.lease = until;
+        Ok(())
     }
 
     /// Sends every request of an event, renewing `lease` before each further one.
-    async fn send(&self, event: &Taken, lease: &mut OffsetDateTime) -> Result<(), SendError> {
+    async fn send(&self, event: &Taken, lease: &mut Held) -> Result<(), SendError> {
         let (base_url, owner, name) = (&event.base_url, &event.owner, &event.name);
         let key = self.cipher.open_text(&event.client_auth_key_enc, &key_context(&event.app_id)).map_err(local)?;
         self.check_target(base_url).await?;
@@ -374,15 +532,17 @@ impl Deliverer {
         let mut file = json!({"path": path, "sha": p["sha256"]});
         if event.event != "delete" {
             file["size"] = p["size"].clone();
-            if event.event == "update" {
-                file["previous_sha"] = p["previous_sha256"].clone();
-            }
         }
         let envelope = |file: Value| {
-            json!({
+            let mut body = json!({
                 "repository": repository, "file": file, "commit_sha": event.commit_sha,
                 "timestamp": domain::timestamp::format_rfc3339_millis(OffsetDateTime::now_utc()),
-            })
+            });
+            // The file's SHA-256 before the change, beside `commit_sha` (the wire format's place).
+            if event.event == "update" {
+                body["previous_sha"] = p["previous_sha256"].clone();
+            }
+            body
         };
         if event.event == "delete" {
             return Ok(self.post(&url, &event.app_id, &key, event, &envelope(file)).await?);
@@ -403,7 +563,7 @@ impl Deliverer {
     }
 
     /// Sends the requests of a created or updated file, its content read from the clone.
-    async fn send_file(&self, event: &Taken, lease: &mut OffsetDateTime, f: &File<'_>) -> Result<(), SendError> {
+    async fn send_file(&self, event: &Taken, lease: &mut Held, f: &File<'_>) -> Result<(), SendError> {
         let File { url, key, envelope, blob, binary, size, .. } = *f;
         let mut file = f.file.clone();
         let path = event.path.as_deref().unwrap_or_default();
@@ -428,7 +588,7 @@ impl Deliverer {
         let total = size.div_ceil(PIECE_BYTES);
         for index in 0..total {
             if index > 0 {
-                self.renew(event, lease).await?;
+                self.renew(lease).await?;
             }
             let piece = content.read(PIECE_BYTES.min(size - index * PIECE_BYTES)).await?;
             if index + 1 == total {
@@ -714,43 +874,74 @@ impl Content {
     }
 }
 
-/// Records a delivered event in one statement: the event, its link `synced` when no event
-/// follows it, and the app's breaker closed (no write when it already is). `LeaseLost` when
-/// another worker holds the event now.
-async fn record_delivered(
+/// Records a batch's attempts in one statement: the delivered events (their link's
+/// `delivered_seq` moved up to the last of them, the link `synced` when no event follows it, the
+/// app's breaker closed, with no write when it already is), and the lease of the batch's other
+/// events renewed until `next_lease`, or let go when None. A failed attempt among `attempts` is
+/// written by the caller in the same transaction; the statement takes every attempt, so that
+/// an attempt log is one more CTE over `tried`. False when another worker holds the events now
+/// (nothing of theirs is recorded).
+async fn record(
     conn: &mut db::Conn,
-    event: &Taken,
-    lease: OffsetDateTime,
-    attempts: i32,
-) -> Result<Delivered, ApiError> {
+    held: &Held,
+    attempts: &[Attempt],
+    next_lease: Option<OffsetDateTime>,
+) -> Result<bool, ApiError> {
     #[derive(QueryableByName)]
     struct Recorded {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
+    use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz};
+    let ids: Vec<Uuid> = attempts.iter().map(|a| a.event_id).collect();
+    let numbers: Vec<i32> = attempts.iter().map(|a| a.attempts).collect();
+    let started: Vec<OffsetDateTime> = attempts.iter().map(|a| a.started_at).collect();
+    let ended: Vec<OffsetDateTime> = attempts.iter().map(|a| a.ended_at).collect();
+    let errors: Vec<Option<String>> = attempts.iter().map(|a| a.error.clone()).collect();
+    let delivered = attempts.iter().filter(|a| a.error.is_none()).count();
     let recorded = diesel::sql_query(
-        "WITH done AS ( \
-           UPDATE docora.events SET status = 'delivered', delivered_at = now(), attempts = $3, \
+        "WITH tried AS ( \
+           SELECT * FROM unnest($1::uuid[], $2::int4[], $3::timestamptz[], $4::timestamptz[], $5::text[]) \
+                  AS t(event_id, attempts, started_at, ended_at, error)), \
+         done AS ( \
+           UPDATE docora.events e SET status = 'delivered', delivered_at = t.ended_at, attempts = t.attempts, \
                   lease_until = NULL, last_error = NULL \
-           WHERE id = $1 AND status = 'pending' AND lease_until = $2 \
-           RETURNING app_id, repository_id, seq), \
-         synced AS ( \
-           UPDATE docora.app_repositories l SET status = 'synced', updated_at = now() FROM done d \
-           WHERE l.app_id = d.app_id AND l.repository_id = d.repository_id \
-             AND NOT EXISTS (SELECT 1 FROM docora.events e WHERE e.app_id = d.app_id \
-                             AND e.repository_id = d.repository_id AND e.seq > d.seq)), \
+           FROM tried t WHERE t.error IS NULL AND e.id = t.event_id AND e.status = 'pending' AND e.lease_until = $6 \
+           RETURNING e.seq), \
+         rest AS ( \
+           UPDATE docora.events e SET lease_until = $7 \
+           WHERE e.app_id = $8 AND e.repository_id = $9 AND e.seq BETWEEN $10 AND $11 \
+             AND e.status = 'pending' AND e.lease_until = $6 AND e.id <> ALL($1::uuid[]) \
+           RETURNING 1), \
+         last AS ( \
+           SELECT m.seq, NOT EXISTS (SELECT 1 FROM docora.events e WHERE e.app_id = $8 AND e.repository_id = $9 \
+                                     AND e.seq > m.seq) AS caught_up \
+           FROM (SELECT max(seq) AS seq FROM done) m WHERE m.seq IS NOT NULL), \
+         link AS ( \
+           UPDATE docora.app_repositories l SET delivered_seq = greatest(l.delivered_seq, last.seq), \
+                  status = CASE WHEN last.caught_up THEN 'synced' ELSE l.status END, \
+                  updated_at = CASE WHEN last.caught_up THEN now() ELSE l.updated_at END \
+           FROM last WHERE l.app_id = $8 AND l.repository_id = $9), \
          closed AS ( \
            UPDATE docora.apps a SET delivery_failures = 0, breaker_open_until = NULL, breaker_trial = false \
-           FROM done d WHERE a.id = d.app_id \
+           WHERE a.id = $8 AND EXISTS (SELECT 1 FROM last) \
              AND (a.delivery_failures <> 0 OR a.breaker_open_until IS NOT NULL OR a.breaker_trial)) \
          SELECT count(*) AS n FROM done",
     )
-    .bind::<diesel::sql_types::Uuid, _>(event.id)
-    .bind::<diesel::sql_types::Timestamptz, _>(lease)
-    .bind::<diesel::sql_types::Integer, _>(attempts)
+    .bind::<Array<diesel::sql_types::Uuid>, _>(&ids)
+    .bind::<Array<Integer>, _>(&numbers)
+    .bind::<Array<Timestamptz>, _>(&started)
+    .bind::<Array<Timestamptz>, _>(&ended)
+    .bind::<Array<Nullable<Text>>, _>(&errors)
+    .bind::<Timestamptz, _>(held.lease)
+    .bind::<Nullable<Timestamptz>, _>(next_lease)
+    .bind::<Text, _>(&held.app_id)
+    .bind::<Text, _>(&held.repository_id)
+    .bind::<BigInt, _>(held.from_seq)
+    .bind::<BigInt, _>(held.to_seq)
     .get_result::<Recorded>(conn)
     .await?;
-    Ok(if recorded.n == 0 { Delivered::LeaseLost } else { Delivered::Ok })
+    Ok(usize::try_from(recorded.n).is_ok_and(|n| n == delivered))
 }
 
 /// A delivery attempt to the app failed: counted; the breaker opens (until `open_until`) when

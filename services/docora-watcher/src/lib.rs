@@ -78,11 +78,18 @@ pub struct Settings {
     pub webhook_timeout: Duration,
     /// `DELIVERY_MAX_ATTEMPTS`, default 5: attempts of one event before its link is failed.
     pub delivery_max_attempts: i32,
-    /// `DELIVERY_BACKOFF_SECS`, default 10: the first retry's delay, doubled each time (plus jitter).
+    /// `DELIVERY_BACKOFF_SECS`, default 10: the first retry's delay, doubled for each further retry
+    /// (plus up to a quarter at random).
     pub delivery_backoff: Duration,
     /// `DELIVERY_LEASE_SECS`, default twice the webhook timeout plus 30: how long a delivery holds
     /// its event before another worker may take it over (renewed before each request).
     pub delivery_lease: Duration,
+    /// `DELIVERY_BATCH_SIZE`, default 200: at most this many of one link's consecutive events are
+    /// taken under one lease and delivered one after the other.
+    pub delivery_batch_size: i64,
+    /// `DELIVERY_RECORD_MILLIS`, default 250: delivered events are recorded together at least this
+    /// often (and every 64 events, and at the end of a batch).
+    pub delivery_record_interval: Duration,
     /// `DELIVERY_BREAKER_THRESHOLD`, default 10: an app's failed attempts in a row, across its
     /// repositories, that open its delivery breaker.
     pub delivery_breaker_threshold: i32,
@@ -133,6 +140,12 @@ impl Settings {
             delivery_max_attempts: env.number_or("DELIVERY_MAX_ATTEMPTS", 5, 1..=100)?,
             delivery_backoff: env.seconds_or("DELIVERY_BACKOFF_SECS", 10)?,
             delivery_lease,
+            delivery_batch_size: env.number_or("DELIVERY_BATCH_SIZE", 200, 1..=10_000)?,
+            delivery_record_interval: Duration::from_millis(env.number_or(
+                "DELIVERY_RECORD_MILLIS",
+                250,
+                0..=60_000,
+            )?),
             delivery_breaker_threshold: env.number_or("DELIVERY_BREAKER_THRESHOLD", 10, 1..=10_000)?,
             delivery_breaker_cooldown: env.seconds_or("DELIVERY_BREAKER_COOLDOWN_SECS", 60)?,
             scan_workers: env.number_or("SCAN_WORKERS", 2, 0..=64)?,
@@ -197,6 +210,8 @@ impl Settings {
             lease: self.delivery_lease,
             breaker_threshold: self.delivery_breaker_threshold,
             breaker_cooldown: self.delivery_breaker_cooldown,
+            batch_size: self.delivery_batch_size,
+            record_interval: self.delivery_record_interval,
             reader: deliver::BlobReader::default(),
         })
     }
@@ -311,15 +326,20 @@ fn spawn_workers(settings: &Settings, pool: &db::Pool, background: &Background) 
         let stop = background.clone();
         background.spawn(format!("delivery worker {i}"), async move {
             while !stop.is_stopping() {
-                match deliverer.take().await {
-                    Ok(Some(event)) => match deliverer.deliver(&event).await {
-                        Ok(deliver::Delivered::Ok) => {}
-                        Ok(other) => {
-                            tracing::info!(event_id = %event.id, outcome = ?other, "delivery not acknowledged")
+                match deliverer.take_batch().await {
+                    Ok(batch) if !batch.is_empty() => match deliverer.deliver_batch(&batch, || stop.is_stopping()).await {
+                        Ok(outcomes) => {
+                            for (event, outcome) in batch.iter().zip(&outcomes) {
+                                if *outcome != deliver::Delivered::Ok {
+                                    tracing::info!(event_id = %event.id, outcome = ?outcome, "delivery not acknowledged");
+                                }
+                            }
                         }
-                        Err(e) => tracing::warn!(event_id = %event.id, error = %e, "delivery could not be recorded"),
+                        Err(e) => {
+                            tracing::warn!(event_id = %batch[0].id, error = %e, "a batch of deliveries could not be recorded");
+                        }
                     },
-                    Ok(None) => {
+                    Ok(_) => {
                         deliverer.idle().await;
                         stop.unless_stopped(tokio::time::sleep(poll)).await;
                     }

@@ -21,6 +21,7 @@ pub mod docora {
             last_error -> Nullable<Text>,
             created_at -> Timestamptz,
             updated_at -> Timestamptz,
+            delivered_seq -> Int8,
         }
     }
 

@@ -76,8 +76,13 @@ async fn every_file_arrives_signed_in_order_with_the_exact_payload() {
     let delete = sink.received()[0].json();
     assert_eq!(delete["file"], json!({"path": "guide/intro.md", "sha": sha(b"Hello")}));
     let update = sink.received()[2].json();
-    assert_eq!(update["file"]["previous_sha"], sha(b"# Docs\n"));
+    // `previous_sha` sits at the top level, beside `commit_sha`, as the wire format says.
+    assert_eq!(update["previous_sha"], sha(b"# Docs\n"));
+    assert_eq!(update["commit_sha"], f.repo.head());
+    assert!(update["file"].get("previous_sha").is_none(), "not inside file: {update}");
+    assert_eq!(update["file"]["sha"], sha(b"# Docs v2\n"));
     assert_eq!(update["file"]["content"], "# Docs v2\n");
+    assert!(sink.received()[1].json().get("previous_sha").is_none(), "a create has none");
 }
 
 #[tokio::test]

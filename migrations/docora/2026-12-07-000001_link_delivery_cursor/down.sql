@@ -1,0 +1,1 @@
+ALTER TABLE docora.app_repositories DROP COLUMN delivered_seq;
