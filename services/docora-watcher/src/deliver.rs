@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -257,6 +257,47 @@ pub fn signature(key: &str, timestamp: i64, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The take (see [`Deliverer::take_up_to`]): `$1` the lease's end, `$2` the batch's size at most.
+/// Public for the backlog example (`examples/take_backlog.rs`), which shows its plan.
+pub const TAKE_SQL: &str = "WITH heads AS ( \
+       SELECT h.id FROM docora.app_repositories l \
+       JOIN docora.apps a ON a.id = l.app_id \
+       CROSS JOIN LATERAL (SELECT p.id, p.status, p.next_attempt_at, p.lease_until FROM docora.events p \
+                           WHERE p.app_id = l.app_id AND p.repository_id = l.repository_id \
+                             AND p.seq > l.delivered_seq AND p.status IN ('pending', 'failed') \
+                           ORDER BY p.seq LIMIT 1) h \
+       WHERE h.status = 'pending' AND h.next_attempt_at <= now() \
+         AND (h.lease_until IS NULL OR h.lease_until <= now()) \
+         AND (a.breaker_open_until IS NULL OR a.breaker_open_until <= now())), \
+     candidate AS ( \
+       SELECT e.id, e.app_id, e.repository_id, e.seq FROM docora.events e \
+       WHERE e.id = ANY (ARRAY(SELECT id FROM heads)) \
+         AND e.status = 'pending' AND (e.next_attempt_at <= now()) IS TRUE \
+         AND (e.lease_until IS NULL OR e.lease_until <= now()) \
+       ORDER BY e.next_attempt_at, e.seq LIMIT 1 FOR UPDATE SKIP LOCKED), \
+     chosen AS ( \
+       SELECT c.id, c.app_id, c.repository_id, c.seq, a.breaker_open_until IS NOT NULL AS trial \
+       FROM candidate c JOIN docora.apps a ON a.id = c.app_id), \
+     trial AS ( \
+       UPDATE docora.apps a SET breaker_open_until = $1, breaker_trial = true FROM chosen c \
+       WHERE c.trial AND a.id = c.app_id AND a.breaker_open_until <= now() RETURNING a.id), \
+     batch AS ( \
+       SELECT b.id, c.trial FROM chosen c CROSS JOIN LATERAL ( \
+         SELECT q.id, bool_and(q.status = 'pending' AND q.next_attempt_at <= now() \
+                               AND (q.lease_until IS NULL OR q.lease_until <= now())) \
+                       OVER (ORDER BY q.seq) AS deliverable \
+         FROM (SELECT p.id, p.seq, p.status, p.next_attempt_at, p.lease_until FROM docora.events p \
+               WHERE p.app_id = c.app_id AND p.repository_id = c.repository_id AND p.seq >= c.seq \
+                 AND p.status IN ('pending', 'failed') \
+               ORDER BY p.seq LIMIT CASE WHEN c.trial THEN 1 ELSE $2 END) q) b \
+       WHERE b.deliverable AND (NOT c.trial OR EXISTS (SELECT 1 FROM trial))) \
+     UPDATE docora.events e SET lease_until = $1 \
+     FROM batch b, docora.apps a, docora.repositories r \
+     WHERE e.id = b.id AND a.id = e.app_id AND r.id = e.repository_id \
+       AND e.status = 'pending' AND (e.lease_until IS NULL OR e.lease_until <= now()) \
+     RETURNING e.id, e.seq, e.app_id, e.repository_id, e.event, e.path, e.payload, e.commit_sha, e.attempts, \
+               b.trial, e.lease_until, a.base_url, a.client_auth_key_enc, r.owner, r.name, r.default_branch";
+
 impl Deliverer {
     /// Takes one deliverable event (a batch of one; see [`Deliverer::take_batch`]).
     pub async fn take(&self) -> Result<Option<Taken>, ApiError> {
@@ -277,8 +318,16 @@ impl Deliverer {
     /// not taken yet (taken here, in the same statement; a trial is a batch of one).
     pub async fn take_up_to(&self, limit: i64) -> Result<Vec<Taken>, ApiError> {
         let mut conn = db::conn(&self.pool).await?;
+        // The planner's estimates for the take are far above its real cost (a table of links
+        // never analyzed is guessed at hundreds of rows), above `jit_above_cost`: JIT would
+        // compile it every time, tens of milliseconds for a statement that runs in one. Off for
+        // this pooled connection (JIT brings nothing to the service's short statements).
+        conn.batch_execute("SET jit = off").await?;
         let lease_until = lease_at(OffsetDateTime::now_utc() + self.lease);
-        // Heads are found per link with one index probe that starts past the link's last
+        // The heads' ids lead to their rows by primary key (`= ANY`, and a due-time condition
+        // no index serves): the index of all pending events would be walked otherwise, dead
+        // entries of delivered events included. Heads are found per link with one index probe
+        // that starts past the link's last
         // delivered event (`delivered_seq`), so a take costs the same whatever the backlog behind
         // or ahead. Locking the chosen head re-checks its own conditions: one taken or delivered
         // meanwhile is skipped; the rest of the batch is that link's next events up to the first
@@ -286,52 +335,15 @@ impl Deliverer {
         // updated. Data-modifying CTEs run once, whatever the main statement reads: two workers
         // that pick events of one half-open app both reach the app's row; the second waits for
         // the first, then sees the breaker moved forward, takes no trial, and so takes no event.
-        Ok(diesel::sql_query(
-            "WITH heads AS ( \
-               SELECT h.id FROM docora.app_repositories l \
-               JOIN docora.apps a ON a.id = l.app_id \
-               CROSS JOIN LATERAL (SELECT p.id, p.status, p.next_attempt_at, p.lease_until FROM docora.events p \
-                                   WHERE p.app_id = l.app_id AND p.repository_id = l.repository_id \
-                                     AND p.seq > l.delivered_seq AND p.status IN ('pending', 'failed') \
-                                   ORDER BY p.seq LIMIT 1) h \
-               WHERE h.status = 'pending' AND h.next_attempt_at <= now() \
-                 AND (h.lease_until IS NULL OR h.lease_until <= now()) \
-                 AND (a.breaker_open_until IS NULL OR a.breaker_open_until <= now())), \
-             candidate AS ( \
-               SELECT e.id, e.app_id, e.repository_id, e.seq, a.breaker_open_until IS NOT NULL AS trial \
-               FROM docora.events e JOIN docora.apps a ON a.id = e.app_id \
-               WHERE e.id IN (SELECT id FROM heads) \
-                 AND e.status = 'pending' AND e.next_attempt_at <= now() \
-                 AND (e.lease_until IS NULL OR e.lease_until <= now()) \
-               ORDER BY e.next_attempt_at, e.seq LIMIT 1 FOR UPDATE OF e SKIP LOCKED), \
-             trial AS ( \
-               UPDATE docora.apps a SET breaker_open_until = $1, breaker_trial = true FROM candidate c \
-               WHERE c.trial AND a.id = c.app_id AND a.breaker_open_until <= now() RETURNING a.id), \
-             batch AS ( \
-               SELECT b.id, c.trial FROM candidate c CROSS JOIN LATERAL ( \
-                 SELECT q.id, bool_and(q.status = 'pending' AND q.next_attempt_at <= now() \
-                                       AND (q.lease_until IS NULL OR q.lease_until <= now())) \
-                               OVER (ORDER BY q.seq) AS deliverable \
-                 FROM (SELECT p.id, p.seq, p.status, p.next_attempt_at, p.lease_until FROM docora.events p \
-                       WHERE p.app_id = c.app_id AND p.repository_id = c.repository_id AND p.seq >= c.seq \
-                         AND p.status IN ('pending', 'failed') \
-                       ORDER BY p.seq LIMIT CASE WHEN c.trial THEN 1 ELSE $2 END) q) b \
-               WHERE b.deliverable AND (NOT c.trial OR EXISTS (SELECT 1 FROM trial))) \
-             UPDATE docora.events e SET lease_until = $1 \
-             FROM batch b, docora.apps a, docora.repositories r \
-             WHERE e.id = b.id AND a.id = e.app_id AND r.id = e.repository_id \
-               AND e.status = 'pending' AND (e.lease_until IS NULL OR e.lease_until <= now()) \
-             RETURNING e.id, e.seq, e.app_id, e.repository_id, e.event, e.path, e.payload, e.commit_sha, e.attempts, \
-                       b.trial, e.lease_until, a.base_url, a.client_auth_key_enc, r.owner, r.name, r.default_branch",
-        )
-        .bind::<diesel::sql_types::Timestamptz, _>(lease_until)
-        .bind::<diesel::sql_types::BigInt, _>(limit.max(1))
-        .load::<Taken>(&mut conn)
-        .await
-        .map(|mut batch| {
-            batch.sort_by_key(|e| e.seq);
-            batch
-        })?)
+        Ok(diesel::sql_query(TAKE_SQL)
+            .bind::<diesel::sql_types::Timestamptz, _>(lease_until)
+            .bind::<diesel::sql_types::BigInt, _>(limit.max(1))
+            .load::<Taken>(&mut conn)
+            .await
+            .map(|mut batch| {
+                batch.sort_by_key(|e| e.seq);
+                batch
+            })?)
     }
 
     /// Delivers a taken event and records its outcome (a batch of one).

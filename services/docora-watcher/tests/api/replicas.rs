@@ -353,3 +353,65 @@ async fn a_replica_that_cannot_fetch_the_commit_retries_without_blaming_the_app(
         received.iter().map(|r| r.json()["file"]["path"].as_str().unwrap_or_default().to_owned()).collect();
     assert_eq!(paths, ["a.md", "b.md", "c.md"]);
 }
+
+#[tokio::test]
+async fn a_replica_killed_mid_batch_leaves_the_rest_of_the_batch_to_the_next_one_in_order() {
+    let sink = WebhookSink::start().expect("sink");
+    sink.set_mode(SinkMode::Slow(Duration::from_millis(300)));
+    let git = GitServer::start().expect("git server");
+    // Nothing recorded before the batch ends: what the killed replica delivered is on record
+    // nowhere, and its lease (renewed as the batch goes on) is all that holds the link.
+    let mut app = live_app(&git, |env| {
+        env.with("SCAN_WORKERS", "1")
+            .with("DELIVERY_WORKERS", "2")
+            .with("WEBHOOK_TIMEOUT_SECS", "3")
+            .with("DELIVERY_LEASE_SECS", "4")
+            .with("DELIVERY_RECORD_MILLIS", "60000")
+    })
+    .await;
+    let (owner_id, _) = app.github.add_user("octo");
+    app.github.add_repo(owner_id, "docs", false);
+    let repo = git.create_repo("octo", "docs").expect("repo");
+    for i in 0..8 {
+        repo.write(&format!("doc{i}.md"), format!("document {i}").as_bytes());
+    }
+    repo.commit("first").expect("commit");
+    let (app_id, client) = app.app_at("reader", &sink.url()).await;
+    let res = client.post_json("/api/repositories", &json!({"github_url": "https://github.com/octo/docs"})).await;
+    assert_eq!(res.status, 201, "{}", res.text);
+    let repository_id = str_of(&res.body, "repository_id").to_owned();
+
+    // A few events of the batch are acknowledged, then the receiver stops answering and the
+    // replica dies with a request in flight.
+    sink.wait_for(3, Duration::from_secs(30)).await;
+    sink.set_mode(SinkMode::Hang);
+    let started = std::time::Instant::now();
+    while !sink.attempts().iter().any(|a| a.status == 0) {
+        assert!(started.elapsed() < Duration::from_secs(30), "no request reached the hanging receiver");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    app.server.stop();
+    let before: Vec<String> = sink.received().iter().filter_map(|r| r.delivery().map(str::to_owned)).collect();
+    assert!(before.len() >= 3 && before.len() < 8, "killed mid-batch after {} events", before.len());
+    assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.events WHERE status = 'delivered'").await, 0);
+    let leased = "SELECT count(*) AS n FROM docora.events WHERE status = 'pending' AND lease_until > now()";
+    assert_eq!(count(&app.db, leased).await, 8, "the whole batch is still held by the dead replica");
+
+    // The next replica takes the link once the lease runs out and delivers every event, in order:
+    // those the dead one had sent go again (at least once), under the same delivery ids.
+    sink.set_mode(SinkMode::Accept);
+    let _next = instance(&own_clones(&app.settings));
+    let ids = event_ids(&app, &app_id, &repository_id).await;
+    assert_eq!(ids.len(), 8);
+    let received = sink.wait_for(before.len() + 8, Duration::from_secs(60)).await;
+    let sent: Vec<String> = received.iter().filter_map(|r| r.delivery().map(str::to_owned)).collect();
+    assert_eq!(sent[..before.len()], ids[..before.len()], "the dead replica sent the batch's first events, in order");
+    assert_eq!(sent[before.len()..], ids[..], "the next replica sent every event once, in order");
+    assert!(received.iter().all(|r| r.signature_valid(crate::SIGNING_KEY)));
+    let recorded = "SELECT count(*) AS n FROM docora.events WHERE status = 'delivered' AND attempts = 1 \
+                    AND lease_until IS NULL";
+    crate::eventually_count(&app.db, recorded, 8).await;
+    let link = "SELECT count(*) AS n FROM docora.app_repositories l WHERE status = 'synced' \
+                AND delivered_seq = (SELECT max(seq) FROM docora.events)";
+    assert_eq!(count(&app.db, link).await, 1, "the link's cursor is at its last event");
+}
