@@ -164,17 +164,23 @@ impl Settings {
         git::Git::new(&self.git_base_url, self.git_work_dir.clone(), self.git_timeout)
     }
 
+    /// The GitHub API client of these settings.
+    pub fn github(&self) -> anyhow::Result<github::GithubClient> {
+        Ok(github::GithubClient::new(&self.github_api_url, self.github_timeout)?)
+    }
+
     /// The scanner of these settings on `pool`.
-    pub fn scanner(&self, pool: db::Pool) -> scan::Scanner {
-        scan::Scanner {
+    pub fn scanner(&self, pool: db::Pool) -> anyhow::Result<scan::Scanner> {
+        Ok(scan::Scanner {
             pool,
             git: self.git(),
+            github: self.github()?,
             cipher: self.cipher(),
             interval: self.scan_interval,
             lease: self.scan_lease,
             threshold: self.circuit_threshold,
             cooldown: self.circuit_cooldown,
-        }
+        })
     }
 
     /// The webhook deliverer of these settings on `pool`.
@@ -244,7 +250,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     let tokens = web::Data::new(AppTokens::new(pool.clone()));
     let state = web::Data::new(AppState {
         pool: pool.clone(),
-        github: github::GithubClient::new(&settings.github_api_url, settings.github_timeout)?,
+        github: settings.github()?,
         git: settings.git(),
         cipher: settings.cipher(),
         url_policy: settings.url_policy,
@@ -285,14 +291,17 @@ const BEARER: service_kit::http::BearerScheme = service_kit::http::BearerScheme(
 fn spawn_workers(settings: &Settings, pool: &db::Pool, background: &Background) -> anyhow::Result<()> {
     let poll = settings.worker_poll;
     for i in 0..settings.scan_workers {
-        let scanner = settings.scanner(pool.clone());
+        let scanner = settings.scanner(pool.clone())?;
         let stop = background.clone();
         background.spawn(format!("scan worker {i}"), async move {
             while !stop.is_stopping() {
                 match scanner.claim().await {
                     Ok(Some(repository)) => {
+                        // A scan that could not be recorded is counted as a failure by `scan`; only
+                        // a database that cannot even record that ends here (the lease runs out
+                        // and the repository is scanned again).
                         if let Err(e) = scanner.scan(&repository).await {
-                            tracing::warn!(repository_id = repository.id, error = %e, "scan could not be recorded");
+                            tracing::error!(repository_id = repository.id, error = %e, "scan failure could not be recorded");
                         }
                     }
                     Ok(None) => {

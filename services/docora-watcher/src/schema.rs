@@ -62,13 +62,14 @@ pub mod docora {
     }
 
     diesel::table! {
-        docora.repository_files (repository_id, path) {
+        docora.repository_files (repository_id, path, path_raw) {
             repository_id -> Text,
             path -> Text,
             blob -> Text,
             sha256 -> Text,
             size -> Int8,
             is_binary -> Bool,
+            path_raw -> Bytea,
         }
     }
 
