@@ -296,16 +296,43 @@ impl Git {
         Ok(entries)
     }
 
+    /// The branch the repository's `HEAD` names (on GitHub: its default branch), asked with
+    /// each of `tokens` in turn until one is accepted; `None` when it names none.
+    pub async fn remote_head(&self, tokens: &[String], owner: &str, name: &str) -> Result<Option<String>, GitError> {
+        let listing = self.ls_remote(tokens, owner, name, &["--symref"], &["HEAD"]).await?;
+        // "ref: refs/heads/<branch>\tHEAD", then "<commit>\tHEAD".
+        Ok(String::from_utf8_lossy(&listing).lines().find_map(|line| {
+            let target = line.strip_prefix("ref: ")?.strip_suffix("\tHEAD")?;
+            target.strip_prefix("refs/heads/").map(str::to_owned)
+        }))
+    }
+
     /// Whether the repository has any branch at all (an empty repository, with no commit yet,
     /// has none), asked with each of `tokens` in turn until one is accepted.
     pub async fn has_branches(&self, tokens: &[String], owner: &str, name: &str) -> Result<bool, GitError> {
+        let listing = self.ls_remote(tokens, owner, name, &["--heads"], &[]).await?;
+        Ok(!listing.iter().all(u8::is_ascii_whitespace))
+    }
+
+    /// `git ls-remote <flags> <url> <patterns>` with each of `tokens` in turn until one is
+    /// accepted (anonymously when there are none).
+    async fn ls_remote(
+        &self,
+        tokens: &[String],
+        owner: &str,
+        name: &str,
+        flags: &[&str],
+        patterns: &[&str],
+    ) -> Result<Vec<u8>, GitError> {
         let url = format!("{}/{owner}/{name}.git", self.base_url);
+        let args: Vec<&str> =
+            ["ls-remote"].iter().chain(flags).chain([&url.as_str()]).chain(patterns).copied().collect();
         let mut last = GitError::Failed("no token worked".into());
         let tokens: Vec<Option<&str>> =
             if tokens.is_empty() { vec![None] } else { tokens.iter().map(|t| Some(t.as_str())).collect() };
         for token in tokens {
-            match self.run(None, &["ls-remote", "--heads", &url], token).await {
-                Ok(listing) => return Ok(!listing.iter().all(u8::is_ascii_whitespace)),
+            match self.run(None, &args, token).await {
+                Ok(listing) => return Ok(listing),
                 Err(e @ GitError::Auth(_)) => last = e,
                 Err(e) => return Err(e),
             }

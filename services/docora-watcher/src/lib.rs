@@ -71,6 +71,9 @@ pub struct Settings {
     pub circuit_threshold: i32,
     /// `CIRCUIT_COOLDOWN_SECS`, default 1800: how long an open circuit stops scans.
     pub circuit_cooldown: Duration,
+    /// `DEFAULT_BRANCH_CHECK_SECS`, default 3600: how often a scan first asks the repository
+    /// which branch is its default (0: only when the branch scanned is gone).
+    pub default_branch_check: Duration,
     /// `GITHUB_WEBHOOK_SECRET`: verifies GitHub push webhooks (`POST /api/github/push`); unset,
     /// the endpoint answers 503.
     pub github_webhook_secret: Option<Secret<String>>,
@@ -128,6 +131,7 @@ impl Settings {
             scan_lease: env.seconds_or("SCAN_LEASE_SECS", 900)?,
             circuit_threshold: env.number_or("CIRCUIT_THRESHOLD", 5, 1..=1000)?,
             circuit_cooldown: env.seconds_or("CIRCUIT_COOLDOWN_SECS", 1800)?,
+            default_branch_check: env.seconds_or("DEFAULT_BRANCH_CHECK_SECS", 3600)?,
             github_webhook_secret: env.get("GITHUB_WEBHOOK_SECRET").map(|s| Secret::new(s.to_owned())),
             webhook_timeout,
             delivery_max_attempts: env.number_or("DELIVERY_MAX_ATTEMPTS", 5, 1..=100)?,
@@ -180,6 +184,7 @@ impl Settings {
             lease: self.scan_lease,
             threshold: self.circuit_threshold,
             cooldown: self.circuit_cooldown,
+            branch_check: self.default_branch_check,
         })
     }
 

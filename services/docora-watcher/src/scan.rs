@@ -49,6 +49,10 @@ pub struct Scanner {
     pub threshold: i32,
     /// `CIRCUIT_COOLDOWN_SECS`, default 1800: how long an open circuit stops scans.
     pub cooldown: Duration,
+    /// `DEFAULT_BRANCH_CHECK_SECS`, default 3600: how often a scan first asks the repository
+    /// which branch its `HEAD` (GitHub's default branch) names (zero: only when the branch
+    /// scanned is gone).
+    pub branch_check: Duration,
 }
 
 /// A repository claimed for a scan.
@@ -59,6 +63,8 @@ pub struct Claimed {
     pub name: String,
     pub default_branch: String,
     pub last_commit_sha: Option<String>,
+    /// When a scan last asked the repository for its default branch.
+    pub branch_checked_at: Option<OffsetDateTime>,
 }
 
 /// What a scan did.
@@ -190,7 +196,7 @@ impl Scanner {
                  AND (circuit_open_until IS NULL OR circuit_open_until <= now()) \
                  AND (scan_lease_until IS NULL OR scan_lease_until <= now()) \
                ORDER BY next_scan_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, owner, name, default_branch, last_commit_sha",
+             RETURNING id, owner, name, default_branch, last_commit_sha, branch_checked_at",
         )
         .bind::<diesel::sql_types::Timestamptz, _>(lease_until)
         .get_result::<ClaimedRow>(&mut conn)
@@ -202,16 +208,36 @@ impl Scanner {
             name: r.name,
             default_branch: r.default_branch,
             last_commit_sha: r.last_commit_sha,
+            branch_checked_at: r.branch_checked_at,
         }))
     }
 
     /// Fetches the default branch with the apps' tokens in turn (anonymously when there are
-    /// none); `None` when the repository has no commit yet. When the branch is gone, GitHub is
-    /// asked for the repository's default branch: a new one (renamed on GitHub) is fetched
-    /// instead and set in `repo` (recorded when the scan is).
+    /// none); `None` when the repository has no commit yet. The default branch followed is set
+    /// in `repo` (and recorded when the scan is): every `branch_check` the repository's `HEAD` is
+    /// asked first (one ref listing, no API call), and when the branch is gone, GitHub's API is
+    /// asked for the default branch and a new one is fetched instead.
     async fn fetch(&self, repo: &mut Claimed) -> Result<Option<String>, GitError> {
         let tokens =
             link_tokens(&self.pool, &self.cipher, &repo.id).await.map_err(|e| GitError::Failed(e.to_string()))?;
+        let now = OffsetDateTime::now_utc();
+        if !self.branch_check.is_zero() && repo.branch_checked_at.is_none_or(|at| now - at >= self.branch_check) {
+            match self.git.remote_head(&tokens, &repo.owner, &repo.name).await {
+                Ok(Some(head)) if head != repo.default_branch && is_branch_name(&head) => {
+                    tracing::info!(
+                        repository_id = repo.id,
+                        from = repo.default_branch,
+                        to = head,
+                        "the default branch changed on GitHub: following it"
+                    );
+                    repo.default_branch = head;
+                }
+                Ok(_) => {}
+                // The fetch that follows says what is wrong, if anything.
+                Err(e) => tracing::warn!(repository_id = repo.id, error = %e, "cannot ask for the default branch"),
+            }
+            repo.branch_checked_at = Some(now);
+        }
         let missing = match self.fetch_branch(&tokens, repo).await {
             Err(GitError::NoSuchBranch(said)) => said,
             other => return other.map(Some),
@@ -465,6 +491,7 @@ impl Scanner {
                 .set((
                     repositories::last_commit_sha.eq(commit),
                     repositories::default_branch.eq(&repo.default_branch),
+                    repositories::branch_checked_at.eq(repo.branch_checked_at),
                     repositories::last_scan_at.eq(diesel::dsl::now),
                     repositories::next_scan_at.eq(next),
                     repositories::scan_lease_until.eq(None::<OffsetDateTime>),
@@ -601,6 +628,8 @@ struct ClaimedRow {
     default_branch: String,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     last_commit_sha: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    branch_checked_at: Option<OffsetDateTime>,
 }
 
 #[cfg(test)]

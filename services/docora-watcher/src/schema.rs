@@ -58,6 +58,7 @@ pub mod docora {
             last_error -> Nullable<Text>,
             created_at -> Timestamptz,
             scan_lease_until -> Nullable<Timestamptz>,
+            branch_checked_at -> Nullable<Timestamptz>,
         }
     }
 

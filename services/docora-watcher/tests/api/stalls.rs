@@ -215,6 +215,29 @@ async fn a_default_branch_renamed_on_github_is_followed_with_only_the_difference
 }
 
 #[tokio::test]
+async fn a_default_branch_changed_while_the_old_one_stays_is_followed_at_the_next_check() {
+    let f = fixture("1").await;
+    f.scan_now().await;
+    // develop becomes the default (the repository's HEAD), main stays and keeps its commit.
+    f.repo.set_default_branch("develop").expect("develop");
+    f.repo.remove("img/logo.png");
+    let develop = f.repo.commit("on develop").expect("commit");
+    let main = f.repo.git(&["rev-parse", "main"]).expect("main");
+    assert_eq!(f.scan_now().await, ScanOutcome::Unchanged { commit: main }, "checked an hour after registration");
+
+    execute(&f.app.db, "UPDATE docora.repositories SET branch_checked_at = now() - interval '61 minutes'").await;
+    let outcome = f.scan_now().await;
+    assert!(
+        matches!(&outcome, ScanOutcome::Scanned { commit, created: 0, updated: 0, deleted: 1, events: 1 } if *commit == develop),
+        "{outcome:?}"
+    );
+    let checked = "SELECT count(*) AS n FROM docora.repositories WHERE default_branch = 'develop' \
+                   AND branch_checked_at > now() - interval '1 minute'";
+    assert_eq!(count(&f.app.db, checked).await, 1);
+    assert_eq!(f.app.github.calls_to("/repos/octo/docs"), 1, "asked git, not GitHub's API (only at registration)");
+}
+
+#[tokio::test]
 async fn a_push_naming_a_new_default_branch_moves_the_scans_to_it() {
     let f = crate::scan::fixture_env("1", "https://hooks.example.com/docora", |env| {
         env.with("GITHUB_WEBHOOK_SECRET", "push-secret")
@@ -294,6 +317,7 @@ async fn an_empty_repository_is_empty_until_its_first_commit_which_is_delivered_
 #[tokio::test]
 async fn after_the_cooldown_one_trial_scan_runs_and_its_failure_opens_the_circuit_again() {
     let f = fixture("2").await;
+    let (admin, _) = crate::admin::logged_in(&f.app).await;
     f.git.set_failing(true);
     assert!(matches!(f.scan_now().await, ScanOutcome::Failed { circuit_opened: false, .. }));
     assert!(matches!(f.scan_now().await, ScanOutcome::Failed { circuit_opened: true, .. }));
@@ -307,6 +331,8 @@ async fn after_the_cooldown_one_trial_scan_runs_and_its_failure_opens_the_circui
         assert!(f.scanner.claim().await.expect("claim").is_none());
         // The cooldown ends: one trial (a second claim finds it taken), which fails.
         execute(&f.app.db, "UPDATE docora.repositories SET circuit_open_until = now() - interval '1 second'").await;
+        let page = admin.get("/admin").await;
+        assert!(page.text.contains("half-open: one trial scan next"), "{}", page.text);
         let trial = f.scanner.claim().await.expect("claim").expect("the trial");
         assert!(f.scanner.claim().await.expect("claim").is_none(), "one trial at a time");
         let outcome = f.scanner.scan(&trial).await.expect("scan");
