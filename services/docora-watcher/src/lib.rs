@@ -1,5 +1,5 @@
 //! docora-watcher: apps register GitHub repositories; every file change reaches them as signed
-//! webhooks. The contract is `000_12087db544bd6a26.txt` and `specs/docora-webhooks.md` (see the
+//! webhooks. The contract is `000_12087db544bd6a26.txt` and `docs/docora-webhooks.md` (see the
 //! README's docora-watcher section).
 //!
 //! Where things are:
@@ -350,7 +350,7 @@ fn spawn_workers(settings: &Settings, pool: &db::Pool, background: &Background) 
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "docora-watcher", description = "Register GitHub repositories; every file change reaches your app as a signed webhook. Send Authorization: Bearer docora_…"),
+    info(title = "docora-watcher", description = "Register GitHub repositories; every file change reaches your app as a signed webhook. Send Authorization: Bearer docora_…. Webhook bodies: docs/docora-webhooks.md (a file name that is not UTF-8 comes as a lossless text form in file.path, bytes outside UTF-8 as \\xHH and backslashes doubled, with its bytes in file.path_base64, present only for such names)."),
     paths(
         repositories::register, repositories::unwatch, repositories::update_token, push::push,
         admin_api::login, admin_api::logout, admin_api::list_apps, admin_api::create_app,

@@ -132,6 +132,11 @@ async fn names_that_are_not_utf8_are_kept_apart_and_reach_the_app_with_their_byt
     assert_eq!(bodies[2]["file"]["path"], "r\\xe9sum\\xe9.txt");
     assert_eq!(bodies[2]["file"]["path_base64"], base64(b"r\xe9sum\xe9.txt"));
     assert_eq!(bodies[2]["file"]["content"], "one, edited");
+
+    // Said where receivers look: the OpenAPI document (and docs/docora-webhooks.md).
+    let openapi = f.app.anonymous().get("/openapi.json").await.body;
+    let description = openapi["info"]["description"].as_str().unwrap_or_default();
+    assert!(description.contains("file.path_base64") && description.contains("\\xHH"), "{description}");
 }
 
 #[tokio::test]
