@@ -215,51 +215,40 @@ impl Scanner {
     /// Fetches the default branch with the apps' tokens in turn (anonymously when there are
     /// none); `None` when the repository has no commit yet. The default branch followed is set
     /// in `repo` (and recorded when the scan is): every `branch_check` the repository's `HEAD` is
-    /// asked first (one ref listing, no API call), and when the branch is gone, GitHub's API is
-    /// asked for the default branch and a new one is fetched instead.
+    /// asked first (one ref listing, no API call); when the branch is gone and others exist, the
+    /// `HEAD` is asked again, then GitHub's API, and a new default branch is fetched instead.
     async fn fetch(&self, repo: &mut Claimed) -> Result<Option<String>, GitError> {
         let tokens =
             link_tokens(&self.pool, &self.cipher, &repo.id).await.map_err(|e| GitError::Failed(e.to_string()))?;
         let now = OffsetDateTime::now_utc();
-        if !self.branch_check.is_zero() && repo.branch_checked_at.is_none_or(|at| now - at >= self.branch_check) {
+        let check_due =
+            !self.branch_check.is_zero() && repo.branch_checked_at.is_none_or(|at| now - at >= self.branch_check);
+        if check_due {
             match self.git.remote_head(&tokens, &repo.owner, &repo.name).await {
-                Ok(Some(head)) if head != repo.default_branch && is_branch_name(&head) => {
-                    tracing::info!(
-                        repository_id = repo.id,
-                        from = repo.default_branch,
-                        to = head,
-                        "the default branch changed on GitHub: following it"
-                    );
-                    repo.default_branch = head;
+                Ok(head) => {
+                    follow(repo, head);
                 }
-                Ok(_) => {}
                 // The fetch that follows says what is wrong, if anything.
                 Err(e) => tracing::warn!(repository_id = repo.id, error = %e, "cannot ask for the default branch"),
-            }
+            };
             repo.branch_checked_at = Some(now);
         }
         let missing = match self.fetch_branch(&tokens, repo).await {
             Err(GitError::NoSuchBranch(said)) => said,
             other => return other.map(Some),
         };
-        if let Some(branch) = self.github_default_branch(repo, &tokens).await.filter(|b| *b != repo.default_branch) {
-            tracing::info!(
-                repository_id = repo.id,
-                from = repo.default_branch,
-                to = branch,
-                "the default branch changed on GitHub: following it"
-            );
-            repo.default_branch = branch;
-            match self.fetch_branch(&tokens, repo).await {
-                Err(GitError::NoSuchBranch(_)) => {}
-                other => return other.map(Some),
-            }
-        }
         // No branch at all: an empty repository, waiting for its first commit.
         if !self.git.has_branches(&tokens, &repo.owner, &repo.name).await? {
             return Ok(None);
         }
-        Err(GitError::NoSuchBranch(missing))
+        // The branch is gone: renamed, most likely. The repository's HEAD says to what (unless it
+        // was just asked), else GitHub's API.
+        let head = if check_due { None } else { self.git.remote_head(&tokens, &repo.owner, &repo.name).await? };
+        if !follow(repo, head) && !follow(repo, self.github_default_branch(repo, &tokens).await) {
+            return Err(GitError::NoSuchBranch(missing));
+        }
+        repo.branch_checked_at = Some(now);
+        self.fetch_branch(&tokens, repo).await.map(Some)
     }
 
     async fn fetch_branch(&self, tokens: &[String], repo: &Claimed) -> Result<String, GitError> {
@@ -273,7 +262,7 @@ impl Scanner {
             if tokens.is_empty() { vec![None] } else { tokens.iter().map(|t| Some(t.as_str())).collect() };
         for token in tokens {
             match self.github.repository(&repo.owner, &repo.name, token).await {
-                Ok(found) => return found.default_branch.filter(|b| is_branch_name(b)),
+                Ok(found) => return found.default_branch,
                 Err(e) => {
                     tracing::warn!(repository_id = repo.id, error = %e, "cannot ask GitHub for the default branch")
                 }
@@ -582,6 +571,24 @@ impl Scanner {
             })
             .await?;
         Ok(ScanOutcome::Failed { error: message.clone(), circuit_opened: opened })
+    }
+}
+
+/// Follows `branch`, the default branch as GitHub reports it, when it is a new one; returns
+/// whether it was.
+fn follow(repo: &mut Claimed, branch: Option<String>) -> bool {
+    match branch {
+        Some(branch) if branch != repo.default_branch && is_branch_name(&branch) => {
+            tracing::info!(
+                repository_id = repo.id,
+                from = repo.default_branch,
+                to = branch,
+                "the default branch changed on GitHub: following it"
+            );
+            repo.default_branch = branch;
+            true
+        }
+        _ => false,
     }
 }
 

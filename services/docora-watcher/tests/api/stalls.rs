@@ -211,12 +211,38 @@ async fn a_default_branch_renamed_on_github_is_followed_with_only_the_difference
         count(&f.app.db, "SELECT count(*) AS n FROM docora.repositories WHERE default_branch = 'develop' AND consecutive_failures = 0").await,
         1
     );
-    assert_eq!(asked(), asked_before + 1, "GitHub was asked once, when main was gone");
+    assert_eq!(asked(), asked_before, "the repository's HEAD said it: no API call");
 
-    // From now on develop is scanned directly: no failure, no question to GitHub.
+    // From now on develop is scanned directly.
     assert_eq!(f.scan_now().await, ScanOutcome::Unchanged { commit: develop });
-    assert_eq!(asked(), asked_before + 1);
     assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.events WHERE event = 'sync_failed'").await, 0);
+}
+
+#[tokio::test]
+async fn when_the_repository_cannot_say_its_default_branch_githubs_api_does() {
+    let f = fixture("1").await;
+    f.scan_now().await;
+    let github_id = count(&f.app.db, "SELECT github_repo_id AS n FROM docora.repositories").await;
+    // main deleted under the repository's HEAD (which names no branch now); only the API knows.
+    f.repo.switch_branch("develop").expect("develop");
+    f.repo.write("guide/intro.md", b"Hello from develop");
+    let develop = f.repo.commit("on develop").expect("commit");
+    let deleted =
+        f.git.git_command().current_dir(f.repo.bare_dir()).args(["update-ref", "-d", "refs/heads/main"]).status();
+    assert!(deleted.expect("git").success(), "main deleted");
+    f.app.github.set_default_branch(u64::try_from(github_id).expect("id"), "develop");
+    let asked_before = f.app.github.calls_to("/repos/octo/docs");
+
+    let outcome = f.scan_now().await;
+    assert!(
+        matches!(&outcome, ScanOutcome::Scanned { commit, created: 0, updated: 1, deleted: 0, events: 1 } if *commit == develop),
+        "{outcome:?}"
+    );
+    assert_eq!(f.app.github.calls_to("/repos/octo/docs"), asked_before + 1, "asked GitHub once");
+    assert_eq!(
+        count(&f.app.db, "SELECT count(*) AS n FROM docora.repositories WHERE default_branch = 'develop'").await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -302,6 +328,7 @@ async fn an_empty_repository_is_empty_until_its_first_commit_which_is_delivered_
     );
     assert_eq!(count(&f.app.db, &state).await, 1, "not failing");
     assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.events").await, 0, "no sync_failed");
+    assert_eq!(f.app.github.calls_to("/repos/newco/fresh"), 1, "only at registration: git said it is empty");
     let link = format!(
         "SELECT count(*) AS n FROM docora.app_repositories WHERE repository_id = '{id}' \
          AND status = 'synced' AND last_error IS NULL"
@@ -377,4 +404,72 @@ async fn a_links_error_goes_with_the_next_successful_sync() {
     let page = admin.get("/admin").await;
     assert_eq!(page.status, 200);
     assert!(!page.text.contains("git failed"), "the dashboard shows no error: {}", page.text);
+}
+
+#[tokio::test]
+async fn end_to_end_the_workers_report_a_refused_scan_then_deliver_names_that_are_not_utf8() {
+    let sink = WebhookSink::start().expect("sink");
+    let git = testkit::GitServer::start().expect("git server");
+    let work = std::env::temp_dir().join(format!("docora-stall-{}", uuid::Uuid::new_v4().simple()));
+    let git_url = git.url();
+    let app = crate::TestApp::spawn_with(move |env| {
+        env.with("GIT_BASE_URL", git_url)
+            .with("GIT_WORK_DIR", work.to_string_lossy().into_owned())
+            .with("ALLOW_HTTP_WEBHOOKS", "true")
+            .with("ALLOW_PRIVATE_WEBHOOKS", "true")
+            .with("CIRCUIT_THRESHOLD", "1")
+            .with("SCAN_WORKERS", "1")
+            .with("DELIVERY_WORKERS", "1")
+            .with("WORKER_POLL_MILLIS", "50")
+    })
+    .await;
+    execute(
+        &app.db,
+        "CREATE FUNCTION docora.refuse_files() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'the test refuses this snapshot'; END $$",
+    )
+    .await;
+    execute(
+        &app.db,
+        "CREATE TRIGGER refuse_files BEFORE INSERT ON docora.repository_files \
+         FOR EACH ROW EXECUTE FUNCTION docora.refuse_files()",
+    )
+    .await;
+    let (owner_id, _) = app.github.add_user("octo");
+    app.github.add_repo(owner_id, "latin", false);
+    let repo = git.create_repo("octo", "latin").expect("repo");
+    for (name, content) in [(&b"r\xe9sum\xe9.txt"[..], &b"e9"[..]), (b"r\xe8sum\xe8.txt", b"e8")] {
+        std::fs::write(repo.work_dir().join(std::ffi::OsStr::from_bytes(name)), content).expect("write");
+    }
+    repo.commit("latin-1").expect("commit");
+    let (_, client) = app.app_at("reader", &sink.url()).await;
+    let res = client.post_json("/api/repositories", &json!({"github_url": "https://github.com/octo/latin"})).await;
+    assert_eq!(res.status, 201, "{}", res.text);
+
+    // The refused scan reaches the app as sync_failed, and nothing is left running.
+    let received = sink.wait_for(1, std::time::Duration::from_secs(20)).await;
+    assert_eq!(received[0].event(), "sync_failed");
+    assert_eq!(received[0].json()["error"]["type"], "scan_failure");
+    let running = "SELECT count(*) AS n FROM docora.repositories WHERE scan_lease_until > now()";
+    assert_eq!(count(&app.db, running).await, 0);
+
+    // Accepted again: both names arrive, each with its bytes.
+    execute(&app.db, "DROP TRIGGER refuse_files ON docora.repository_files").await;
+    execute(&app.db, "UPDATE docora.repositories SET circuit_open_until = now(), next_scan_at = now()").await;
+    let received = sink.wait_for(3, std::time::Duration::from_secs(20)).await;
+    let mut creates: Vec<(String, String)> = received[1..]
+        .iter()
+        .map(|r| {
+            let body = r.json();
+            (str_of(&body["file"], "path_base64").to_owned(), str_of(&body["file"], "content").to_owned())
+        })
+        .collect();
+    creates.sort();
+    assert_eq!(
+        creates,
+        [(base64(b"r\xe8sum\xe8.txt"), "e8".to_owned()), (base64(b"r\xe9sum\xe9.txt"), "e9".to_owned())]
+    );
+    let synced = "SELECT count(*) AS n FROM docora.app_repositories WHERE status = 'synced' AND last_error IS NULL";
+    crate::eventually_count(&app.db, synced, 1).await;
+    assert_eq!(count(&app.db, running).await, 0);
 }
