@@ -10,9 +10,10 @@
 //!
 //! Paths are git's bytes: a name that is not UTF-8 is recorded (and sent) as its lossless text
 //! form with its bytes beside it ([`crate::git::escape_path`]), so no two names ever collide.
-//! The default branch is the one GitHub reports: when the branch scanned is gone, GitHub is asked
-//! again, and a renamed branch is followed with only the difference sent. A repository with no
-//! commit yet is empty, not failing.
+//! The default branch is the one GitHub reports: the repository's `HEAD`, asked every
+//! `branch_check` and when the branch scanned is gone (then GitHub's API if `HEAD` says nothing
+//! new); a renamed branch is followed with only the difference sent. A repository with no branch
+//! yet is empty, not failing.
 
 use std::collections::HashMap;
 use std::time::Duration;
