@@ -243,11 +243,17 @@ pub struct AppRepository {
     /// `pending`, `synced` or `failed`.
     pub status: String,
     pub needs_full_sync: bool,
+    /// The failure that opened the repository's circuit (git's, or a scan that could not be
+    /// recorded), or the delivery failure that failed the link; a successful scan clears the
+    /// former, the admin's retry the latter.
     pub last_error: Option<String>,
     #[serde(with = "domain::timestamp::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_scan_at: Option<OffsetDateTime>,
+    /// Failed scans of the repository in a row.
     pub consecutive_failures: i32,
+    /// While in the future, the circuit is open (no scan); once past, it is half-open: one
+    /// trial scan closes it (null) or opens it again.
     #[serde(with = "domain::timestamp::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub circuit_open_until: Option<OffsetDateTime>,

@@ -381,6 +381,10 @@ fn app_section(admin: &Admin, app: &AppView, now: OffsetDateTime) -> Markup {
                                 td.circuit {
                                     @match repo.circuit_open_until {
                                         Some(until) if until > now => { "open until " (when(Some(until))) }
+                                        Some(_) => {
+                                            "half-open: one trial scan next (" (repo.consecutive_failures)
+                                            " failures in a row)"
+                                        }
                                         _ if repo.consecutive_failures > 0 => {
                                             "closed (" (repo.consecutive_failures) " failures in a row)"
                                         }

@@ -542,6 +542,10 @@ impl Deliverer {
         let path = event.path.clone().unwrap_or_default();
         let p = &event.payload;
         let mut file = json!({"path": path, "sha": p["sha256"]});
+        // A name that is not UTF-8: `path` is its text form, `path_base64` its bytes.
+        if let Some(raw) = p.get("path_base64") {
+            file["path_base64"] = raw.clone();
+        }
         if event.event != "delete" {
             file["size"] = p["size"].clone();
         }

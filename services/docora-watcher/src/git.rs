@@ -28,6 +28,9 @@ pub enum GitError {
     Auth(String),
     #[error("git failed: {0}")]
     Failed(String),
+    /// The repository has no such branch (deleted or renamed, or no commit yet).
+    #[error("git failed: {0}")]
+    NoSuchBranch(String),
     #[error("git took longer than {0:?}")]
     Timeout(Duration),
     #[error("cannot run git: {0}")]
@@ -50,8 +53,11 @@ static CLONE_LOCKS: [Mutex<()>; 64] = [const { Mutex::const_new(()) }; 64];
 /// A file of a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeEntry {
-    /// From the repository root, `/`-separated.
+    /// From the repository root, `/`-separated: the name itself when it is UTF-8, else its
+    /// lossless text form ([`escape_path`]).
     pub path: String,
+    /// The name's bytes when it is not UTF-8 (git paths are bytes), else `None`.
+    pub raw: Option<Vec<u8>>,
     /// git's object id of the content.
     pub blob: String,
     pub size: u64,
@@ -123,6 +129,9 @@ impl Git {
             said = said.replace(secret, "***");
         }
         let lower = said.to_ascii_lowercase();
+        if lower.contains("couldn't find remote ref") {
+            return Err(GitError::NoSuchBranch(said));
+        }
         if ["authentication failed", "could not read username", "terminal prompts disabled", "error: 401", "error: 403"]
             .iter()
             .any(|s| lower.contains(s))
@@ -269,21 +278,66 @@ impl Git {
         let listing = self.run(Some(&dir), &["ls-tree", "-r", "-z", "--long", "--full-tree", commit], None).await?;
         let mut entries = Vec::new();
         for record in listing.split(|b| *b == 0).filter(|r| !r.is_empty()) {
-            let record = String::from_utf8_lossy(record);
-            let Some((meta, path)) = record.split_once('\t') else { continue };
+            // "<mode> <type> <object> <size>\t<path>": the path is bytes, the rest ASCII.
+            let Some(tab) = record.iter().position(|b| *b == b'\t') else { continue };
+            let (meta, path) = (String::from_utf8_lossy(&record[..tab]), &record[tab + 1..]);
             let fields: Vec<&str> = meta.split_whitespace().collect();
             let [mode, kind, blob, size] = fields.as_slice() else { continue };
-            if *kind != "blob" || !matches!(*mode, "100644" | "100755") || path.starts_with(".git/") {
+            if *kind != "blob" || !matches!(*mode, "100644" | "100755") || path.starts_with(b".git/") {
                 continue;
             }
-            entries.push(TreeEntry {
-                path: path.to_owned(),
-                blob: (*blob).to_owned(),
-                size: size.parse().unwrap_or(0),
-            });
+            let (path, raw) = match std::str::from_utf8(path) {
+                Ok(path) => (path.to_owned(), None),
+                Err(_) => (escape_path(path), Some(path.to_vec())),
+            };
+            entries.push(TreeEntry { path, raw, blob: (*blob).to_owned(), size: size.parse().unwrap_or(0) });
         }
-        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        entries.sort_by(|a, b| (&a.path, &a.raw).cmp(&(&b.path, &b.raw)));
         Ok(entries)
+    }
+
+    /// The branch the repository's `HEAD` names (on GitHub: its default branch), asked with
+    /// each of `tokens` in turn until one is accepted; `None` when it names none.
+    pub async fn remote_head(&self, tokens: &[String], owner: &str, name: &str) -> Result<Option<String>, GitError> {
+        let listing = self.ls_remote(tokens, owner, name, &["--symref"], &["HEAD"]).await?;
+        // "ref: refs/heads/<branch>\tHEAD", then "<commit>\tHEAD".
+        Ok(String::from_utf8_lossy(&listing).lines().find_map(|line| {
+            let target = line.strip_prefix("ref: ")?.strip_suffix("\tHEAD")?;
+            target.strip_prefix("refs/heads/").map(str::to_owned)
+        }))
+    }
+
+    /// Whether the repository has any branch at all (an empty repository, with no commit yet,
+    /// has none), asked with each of `tokens` in turn until one is accepted.
+    pub async fn has_branches(&self, tokens: &[String], owner: &str, name: &str) -> Result<bool, GitError> {
+        let listing = self.ls_remote(tokens, owner, name, &["--heads"], &[]).await?;
+        Ok(!listing.iter().all(u8::is_ascii_whitespace))
+    }
+
+    /// `git ls-remote <flags> <url> <patterns>` with each of `tokens` in turn until one is
+    /// accepted (anonymously when there are none).
+    async fn ls_remote(
+        &self,
+        tokens: &[String],
+        owner: &str,
+        name: &str,
+        flags: &[&str],
+        patterns: &[&str],
+    ) -> Result<Vec<u8>, GitError> {
+        let url = format!("{}/{owner}/{name}.git", self.base_url);
+        let args: Vec<&str> =
+            ["ls-remote"].iter().chain(flags).chain([&url.as_str()]).chain(patterns).copied().collect();
+        let mut last = GitError::Failed("no token worked".into());
+        let tokens: Vec<Option<&str>> =
+            if tokens.is_empty() { vec![None] } else { tokens.iter().map(|t| Some(t.as_str())).collect() };
+        for token in tokens {
+            match self.run(None, &args, token).await {
+                Ok(listing) => return Ok(listing),
+                Err(e @ GitError::Auth(_)) => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
     }
 
     /// The bytes of a blob.
@@ -331,6 +385,44 @@ impl Git {
             _ => Ok(()),
         }
     }
+}
+
+/// The text form of a path that is not UTF-8, lossless: its valid UTF-8 sequences as they are,
+/// each `\` doubled, and each other byte as `\x` and two lower-case hex digits
+/// (`r\xe9sum\xe9.txt`). Distinct byte strings give distinct texts, and the text gives the
+/// bytes back. A UTF-8 name is never escaped (it is its own text form).
+pub fn escape_path(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut text = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                text.push_str("\\\\");
+            } else {
+                text.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(text, "\\x{b:02x}");
+        }
+    }
+    text
+}
+
+/// Whether `name` is a branch name git accepts (`git check-ref-format --branch`, in short), so a
+/// name from GitHub or a push webhook can be used in a refspec.
+pub fn is_branch_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with(['-', '/', '.'])
+        && !name.ends_with(['/', '.'])
+        && !name.ends_with(".lock")
+        && !name.contains("..")
+        && !name.contains("//")
+        && !name.contains("@{")
+        && !name.contains("/.")
+        && name != "@"
+        && !name.chars().any(|c| c.is_ascii_control() || c.is_whitespace() || "~^:?*[\\".contains(c))
 }
 
 /// `Authorization: Basic base64(x-access-token:<token>)`, the way GitHub takes a token over git.
@@ -392,5 +484,49 @@ impl BlobBatch {
             Ok(size)
         };
         tokio::time::timeout(self.timeout, work).await.map_err(|_| GitError::Timeout(self.timeout))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads a text form back into bytes (what a receiver may do without `path_base64`).
+    fn unescape(text: &str) -> Vec<u8> {
+        let (mut bytes, mut rest) = (Vec::new(), text.as_bytes());
+        while let Some((&b, tail)) = rest.split_first() {
+            match (b, tail) {
+                (b'\\', [b'\\', more @ ..]) => (bytes.push(b'\\'), rest = more).1,
+                (b'\\', [b'x', hi, lo, more @ ..]) => {
+                    let hex = std::str::from_utf8(&[*hi, *lo]).map(|h| u8::from_str_radix(h, 16));
+                    bytes.push(hex.expect("ascii").expect("hex"));
+                    rest = more;
+                }
+                _ => (bytes.push(b), rest = tail).1,
+            }
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_has_a_lossless_text_form() {
+        assert_eq!(escape_path(b"r\xe9sum\xe9.txt"), "r\\xe9sum\\xe9.txt");
+        assert_eq!(escape_path(b"r\xe8sum\xe8.txt"), "r\\xe8sum\\xe8.txt");
+        assert_eq!(escape_path(b"a\\b\xff/caf\xc3\xa9"), "a\\\\b\\xff/caf\u{e9}", "backslashes doubled, UTF-8 kept");
+        let names: [&[u8]; 6] =
+            [b"r\xe9sum\xe9.txt", b"r\\xe9sum\\xe9.txt\xff", b"\xc3", b"\xc3\xa9\xc3", b"x\\\xff", b"\xf0\x9f\xa6"];
+        for name in names {
+            assert_eq!(unescape(&escape_path(name)), name, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn branch_names_are_checked_before_they_reach_a_refspec() {
+        for good in ["main", "develop", "release/1.2", "feature-x_y", "v1.0"] {
+            assert!(is_branch_name(good), "{good}");
+        }
+        for bad in ["", "-x", "a..b", "a b", "a:b", "a~1", "x.lock", "/x", "x/", "a//b", "@", "a@{1}", "a\\b", ".x"] {
+            assert!(!is_branch_name(bad), "{bad}");
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! docora-watcher: apps register GitHub repositories; every file change reaches them as signed
-//! webhooks. The contract is `000_12087db544bd6a26.txt` and `specs/docora-webhooks.md` (see the
+//! webhooks. The contract is `000_12087db544bd6a26.txt` and `docs/docora-webhooks.md` (see the
 //! README's docora-watcher section).
 //!
 //! Where things are:
@@ -71,6 +71,9 @@ pub struct Settings {
     pub circuit_threshold: i32,
     /// `CIRCUIT_COOLDOWN_SECS`, default 1800: how long an open circuit stops scans.
     pub circuit_cooldown: Duration,
+    /// `DEFAULT_BRANCH_CHECK_SECS`, default 3600: how often a scan first asks the repository
+    /// which branch is its default (0: only when the branch scanned is gone).
+    pub default_branch_check: Duration,
     /// `GITHUB_WEBHOOK_SECRET`: verifies GitHub push webhooks (`POST /api/github/push`); unset,
     /// the endpoint answers 503.
     pub github_webhook_secret: Option<Secret<String>>,
@@ -135,6 +138,7 @@ impl Settings {
             scan_lease: env.seconds_or("SCAN_LEASE_SECS", 900)?,
             circuit_threshold: env.number_or("CIRCUIT_THRESHOLD", 5, 1..=1000)?,
             circuit_cooldown: env.seconds_or("CIRCUIT_COOLDOWN_SECS", 1800)?,
+            default_branch_check: env.seconds_or("DEFAULT_BRANCH_CHECK_SECS", 3600)?,
             github_webhook_secret: env.get("GITHUB_WEBHOOK_SECRET").map(|s| Secret::new(s.to_owned())),
             webhook_timeout,
             delivery_max_attempts: env.number_or("DELIVERY_MAX_ATTEMPTS", 5, 1..=100)?,
@@ -177,17 +181,24 @@ impl Settings {
         git::Git::new(&self.git_base_url, self.git_work_dir.clone(), self.git_timeout)
     }
 
+    /// The GitHub API client of these settings.
+    pub fn github(&self) -> anyhow::Result<github::GithubClient> {
+        Ok(github::GithubClient::new(&self.github_api_url, self.github_timeout)?)
+    }
+
     /// The scanner of these settings on `pool`.
-    pub fn scanner(&self, pool: db::Pool) -> scan::Scanner {
-        scan::Scanner {
+    pub fn scanner(&self, pool: db::Pool) -> anyhow::Result<scan::Scanner> {
+        Ok(scan::Scanner {
             pool,
             git: self.git(),
+            github: self.github()?,
             cipher: self.cipher(),
             interval: self.scan_interval,
             lease: self.scan_lease,
             threshold: self.circuit_threshold,
             cooldown: self.circuit_cooldown,
-        }
+            branch_check: self.default_branch_check,
+        })
     }
 
     /// The webhook deliverer of these settings on `pool`.
@@ -259,7 +270,7 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     let tokens = web::Data::new(AppTokens::new(pool.clone()));
     let state = web::Data::new(AppState {
         pool: pool.clone(),
-        github: github::GithubClient::new(&settings.github_api_url, settings.github_timeout)?,
+        github: settings.github()?,
         git: settings.git(),
         cipher: settings.cipher(),
         url_policy: settings.url_policy,
@@ -300,14 +311,17 @@ const BEARER: service_kit::http::BearerScheme = service_kit::http::BearerScheme(
 fn spawn_workers(settings: &Settings, pool: &db::Pool, background: &Background) -> anyhow::Result<()> {
     let poll = settings.worker_poll;
     for i in 0..settings.scan_workers {
-        let scanner = settings.scanner(pool.clone());
+        let scanner = settings.scanner(pool.clone())?;
         let stop = background.clone();
         background.spawn(format!("scan worker {i}"), async move {
             while !stop.is_stopping() {
                 match scanner.claim().await {
                     Ok(Some(repository)) => {
+                        // A scan that could not be recorded is counted as a failure by `scan`; only
+                        // a database that cannot even record that ends here (the lease runs out
+                        // and the repository is scanned again).
                         if let Err(e) = scanner.scan(&repository).await {
-                            tracing::warn!(repository_id = repository.id, error = %e, "scan could not be recorded");
+                            tracing::error!(repository_id = repository.id, error = %e, "scan failure could not be recorded");
                         }
                     }
                     Ok(None) => {
@@ -356,7 +370,7 @@ fn spawn_workers(settings: &Settings, pool: &db::Pool, background: &Background) 
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "docora-watcher", description = "Register GitHub repositories; every file change reaches your app as a signed webhook. Send Authorization: Bearer docora_…"),
+    info(title = "docora-watcher", description = "Register GitHub repositories; every file change reaches your app as a signed webhook. Send Authorization: Bearer docora_…. Webhook bodies: docs/docora-webhooks.md (a file name that is not UTF-8 comes as a lossless text form in file.path, bytes outside UTF-8 as \\xHH and backslashes doubled, with its bytes in file.path_base64, present only for such names)."),
     paths(
         repositories::register, repositories::unwatch, repositories::update_token, push::push,
         admin_api::login, admin_api::logout, admin_api::list_apps, admin_api::create_app,

@@ -1,7 +1,8 @@
 //! `POST /api/github/push`: GitHub's push webhook. Verified with `X-Hub-Signature-256` (HMAC-SHA256
 //! of the raw body under `GITHUB_WEBHOOK_SECRET`); a push to a watched repository's default
 //! branch makes it due for a scan at once, so a change reaches apps in seconds instead of after
-//! the next scheduled rescan.
+//! the next scheduled rescan. Every push names the repository's default branch: one renamed on
+//! GitHub is followed from then on (and scanned at once).
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use diesel::prelude::*;
@@ -14,6 +15,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::git::is_branch_name;
 use crate::schema::docora::repositories;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -62,6 +64,19 @@ async fn push(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) ->
         return Ok(HttpResponse::Accepted().json(PushOutcome { scheduled: false }));
     };
     let mut conn = db::conn(&state.pool).await?;
+    let renamed = match payload["repository"]["default_branch"].as_str().filter(|b| is_branch_name(b)) {
+        Some(default_branch) => {
+            diesel::update(
+                repositories::table
+                    .filter(repositories::github_repo_id.eq(github_repo_id))
+                    .filter(repositories::default_branch.ne(default_branch)),
+            )
+            .set((repositories::default_branch.eq(default_branch), repositories::next_scan_at.eq(diesel::dsl::now)))
+            .execute(&mut conn)
+            .await?
+        }
+        None => 0,
+    };
     let scheduled = diesel::update(
         repositories::table
             .filter(repositories::github_repo_id.eq(github_repo_id))
@@ -70,5 +85,5 @@ async fn push(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) ->
     .set(repositories::next_scan_at.eq(diesel::dsl::now))
     .execute(&mut conn)
     .await?;
-    Ok(HttpResponse::Accepted().json(PushOutcome { scheduled: scheduled > 0 }))
+    Ok(HttpResponse::Accepted().json(PushOutcome { scheduled: scheduled + renamed > 0 }))
 }

@@ -159,6 +159,7 @@ async fn register(
                     repositories::name.eq(&name),
                     repositories::is_private.eq(repo.private),
                     repositories::default_branch.eq(&default_branch),
+                    repositories::branch_checked_at.eq(diesel::dsl::now),
                 ))
                 .on_conflict(repositories::github_repo_id)
                 .do_update()
@@ -167,6 +168,7 @@ async fn register(
                     repositories::name.eq(&name),
                     repositories::is_private.eq(repo.private),
                     repositories::default_branch.eq(&default_branch),
+                    repositories::branch_checked_at.eq(diesel::dsl::now),
                     // A registration closes the circuit and asks for a scan now.
                     repositories::consecutive_failures.eq(0),
                     repositories::circuit_open_until.eq(None::<OffsetDateTime>),

@@ -3,13 +3,22 @@
 //! with the last snapshot, and the new snapshot and every app's events written in one
 //! transaction (the durable outbox). A commit that did not move costs one fetch and no walk.
 //!
-//! Git failures count up per repository; at `threshold` in a row the circuit opens for
-//! `cooldown`, one `sync_failed` event goes to every app watching, and no scan runs until it
-//! ends. A successful scan, a token update or a re-registration closes it.
+//! Failures (git's, or a scan whose result the database refused) count up per repository; at
+//! `threshold` in a row the circuit opens for `cooldown`, one `sync_failed` event goes to every
+//! app watching, and no scan runs until it ends; then one trial scan runs, and a failure opens the
+//! circuit again. A successful scan, a token update or a re-registration closes it.
+//!
+//! Paths are git's bytes: a name that is not UTF-8 is recorded (and sent) as its lossless text
+//! form with its bytes beside it ([`crate::git::escape_path`]), so no two names ever collide.
+//! The default branch is the one GitHub reports: the repository's `HEAD`, asked every
+//! `branch_check` and when the branch scanned is gone (then GitHub's API if `HEAD` says nothing
+//! new); a renamed branch is followed with only the difference sent. A repository with no branch
+//! yet is empty, not failing.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use base64::Engine;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::json;
@@ -20,7 +29,7 @@ use uuid::Uuid;
 
 use crate::crypto::Cipher;
 use crate::error::ApiError;
-use crate::git::{Git, GitError, Want};
+use crate::git::{Git, GitError, Want, is_branch_name};
 use crate::repositories::tokens as link_tokens;
 use crate::schema::docora::{app_repositories, events, repositories, repository_files};
 
@@ -29,6 +38,8 @@ use crate::schema::docora::{app_repositories, events, repositories, repository_f
 pub struct Scanner {
     pub pool: db::Pool,
     pub git: Git,
+    /// Asked for a repository's default branch when its branch is gone.
+    pub github: github::GithubClient,
     pub cipher: Cipher,
     /// `SCAN_INTERVAL_SECS`, default 300: how old a scan may get before the next.
     pub interval: Duration,
@@ -39,6 +50,10 @@ pub struct Scanner {
     pub threshold: i32,
     /// `CIRCUIT_COOLDOWN_SECS`, default 1800: how long an open circuit stops scans.
     pub cooldown: Duration,
+    /// `DEFAULT_BRANCH_CHECK_SECS`, default 3600: how often a scan first asks the repository
+    /// which branch its `HEAD` (GitHub's default branch) names (zero: only when the branch
+    /// scanned is gone).
+    pub branch_check: Duration,
 }
 
 /// A repository claimed for a scan.
@@ -49,6 +64,8 @@ pub struct Claimed {
     pub name: String,
     pub default_branch: String,
     pub last_commit_sha: Option<String>,
+    /// When a scan last asked the repository for its default branch.
+    pub branch_checked_at: Option<OffsetDateTime>,
 }
 
 /// What a scan did.
@@ -65,7 +82,10 @@ pub enum ScanOutcome {
         deleted: usize,
         events: usize,
     },
-    /// git failed; `circuit_opened` when this failure opened the circuit.
+    /// The repository has no commit yet: nothing to send until its first one.
+    Empty,
+    /// git failed, or the scan could not be recorded; `circuit_opened` when this failure opened
+    /// the circuit (or opened it again after a failed trial).
     Failed {
         error: String,
         circuit_opened: bool,
@@ -177,7 +197,7 @@ impl Scanner {
                  AND (circuit_open_until IS NULL OR circuit_open_until <= now()) \
                  AND (scan_lease_until IS NULL OR scan_lease_until <= now()) \
                ORDER BY next_scan_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, owner, name, default_branch, last_commit_sha",
+             RETURNING id, owner, name, default_branch, last_commit_sha, branch_checked_at",
         )
         .bind::<diesel::sql_types::Timestamptz, _>(lease_until)
         .get_result::<ClaimedRow>(&mut conn)
@@ -189,21 +209,88 @@ impl Scanner {
             name: r.name,
             default_branch: r.default_branch,
             last_commit_sha: r.last_commit_sha,
+            branch_checked_at: r.branch_checked_at,
         }))
     }
 
-    /// Fetches the default branch with the apps' tokens in turn (anonymously when there are none).
-    async fn fetch(&self, repo: &Claimed) -> Result<String, GitError> {
+    /// Fetches the default branch with the apps' tokens in turn (anonymously when there are
+    /// none); `None` when the repository has no commit yet. The default branch followed is set
+    /// in `repo` (and recorded when the scan is): every `branch_check` the repository's `HEAD` is
+    /// asked first (one ref listing, no API call); when the branch is gone and others exist, the
+    /// `HEAD` is asked again, then GitHub's API, and a new default branch is fetched instead.
+    async fn fetch(&self, repo: &mut Claimed) -> Result<Option<String>, GitError> {
         let tokens =
             link_tokens(&self.pool, &self.cipher, &repo.id).await.map_err(|e| GitError::Failed(e.to_string()))?;
-        self.git.fetch_with(&tokens, &repo.id, &repo.owner, &repo.name, Want::Branch(&repo.default_branch)).await
+        let now = OffsetDateTime::now_utc();
+        let check_due =
+            !self.branch_check.is_zero() && repo.branch_checked_at.is_none_or(|at| now - at >= self.branch_check);
+        if check_due {
+            match self.git.remote_head(&tokens, &repo.owner, &repo.name).await {
+                Ok(head) => {
+                    follow(repo, head);
+                }
+                // The fetch that follows says what is wrong, if anything.
+                Err(e) => tracing::warn!(repository_id = repo.id, error = %e, "cannot ask for the default branch"),
+            };
+            repo.branch_checked_at = Some(now);
+        }
+        let missing = match self.fetch_branch(&tokens, repo).await {
+            Err(GitError::NoSuchBranch(said)) => said,
+            other => return other.map(Some),
+        };
+        // No branch at all: an empty repository, waiting for its first commit.
+        if !self.git.has_branches(&tokens, &repo.owner, &repo.name).await? {
+            return Ok(None);
+        }
+        // The branch is gone: renamed, most likely. The repository's HEAD says to what (unless it
+        // was just asked), else GitHub's API.
+        let head = if check_due { None } else { self.git.remote_head(&tokens, &repo.owner, &repo.name).await? };
+        if !follow(repo, head) && !follow(repo, self.github_default_branch(repo, &tokens).await) {
+            return Err(GitError::NoSuchBranch(missing));
+        }
+        repo.branch_checked_at = Some(now);
+        self.fetch_branch(&tokens, repo).await.map(Some)
     }
 
-    /// Scans a claimed repository and records what it found (or that it failed).
+    async fn fetch_branch(&self, tokens: &[String], repo: &Claimed) -> Result<String, GitError> {
+        self.git.fetch_with(tokens, &repo.id, &repo.owner, &repo.name, Want::Branch(&repo.default_branch)).await
+    }
+
+    /// The repository's default branch as GitHub reports it, asked with the apps' tokens in turn
+    /// (anonymously when there are none); `None` when GitHub cannot say.
+    async fn github_default_branch(&self, repo: &Claimed, tokens: &[String]) -> Option<String> {
+        let tokens: Vec<Option<&str>> =
+            if tokens.is_empty() { vec![None] } else { tokens.iter().map(|t| Some(t.as_str())).collect() };
+        for token in tokens {
+            match self.github.repository(&repo.owner, &repo.name, token).await {
+                Ok(found) => return found.default_branch,
+                Err(e) => {
+                    tracing::warn!(repository_id = repo.id, error = %e, "cannot ask GitHub for the default branch")
+                }
+            }
+        }
+        None
+    }
+
+    /// Scans a claimed repository and records what it found, or that it failed: a git failure,
+    /// or a scan whose result could not be recorded, counts towards the circuit alike (never a
+    /// scan left running).
     pub async fn scan(&self, repo: &Claimed) -> Result<ScanOutcome, ApiError> {
+        match self.scan_and_record(repo).await {
+            Err(e) => {
+                tracing::error!(repository_id = repo.id, error = format!("{e:#}"), "scan could not be recorded");
+                self.record_failure(repo, &Failure::unrecorded(&e)).await
+            }
+            outcome => outcome,
+        }
+    }
+
+    async fn scan_and_record(&self, claimed: &Claimed) -> Result<ScanOutcome, ApiError> {
+        let mut repo = claimed.clone();
+        let repo = &mut repo;
         let commit = match self.fetch(repo).await {
             Ok(commit) => commit,
-            Err(e) => return self.record_failure(repo, &e).await,
+            Err(e) => return self.record_failure(repo, &Failure::git(&e)).await,
         };
         let mut conn = db::conn(&self.pool).await?;
         let links: Vec<(String, bool)> = app_repositories::table
@@ -213,42 +300,45 @@ impl Scanner {
             .load(&mut conn)
             .await?;
         drop(conn);
-        if repo.last_commit_sha.as_deref() == Some(commit.as_str()) && !links.iter().any(|(_, full)| *full) {
-            self.finish(repo, None).await?;
-            return Ok(ScanOutcome::Unchanged { commit });
+        if repo.last_commit_sha == commit && !links.iter().any(|(_, full)| *full) {
+            self.finish(repo, commit.as_deref()).await?;
+            return Ok(commit.map_or(ScanOutcome::Empty, |commit| ScanOutcome::Unchanged { commit }));
         }
 
-        let tree = self.git.files(&repo.id, &commit).await;
-        let tree = match tree {
-            Ok(tree) => tree,
-            Err(e) => return self.record_failure(repo, &e).await,
+        let tree = match &commit {
+            Some(commit) => match self.git.files(&repo.id, commit).await {
+                Ok(tree) => tree,
+                Err(e) => return self.record_failure(repo, &Failure::git(&e)).await,
+            },
+            None => Vec::new(),
         };
         let mut conn = db::conn(&self.pool).await?;
-        let previous: HashMap<String, FileState> = repository_files::table
+        let previous: HashMap<PathKey, FileState> = repository_files::table
             .filter(repository_files::repository_id.eq(&repo.id))
             .select((
                 repository_files::path,
+                repository_files::path_raw,
                 repository_files::blob,
                 repository_files::sha256,
                 repository_files::size,
                 repository_files::is_binary,
             ))
-            .load::<(String, String, String, i64, bool)>(&mut conn)
+            .load::<(String, Vec<u8>, String, String, i64, bool)>(&mut conn)
             .await?
             .into_iter()
-            .map(|(path, blob, sha256, size, is_binary)| (path, FileState { blob, sha256, size, is_binary }))
+            .map(|(path, raw, blob, sha256, size, is_binary)| {
+                ((path, raw), FileState { blob, sha256, size, is_binary })
+            })
             .collect();
         drop(conn);
 
         // Only changed blobs are read and hashed, streamed through one git process.
-        let mut batch = match self.git.batch(&repo.id) {
-            Ok(batch) => batch,
-            Err(e) => return self.record_failure(repo, &e).await,
-        };
-        let mut current: Vec<(String, FileState)> = Vec::with_capacity(tree.len());
+        let mut batch = None;
+        let mut current: Vec<(PathKey, FileState)> = Vec::with_capacity(tree.len());
         let (mut created, mut updated) = (Vec::new(), Vec::new());
         for entry in &tree {
-            let state = match previous.get(&entry.path) {
+            let key: PathKey = (entry.path.clone(), entry.raw.clone().unwrap_or_default());
+            let state = match previous.get(&key) {
                 Some(old) if old.blob == entry.blob => FileState {
                     blob: old.blob.clone(),
                     sha256: old.sha256.clone(),
@@ -256,9 +346,16 @@ impl Scanner {
                     is_binary: old.is_binary,
                 },
                 old => {
+                    let batch = match &mut batch {
+                        Some(batch) => batch,
+                        None => match self.git.batch(&repo.id) {
+                            Ok(started) => batch.insert(started),
+                            Err(e) => return self.record_failure(repo, &Failure::git(&e)).await,
+                        },
+                    };
                     let mut digest = ContentDigest::default();
                     if let Err(e) = batch.stream(&entry.blob, |piece| digest.update(piece)).await {
-                        return self.record_failure(repo, &e).await;
+                        return self.record_failure(repo, &Failure::git(&e)).await;
                     }
                     let digest = digest.finish();
                     let state = FileState {
@@ -269,51 +366,55 @@ impl Scanner {
                     };
                     match old {
                         Some(old) if old.sha256 == state.sha256 => {}
-                        Some(old) => updated.push((entry.path.clone(), old.sha256.clone())),
-                        None => created.push(entry.path.clone()),
+                        Some(old) => updated.push((key.clone(), old.sha256.clone())),
+                        None => created.push(key.clone()),
                     }
                     state
                 }
             };
-            current.push((entry.path.clone(), state));
+            current.push((key, state));
         }
         drop(batch);
-        let present: std::collections::HashSet<&str> = tree.iter().map(|e| e.path.as_str()).collect();
-        let mut deleted: Vec<(String, String)> = previous
+        let present: std::collections::HashSet<&PathKey> = current.iter().map(|(key, _)| key).collect();
+        let mut deleted: Vec<(PathKey, String)> = previous
             .iter()
-            .filter(|(path, _)| !present.contains(path.as_str()))
-            .map(|(path, old)| (path.clone(), old.sha256.clone()))
+            .filter(|(key, _)| !present.contains(key))
+            .map(|(key, old)| (key.clone(), old.sha256.clone()))
             .collect();
         deleted.sort();
 
-        let by_path: HashMap<&str, &FileState> = current.iter().map(|(p, s)| (p.as_str(), s)).collect();
-        let event = |app_id: &str, kind: &str, path: &str, previous: Option<&str>| {
-            let payload = match by_path.get(path) {
+        let by_path: HashMap<&PathKey, &FileState> = current.iter().map(|(p, s)| (p, s)).collect();
+        let event = |app_id: &str, kind: &str, key: &PathKey, previous: Option<&str>| {
+            let mut payload = match by_path.get(key) {
                 Some(s) if kind != "delete" => json!({
                     "sha256": s.sha256, "previous_sha256": previous, "size": s.size,
                     "is_binary": s.is_binary, "blob": s.blob,
                 }),
                 _ => json!({"sha256": previous}),
             };
+            // A name that is not UTF-8: its bytes go along (the path is its text form).
+            if !key.1.is_empty() {
+                payload["path_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(&key.1));
+            }
             (
                 events::id.eq(Uuid::now_v7()),
                 events::app_id.eq(app_id.to_owned()),
                 events::repository_id.eq(repo.id.clone()),
                 events::event.eq(kind.to_owned()),
-                events::path.eq(Some(path.to_owned())),
+                events::path.eq(Some(key.0.clone())),
                 events::payload.eq(payload),
-                events::commit_sha.eq(Some(commit.clone())),
+                events::commit_sha.eq(commit.clone()),
             )
         };
         // Per app: deletes, then creates, then updates (a full sync: every file as a create).
         let mut rows = Vec::new();
         for (app_id, full) in &links {
             if *full {
-                rows.extend(current.iter().map(|(path, _)| event(app_id, "create", path, None)));
+                rows.extend(current.iter().map(|(key, _)| event(app_id, "create", key, None)));
             } else {
-                rows.extend(deleted.iter().map(|(path, sha)| event(app_id, "delete", path, Some(sha))));
-                rows.extend(created.iter().map(|path| event(app_id, "create", path, None)));
-                rows.extend(updated.iter().map(|(path, sha)| event(app_id, "update", path, Some(sha))));
+                rows.extend(deleted.iter().map(|(key, sha)| event(app_id, "delete", key, Some(sha))));
+                rows.extend(created.iter().map(|key| event(app_id, "create", key, None)));
+                rows.extend(updated.iter().map(|(key, sha)| event(app_id, "update", key, Some(sha))));
             }
         }
         let event_count = rows.len();
@@ -326,10 +427,11 @@ impl Scanner {
             for chunk in current.chunks(1000) {
                 let values: Vec<_> = chunk
                     .iter()
-                    .map(|(path, s)| {
+                    .map(|((path, raw), s)| {
                         (
                             repository_files::repository_id.eq(&repo.id),
                             repository_files::path.eq(path),
+                            repository_files::path_raw.eq(raw),
                             repository_files::blob.eq(&s.blob),
                             repository_files::sha256.eq(&s.sha256),
                             repository_files::size.eq(s.size),
@@ -354,7 +456,10 @@ impl Scanner {
         })
         .await?;
         drop(conn);
-        self.finish(repo, Some(&commit)).await?;
+        self.finish(repo, commit.as_deref()).await?;
+        let Some(commit) = commit else {
+            return Ok(ScanOutcome::Empty);
+        };
         Ok(ScanOutcome::Scanned {
             commit,
             created: created.len(),
@@ -364,47 +469,53 @@ impl Scanner {
         })
     }
 
-    /// A successful scan: the circuit closes, the lease goes, the next scan is scheduled.
+    /// A successful scan (`commit` is `None` for an empty repository): the circuit closes, the
+    /// lease goes, the next scan is scheduled, the branch followed is recorded, and the links'
+    /// errors of an earlier failure go (a link whose deliveries failed keeps its own until the
+    /// admin retries them); a link still `pending` with nothing left to deliver is `synced`.
     async fn finish(&self, repo: &Claimed, commit: Option<&str>) -> Result<(), ApiError> {
         let mut conn = db::conn(&self.pool).await?;
         let next = OffsetDateTime::now_utc() + self.interval;
-        let query = diesel::update(repositories::table.filter(repositories::id.eq(&repo.id)));
-        match commit {
-            Some(commit) => {
-                query
-                    .set((
-                        repositories::last_commit_sha.eq(commit),
-                        repositories::last_scan_at.eq(diesel::dsl::now),
-                        repositories::next_scan_at.eq(next),
-                        repositories::scan_lease_until.eq(None::<OffsetDateTime>),
-                        repositories::consecutive_failures.eq(0),
-                        repositories::circuit_open_until.eq(None::<OffsetDateTime>),
-                        repositories::last_error.eq(None::<String>),
-                    ))
-                    .execute(&mut conn)
-                    .await?
-            }
-            None => {
-                query
-                    .set((
-                        repositories::last_scan_at.eq(diesel::dsl::now),
-                        repositories::next_scan_at.eq(next),
-                        repositories::scan_lease_until.eq(None::<OffsetDateTime>),
-                        repositories::consecutive_failures.eq(0),
-                        repositories::circuit_open_until.eq(None::<OffsetDateTime>),
-                        repositories::last_error.eq(None::<String>),
-                    ))
-                    .execute(&mut conn)
-                    .await?
-            }
-        };
-        Ok(())
+        conn.transaction::<_, ApiError, _>(async |conn| {
+            diesel::update(repositories::table.filter(repositories::id.eq(&repo.id)))
+                .set((
+                    repositories::last_commit_sha.eq(commit),
+                    repositories::default_branch.eq(&repo.default_branch),
+                    repositories::branch_checked_at.eq(repo.branch_checked_at),
+                    repositories::last_scan_at.eq(diesel::dsl::now),
+                    repositories::next_scan_at.eq(next),
+                    repositories::scan_lease_until.eq(None::<OffsetDateTime>),
+                    repositories::consecutive_failures.eq(0),
+                    repositories::circuit_open_until.eq(None::<OffsetDateTime>),
+                    repositories::last_error.eq(None::<String>),
+                ))
+                .execute(conn)
+                .await?;
+            diesel::sql_query(
+                "UPDATE docora.app_repositories l SET last_error = NULL, \
+                   status = CASE WHEN l.status = 'pending' AND NOT EXISTS ( \
+                                   SELECT 1 FROM docora.events e WHERE e.app_id = l.app_id \
+                                   AND e.repository_id = l.repository_id AND e.status IN ('pending', 'failed')) \
+                            THEN 'synced' ELSE l.status END \
+                 WHERE l.repository_id = $1 AND l.status <> 'failed' \
+                   AND (l.last_error IS NOT NULL OR (l.status = 'pending' AND NOT EXISTS ( \
+                          SELECT 1 FROM docora.events e WHERE e.app_id = l.app_id \
+                          AND e.repository_id = l.repository_id AND e.status IN ('pending', 'failed'))))",
+            )
+            .bind::<diesel::sql_types::Text, _>(&repo.id)
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
-    /// A git failure: counted; at the threshold the circuit opens and every watching app gets one
-    /// `sync_failed` event.
-    async fn record_failure(&self, repo: &Claimed, error: &GitError) -> Result<ScanOutcome, ApiError> {
-        let message = error.to_string();
+    /// A failed scan: counted; at `threshold` failures in a row the circuit opens and every
+    /// watching app gets one `sync_failed` event. After the cooldown one trial scan runs (the
+    /// circuit is half-open): a success closes the circuit, a failure opens it again for another
+    /// cooldown (without another `sync_failed`: the apps were told when it first opened).
+    async fn record_failure(&self, repo: &Claimed, failure: &Failure) -> Result<ScanOutcome, ApiError> {
+        let Failure { kind, message, public } = failure;
         tracing::warn!(repository_id = repo.id, error = message, "scan failed");
         let (threshold, cooldown, interval) = (self.threshold, self.cooldown, self.interval);
         let mut conn = db::conn(&self.pool).await?;
@@ -413,14 +524,14 @@ impl Scanner {
                 let failures: i32 = diesel::update(repositories::table.filter(repositories::id.eq(&repo.id)))
                     .set((
                         repositories::consecutive_failures.eq(repositories::consecutive_failures + 1),
-                        repositories::last_error.eq(&message),
+                        repositories::last_error.eq(message),
                         repositories::scan_lease_until.eq(None::<OffsetDateTime>),
                         repositories::next_scan_at.eq(OffsetDateTime::now_utc() + interval),
                     ))
                     .returning(repositories::consecutive_failures)
                     .get_result(conn)
                     .await?;
-                if failures != threshold {
+                if failures < threshold {
                     return Ok(false);
                 }
                 let until = OffsetDateTime::now_utc() + cooldown;
@@ -428,13 +539,20 @@ impl Scanner {
                     .set((repositories::circuit_open_until.eq(until), repositories::next_scan_at.eq(until)))
                     .execute(conn)
                     .await?;
+                diesel::update(app_repositories::table.filter(app_repositories::repository_id.eq(&repo.id)))
+                    .set(app_repositories::last_error.eq(Some(message)))
+                    .execute(conn)
+                    .await?;
+                if failures > threshold {
+                    return Ok(true);
+                }
                 let apps: Vec<String> = app_repositories::table
                     .filter(app_repositories::repository_id.eq(&repo.id))
                     .select(app_repositories::app_id)
                     .load(conn)
                     .await?;
                 let details = json!({
-                    "error": {"type": "git_failure", "message": message},
+                    "error": {"type": kind, "message": public},
                     "circuit_breaker": {"status": "open", "consecutive_failures": failures, "threshold": threshold,
                                         "cooldown_until": domain::timestamp::format_rfc3339(until)},
                 });
@@ -450,14 +568,59 @@ impl Scanner {
                         .execute(conn)
                         .await?;
                 }
-                diesel::update(app_repositories::table.filter(app_repositories::repository_id.eq(&repo.id)))
-                    .set(app_repositories::last_error.eq(Some(message.clone())))
-                    .execute(conn)
-                    .await?;
                 Ok(true)
             })
             .await?;
-        Ok(ScanOutcome::Failed { error: message, circuit_opened: opened })
+        Ok(ScanOutcome::Failed { error: message.clone(), circuit_opened: opened })
+    }
+}
+
+/// Follows `branch`, the default branch as GitHub reports it, when it is a new one; returns
+/// whether it was.
+fn follow(repo: &mut Claimed, branch: Option<String>) -> bool {
+    match branch {
+        Some(branch) if branch != repo.default_branch && is_branch_name(&branch) => {
+            tracing::info!(
+                repository_id = repo.id,
+                from = repo.default_branch,
+                to = branch,
+                "the default branch changed on GitHub: following it"
+            );
+            repo.default_branch = branch;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A file's key in a snapshot: its path's text and, when the name is not UTF-8, its bytes
+/// (empty otherwise), as `repository_files` keys it.
+type PathKey = (String, Vec<u8>);
+
+/// Why a scan failed: `sync_failed`'s `error.type`, what the repository and its links record
+/// (seen by the admin), and what the apps are told.
+struct Failure {
+    kind: &'static str,
+    message: String,
+    public: String,
+}
+
+impl Failure {
+    /// git failed (what git said, secrets removed, for everyone).
+    fn git(error: &GitError) -> Self {
+        let message = error.to_string();
+        Failure { kind: "git_failure", public: message.clone(), message }
+    }
+
+    /// The scan ran but its result could not be recorded (the database refused it): the cause
+    /// is the operator's, the apps learn only that the scan failed on the service's side.
+    fn unrecorded(error: &ApiError) -> Self {
+        Failure {
+            kind: "scan_failure",
+            message: format!("the scan could not be recorded: {error}"),
+            public: "the scan could not be recorded (an error on the service's side); it is retried at the next scan"
+                .to_owned(),
+        }
     }
 }
 
@@ -473,6 +636,8 @@ struct ClaimedRow {
     default_branch: String,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     last_commit_sha: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    branch_checked_at: Option<OffsetDateTime>,
 }
 
 #[cfg(test)]

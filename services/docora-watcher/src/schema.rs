@@ -59,17 +59,19 @@ pub mod docora {
             last_error -> Nullable<Text>,
             created_at -> Timestamptz,
             scan_lease_until -> Nullable<Timestamptz>,
+            branch_checked_at -> Nullable<Timestamptz>,
         }
     }
 
     diesel::table! {
-        docora.repository_files (repository_id, path) {
+        docora.repository_files (repository_id, path, path_raw) {
             repository_id -> Text,
             path -> Text,
             blob -> Text,
             sha256 -> Text,
             size -> Int8,
             is_binary -> Bool,
+            path_raw -> Bytea,
         }
     }
 

@@ -107,6 +107,6 @@ async fn the_default_branch_is_whatever_github_says() {
         .fetch("repo_cccccccccccccccccccccccc", "octo", "trunk", Want::Branch("no-such-branch"), None)
         .await
         .expect_err("no branch");
-    assert!(matches!(missing, GitError::Failed(_)), "{missing:?}");
+    assert!(matches!(missing, GitError::NoSuchBranch(_)), "told apart from other failures: {missing:?}");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -11,6 +11,7 @@ mod push;
 mod registration;
 mod replicas;
 mod scan;
+mod stalls;
 
 use serde_json::Value;
 use service_kit::{Env, db};

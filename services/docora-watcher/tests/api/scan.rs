@@ -63,7 +63,7 @@ pub async fn fixture_env(
     let res = client.post_json("/api/repositories", &json!({"github_url": "https://github.com/octo/docs"})).await;
     assert_eq!(res.status, 201, "{}", res.text);
     let repository_id = str_of(&res.body, "repository_id").to_owned();
-    let scanner = app.settings.scanner(service_kit::db::pool(&app.settings.database).expect("pool"));
+    let scanner = app.settings.scanner(service_kit::db::pool(&app.settings.database).expect("pool")).expect("scanner");
     Fixture { app, git, repo, scanner, repository_id, app_id, client }
 }
 

@@ -1,0 +1,1 @@
+ALTER TABLE docora.repositories DROP COLUMN branch_checked_at;
