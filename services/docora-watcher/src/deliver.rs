@@ -76,8 +76,9 @@ pub struct Deliverer {
     pub max_attempts: i32,
     /// `DELIVERY_BACKOFF_SECS`, default 10: the first retry's delay, doubled for each further one.
     pub backoff: Duration,
-    /// `DELIVERY_LEASE_SECS`: how long a delivery holds its event before another worker may take
-    /// it over; renewed before each request, so longer than one request may take.
+    /// `DELIVERY_LEASE_SECS`: how long a delivery holds its batch before another worker may take
+    /// it over; renewed as the batch goes on and before each piece of a chunked file, so longer
+    /// than one request may take.
     pub lease: Duration,
     /// `DELIVERY_BREAKER_THRESHOLD`, default 10: an app's failed attempts in a row that open its
     /// breaker.
