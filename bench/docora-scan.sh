@@ -15,7 +15,10 @@
 #   2. commit one changed file and announce it with GitHub's push webhook (POST /api/github/push):
 #      time until the scan is recorded and until its delivery is acknowledged;
 #   3. push again with no change: time until the rescan (one fetch, no walk) is recorded;
-# then the service's peak memory (VmHWM) and CPU time.
+# then the service's peak memory (VmHWM) and CPU time, and for scenario 1 PostgreSQL's share: the
+# transactions on the service's database (pg_stat_database) and the cluster's CPU time (/proc),
+# each also per delivered event (about 22 s of waiting at its end: PostgreSQL reports an idle
+# backend's counts within 10 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"

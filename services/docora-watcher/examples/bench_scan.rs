@@ -455,7 +455,7 @@ async fn xacts(db: &mut AsyncPgConnection, polls: &mut Polls) -> anyhow::Result<
 
 /// The postmaster's process id, from the cluster's `postmaster.pid`.
 fn postmaster_pid(pg_dir: &std::path::Path) -> anyhow::Result<u32> {
-    let file = std::fs::read_to_string(pg_dir.join("postmaster.pid")).context("reading postmaster.pid")?;
+    let file = std::fs::read_to_string(pg_dir.join("data").join("postmaster.pid")).context("reading postmaster.pid")?;
     file.lines().next().and_then(|l| l.trim().parse().ok()).context("postmaster.pid has no pid")
 }
 

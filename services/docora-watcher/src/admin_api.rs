@@ -696,7 +696,8 @@ pub struct Queue {
     pub circuits_open: i64,
     /// Events waiting (due or backing off).
     pub deliveries_pending: i64,
-    /// Events being delivered (leased).
+    /// Deliveries under way: links whose events a worker holds (one event in flight each; the
+    /// rest of the worker's batch waits behind it).
     pub deliveries_running: i64,
     /// Events that gave up (their links wait for a retry).
     pub deliveries_failed: i64,
@@ -727,7 +728,8 @@ pub async fn queue(conn: &mut db::Conn) -> Result<Queue, ApiError> {
            (SELECT count(*) FROM docora.repositories WHERE scan_lease_until > now()) AS scans_running, \
            (SELECT count(*) FROM docora.repositories WHERE circuit_open_until > now()) AS circuits_open, \
            (SELECT count(*) FROM docora.events WHERE status = 'pending') AS deliveries_pending, \
-           (SELECT count(*) FROM docora.events WHERE status = 'pending' AND lease_until > now()) AS deliveries_running, \
+           (SELECT count(DISTINCT (app_id, repository_id)) FROM docora.events \
+              WHERE status = 'pending' AND lease_until > now()) AS deliveries_running, \
            (SELECT count(*) FROM docora.events WHERE status = 'failed') AS deliveries_failed",
     )
     .get_result(conn)

@@ -1,9 +1,13 @@
 //! Webhook delivery from the outbox (`docora.events`), per `specs/docora-webhooks.md`.
 //!
-//! - One event at a time per app and repository, in `seq` order: a worker only takes the oldest
-//!   undelivered event of a link (found with one index probe per link, whatever the backlog),
-//!   holding it with a lease (no transaction stays open during the HTTP call), so two workers
-//!   never deliver one link's events concurrently or out of order.
+//! - One event at a time per app and repository, in `seq` order: a worker takes a link's head
+//!   (its oldest event not delivered, found with one index probe that starts past the link's
+//!   last delivered event, `delivered_seq`, whatever the backlog) and the consecutive due events
+//!   behind it, as one batch under one lease (no transaction stays open during the HTTP calls),
+//!   so two workers never deliver one link's events concurrently or out of order. The batch's
+//!   events go one after the other; the delivered ones are recorded together (one statement
+//!   every [`RECORD_EVERY`] events or `record_interval`, and at the batch's end); a failure is
+//!   recorded at once and ends the batch.
 //! - Each attempt is signed afresh: `X-Docora-Signature: sha256=<hex HMAC-SHA256 of
 //!   "{timestamp}.{body}">` with the app's `client_auth_key`, plus `X-Docora-App-Id`,
 //!   `X-Docora-Timestamp`, `X-Docora-Delivery` (the event id, stable across retries) and
@@ -19,10 +23,13 @@
 //!   events wait, their attempts untouched). Then one trial attempt goes out (half-open): a
 //!   success closes the breaker, a failure opens it again. Its state is in `docora.apps`, so every
 //!   replica honours it; taking the trial is a conditional update of the app's row, so only one
-//!   replica gets it.
-//! - A delivery holds its event with a lease that it renews before each further request of a
-//!   chunked file, so the lease only has to outlast one request; a worker that was cut off
-//!   leaves a lease that runs out, and the event goes out again (with the same delivery id). Only
+//!   replica gets it, and a trial is a batch of one. A batch already going on another of the
+//!   app's repositories when the breaker opens goes on until it fails (its successes close the
+//!   breaker, as any success does).
+//! - A batch is held with one lease, renewed by each recording of its delivered events, once
+//!   half of it has gone, and before each further request of a chunked file; a worker that was
+//!   cut off leaves a lease that runs out, and the whole batch, delivered but unrecorded events
+//!   included, goes out again from another worker (with the same delivery ids, in order). Only
 //!   the lease's holder records an outcome.
 //! - A base URL that resolves to a private, loopback or link-local address is refused unless the
 //!   operator allows it.
@@ -69,8 +76,9 @@ pub struct Deliverer {
     pub max_attempts: i32,
     /// `DELIVERY_BACKOFF_SECS`, default 10: the first retry's delay, doubled for each further one.
     pub backoff: Duration,
-    /// `DELIVERY_LEASE_SECS`: how long a delivery holds its event before another worker may take
-    /// it over; renewed before each request, so longer than one request may take.
+    /// `DELIVERY_LEASE_SECS`: how long a delivery holds its batch before another worker may take
+    /// it over; renewed as the batch goes on and before each piece of a chunked file, so longer
+    /// than one request may take.
     pub lease: Duration,
     /// `DELIVERY_BREAKER_THRESHOLD`, default 10: an app's failed attempts in a row that open its
     /// breaker.

@@ -85,7 +85,8 @@ pub struct Settings {
     /// (plus up to a quarter at random).
     pub delivery_backoff: Duration,
     /// `DELIVERY_LEASE_SECS`, default twice the webhook timeout plus 30: how long a delivery holds
-    /// its event before another worker may take it over (renewed before each request).
+    /// its batch before another worker may take it over (renewed as the batch goes on and
+    /// before each piece of a chunked file, so it only has to outlast one request).
     pub delivery_lease: Duration,
     /// `DELIVERY_BATCH_SIZE`, default 200: at most this many of one link's consecutive events are
     /// taken under one lease and delivered one after the other.

@@ -459,3 +459,80 @@ async fn delivery_workers_stop_hammering_a_failing_receiver_then_recover_in_orde
     crate::eventually_count(&f.app.db, "SELECT count(*) AS n FROM docora.events WHERE status = 'delivered'", 3).await;
     assert_eq!(breaker(&admin).await["status"], "closed");
 }
+
+#[tokio::test]
+async fn the_first_retry_waits_the_backoff_and_each_further_one_twice_as_long() {
+    let sink = WebhookSink::start().expect("sink");
+    sink.set_mode(SinkMode::Fail(500));
+    let f = fixture_env("5", &format!("{}/hooks", sink.url()), |env| env.with("DELIVERY_BACKOFF_SECS", "100")).await;
+    let deliverer =
+        f.app.settings.deliverer(service_kit::db::pool(&f.app.settings.database).expect("pool")).expect("deliverer");
+    f.scan_now().await;
+    // The retry's time is set from the moment the failure is recorded: between the backoff and a
+    // quarter more (jitter), seen from just after.
+    let scheduled = |low: u32, high: u32| {
+        format!(
+            "SELECT count(*) AS n FROM docora.events WHERE attempts > 0 \
+             AND next_attempt_at > now() + interval '{low} seconds' \
+             AND next_attempt_at <= now() + interval '{high} seconds'"
+        )
+    };
+    let first = deliverer.take().await.expect("take").expect("an event");
+    assert!(matches!(deliverer.deliver(&first).await.expect("deliver"), Delivered::Retry(_)));
+    assert_eq!(count(&f.app.db, &scheduled(90, 125)).await, 1, "the first retry comes DELIVERY_BACKOFF_SECS later");
+    execute(&f.app.db, "UPDATE docora.events SET next_attempt_at = now() WHERE attempts > 0").await;
+    let again = deliverer.take().await.expect("take").expect("the same event");
+    assert!(matches!(deliverer.deliver(&again).await.expect("deliver"), Delivered::Retry(_)));
+    assert_eq!(count(&f.app.db, &scheduled(190, 250)).await, 1, "the second retry twice as late");
+}
+
+#[tokio::test]
+async fn a_batch_goes_in_order_is_recorded_together_and_stops_at_a_failure() {
+    let sink = WebhookSink::start().expect("sink");
+    let (f, deliverer) = setup(&sink).await;
+    f.scan_now().await;
+    // One take leases the link's three events, in order, under one lease.
+    let batch = deliverer.take_batch().await.expect("take");
+    assert_eq!(batch.len(), 3);
+    assert!(batch.windows(2).all(|w| w[0].seq < w[1].seq && w[0].lease_until == w[1].lease_until));
+    assert!(deliverer.take_batch().await.expect("take").is_empty(), "the link is held");
+    // The second request fails: the first is recorded delivered, the second retried later, and
+    // the third let go without being sent.
+    let outcomes = {
+        let sink = &sink;
+        deliverer
+            .deliver_batch(&batch, || {
+                if sink.attempts().len() == 1 {
+                    sink.set_mode(SinkMode::FailNext(1, 500));
+                }
+                false
+            })
+            .await
+            .expect("deliver")
+    };
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert_eq!(outcomes[0], Delivered::Ok);
+    assert!(matches!(&outcomes[1], Delivered::Retry(e) if e.contains("500")), "{outcomes:?}");
+    assert_eq!(sink.attempts().len(), 2);
+    let state = |n: usize, status: &str, attempts: i32| {
+        format!(
+            "SELECT count(*) AS n FROM docora.events WHERE id = '{}' AND status = '{status}' \
+             AND attempts = {attempts} AND lease_until IS NULL",
+            batch[n].id
+        )
+    };
+    assert_eq!(count(&f.app.db, &state(0, "delivered", 1)).await, 1);
+    assert_eq!(count(&f.app.db, &state(1, "pending", 1)).await, 1, "retried later, its lease let go");
+    assert_eq!(count(&f.app.db, &state(2, "pending", 0)).await, 1, "never sent, its lease let go");
+    let cursor = "SELECT count(*) AS n FROM docora.app_repositories l \
+                  WHERE delivered_seq = (SELECT min(seq) FROM docora.events) AND status = 'pending'";
+    assert_eq!(count(&f.app.db, cursor).await, 1, "the link's cursor is past its delivered event");
+    // Once due, the rest goes as one batch, and the link is synced.
+    execute(&f.app.db, "UPDATE docora.events SET next_attempt_at = now()").await;
+    let rest = deliverer.take_batch().await.expect("take");
+    assert_eq!(rest.iter().map(|e| e.id).collect::<Vec<_>>(), batch[1..].iter().map(|e| e.id).collect::<Vec<_>>());
+    assert_eq!(deliverer.deliver_batch(&rest, || false).await.expect("deliver"), vec![Delivered::Ok; 2]);
+    let ids: Vec<String> = sink.received().iter().filter_map(|r| r.delivery().map(str::to_owned)).collect();
+    assert_eq!(ids, batch.iter().map(|e| e.id.to_string()).collect::<Vec<_>>(), "each once, in order");
+    assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.app_repositories WHERE status = 'synced'").await, 1);
+}
