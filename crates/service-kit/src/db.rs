@@ -11,7 +11,7 @@ use std::time::Duration;
 use diesel::result::{ConnectionError, ConnectionResult, DatabaseErrorKind, Error as DieselError};
 use diesel_async::pooled_connection::deadpool::{Object, Pool as DeadPool, PoolError};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::EmbeddedMigrations;
 use futures_util::FutureExt;
 
@@ -46,9 +46,19 @@ pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
 /// work during the shutdown grace may hold the very connection: its queries would fail with
 /// "connection closed". Opened on the driver runtime, a connection lives as long as the pool
 /// keeps it, whichever thread uses it.
+///
+/// JIT compilation is turned off for the session: the services run short statements whose
+/// planner estimates can still cross `jit_above_cost` (docora-watcher's take did, and paid tens
+/// of milliseconds of compilation for a statement that runs in one).
 async fn establish_on_driver(url: String) -> ConnectionResult<AsyncPgConnection> {
     driver()
-        .spawn(async move { AsyncPgConnection::establish(&url).await })
+        .spawn(async move {
+            let mut conn = AsyncPgConnection::establish(&url).await?;
+            conn.batch_execute("SET jit = off")
+                .await
+                .map_err(|e| ConnectionError::BadConnection(format!("cannot set up the session: {e}")))?;
+            Ok(conn)
+        })
         .await
         .map_err(|e| ConnectionError::BadConnection(format!("the connection task failed: {e}")))?
 }

@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -327,10 +327,8 @@ impl Deliverer {
     pub async fn take_up_to(&self, limit: i64) -> Result<Vec<Taken>, ApiError> {
         let mut conn = db::conn(&self.pool).await?;
         // The planner's estimates for the take are far above its real cost (a table of links
-        // never analyzed is guessed at hundreds of rows), above `jit_above_cost`: JIT would
-        // compile it every time, tens of milliseconds for a statement that runs in one. Off for
-        // this pooled connection (JIT brings nothing to the service's short statements).
-        conn.batch_execute("SET jit = off").await?;
+        // never analyzed is guessed at hundreds of rows), above `jit_above_cost`: pooled
+        // connections have JIT off (`service_kit::db`), or it would compile the take every time.
         let lease_until = lease_at(OffsetDateTime::now_utc() + self.lease);
         // The heads' ids lead to their rows by primary key (`= ANY`, and a due-time condition
         // no index serves): the index of all pending events would be walked otherwise, dead
