@@ -44,6 +44,14 @@ pub struct Statistics {
     pub number_of_documents_deleted: i64,
     /// Files that could not be read (see the per-file listing for why).
     pub number_of_documents_failed: i64,
+    /// Embedding progress of the source (not in the original contract; absent when search is
+    /// keyword only): chunks whose vector is computed. Vectors are computed in the background,
+    /// after the job; each chunk is searchable by keyword at once and by meaning once it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks_embedded: Option<i64>,
+    /// Chunks of the source still waiting for their vector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks_to_embed: Option<i64>,
 }
 
 /// What the last job did with one file.
