@@ -71,10 +71,7 @@ impl EmbeddingSettings {
                 Ok(Self::Endpoint(EndpointSettings {
                     url: env.http_url_or("EMBEDDINGS_URL", url)?,
                     model: env.string_or("EMBEDDINGS_MODEL", MODEL_NAME),
-                    api_key: env
-                        .get("EMBEDDINGS_API_KEY")
-                        .filter(|k| !k.is_empty())
-                        .map(|k| Secret::new(k.to_owned())),
+                    api_key: env.get("EMBEDDINGS_API_KEY").filter(|k| !k.is_empty()).map(|k| Secret::new(k.to_owned())),
                     timeout: env.seconds_or("EMBEDDINGS_TIMEOUT_SECS", 60)?,
                     batch,
                 }))
@@ -159,17 +156,17 @@ impl Embedder {
                 },
             )),
             EmbeddingSettings::Endpoint(endpoint) => {
-                let status = EmbeddingStatus {
-                    engine: "endpoint".into(),
-                    model: Some(endpoint.model.clone()),
-                    reason: None,
-                };
+                let status =
+                    EmbeddingStatus { engine: "endpoint".into(), model: Some(endpoint.model.clone()), reason: None };
                 Ok((Some(Self::Endpoint(Endpoint::new(endpoint.clone())?)), status))
             }
             EmbeddingSettings::Embedded { model_dir, .. } => match embed::Model::load(model_dir) {
                 Ok(model) => {
-                    let status =
-                        EmbeddingStatus { engine: "embedded".into(), model: Some(model.name().to_owned()), reason: None };
+                    let status = EmbeddingStatus {
+                        engine: "embedded".into(),
+                        model: Some(model.name().to_owned()),
+                        reason: None,
+                    };
                     Ok((Some(Self::Embedded(Arc::new(model))), status))
                 }
                 Err(e) => {

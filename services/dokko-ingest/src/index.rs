@@ -187,8 +187,7 @@ impl Indexes {
         if let Some(index) = open.get(&source_id) {
             return Ok(index.clone());
         }
-        let index =
-            Arc::new(SourceIndex::open(self.dir.join(source_id.to_string()), source_id, self.model.clone())?);
+        let index = Arc::new(SourceIndex::open(self.dir.join(source_id.to_string()), source_id, self.model.clone())?);
         open.insert(source_id, index.clone());
         Ok(index)
     }
@@ -476,13 +475,15 @@ impl SourceIndex {
                             .filter(files::change_seq.le(held_version))
                             .filter(chunks::embedded_seq.gt(held_vectors))
                             .filter(
-                                diesel::dsl::sql::<diesel::sql_types::Bool>("(chunks.embedded_seq, chunks.file_ord, chunks.position) > (")
-                                    .bind::<diesel::sql_types::BigInt, _>(after.0)
-                                    .sql(", ")
-                                    .bind::<diesel::sql_types::BigInt, _>(after.1)
-                                    .sql(", ")
-                                    .bind::<diesel::sql_types::Integer, _>(after.2)
-                                    .sql(")"),
+                                diesel::dsl::sql::<diesel::sql_types::Bool>(
+                                    "(chunks.embedded_seq, chunks.file_ord, chunks.position) > (",
+                                )
+                                .bind::<diesel::sql_types::BigInt, _>(after.0)
+                                .sql(", ")
+                                .bind::<diesel::sql_types::BigInt, _>(after.1)
+                                .sql(", ")
+                                .bind::<diesel::sql_types::Integer, _>(after.2)
+                                .sql(")"),
                             )
                             .order((chunks::embedded_seq, chunks::file_ord, chunks::position))
                             .limit(VECTOR_PAGE)

@@ -52,19 +52,19 @@ pub struct Worker {
     pub background: Background,
 }
 
-/// A claimed chunk.
+/// A claimed chunk, with the version of its file's content when it was claimed.
 #[derive(Debug, QueryableByName)]
-struct Claimed {
+pub struct Claimed {
     #[diesel(sql_type = BigInt)]
-    file_ord: i64,
+    pub file_ord: i64,
     #[diesel(sql_type = Integer)]
-    position: i32,
+    pub position: i32,
     #[diesel(sql_type = Text)]
-    content: String,
+    pub content: String,
     #[diesel(sql_type = SqlUuid)]
-    source_id: Uuid,
+    pub source_id: Uuid,
     #[diesel(sql_type = BigInt)]
-    change_seq: i64,
+    pub change_seq: i64,
 }
 
 #[derive(QueryableByName)]
@@ -107,7 +107,10 @@ impl Worker {
                 }
                 Err(e) => {
                     if !failing {
-                        tracing::warn!(error = format!("{e:#}"), "embedding failed; retrying (chunks stay keyword-searchable)");
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "embedding failed; retrying (chunks stay keyword-searchable)"
+                        );
                         failing = true;
                     }
                     ready_sources.clear();
@@ -128,25 +131,37 @@ impl Worker {
             return Ok(0);
         }
         let model = self.embedder.model().to_owned();
-        let mut written_count = 0;
-        let mut by_source: BTreeMap<Uuid, Vec<usize>> = BTreeMap::new();
-        for (index, chunk) in claimed.iter().enumerate() {
-            by_source.entry(chunk.source_id).or_default().push(index);
-        }
-        for source_id in by_source.keys() {
-            if !ready_sources.contains(source_id) {
-                self.adopt(*source_id, &model).await?;
-                ready_sources.insert(*source_id);
+        for chunk in &claimed {
+            if !ready_sources.contains(&chunk.source_id) {
+                self.adopt(chunk.source_id, &model).await?;
+                ready_sources.insert(chunk.source_id);
             }
         }
         let texts: Vec<String> = claimed.iter().map(|c| c.content.clone()).collect();
         let vectors = match self.embedder.embed(&texts).await {
-            Ok(vectors) => vectors,
+            Ok(vectors) if vectors.len() == claimed.len() => vectors,
+            Ok(vectors) => {
+                self.release(&claimed).await;
+                anyhow::bail!("{} vectors for {} chunks", vectors.len(), claimed.len());
+            }
             Err(e) => {
                 self.release(&claimed).await;
                 return Err(e.into());
             }
         };
+        let written = self.write(&claimed, &vectors).await?;
+        tracing::debug!(claimed = claimed.len(), written, "chunks embedded");
+        Ok(claimed.len())
+    }
+
+    /// Writes the vectors of claimed chunks (in order), except where the file's content changed
+    /// since the claim (or the file is gone); how many were written.
+    pub async fn write(&self, claimed: &[Claimed], vectors: &[Vec<f32>]) -> anyhow::Result<usize> {
+        let mut written_count = 0;
+        let mut by_source: BTreeMap<Uuid, Vec<usize>> = BTreeMap::new();
+        for (index, chunk) in claimed.iter().enumerate().take(vectors.len()) {
+            by_source.entry(chunk.source_id).or_default().push(index);
+        }
         let mut conn = db::conn(&self.pool).await?;
         for (source_id, chunks) in by_source {
             let (mut ords, mut positions, mut blobs, mut seqs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -203,12 +218,11 @@ impl Worker {
                 .await?;
             written_count += written.len();
         }
-        tracing::debug!(claimed = claimed.len(), written = written_count, "chunks embedded");
-        Ok(claimed.len())
+        Ok(written_count)
     }
 
     /// Up to `batch` chunks without a vector, leased to this worker.
-    async fn claim(&self) -> anyhow::Result<Vec<Claimed>> {
+    pub async fn claim(&self) -> anyhow::Result<Vec<Claimed>> {
         let mut conn = db::conn(&self.pool).await?;
         let lease = diesel::data_types::PgInterval::from_microseconds(LEASE.as_micros() as i64);
         Ok(diesel::sql_query(
@@ -253,7 +267,7 @@ impl Worker {
 
     /// Makes `model` the model of the source's vectors: when they come from another one, they
     /// are dropped (and computed again by the workers).
-    async fn adopt(&self, source_id: Uuid, model: &str) -> anyhow::Result<()> {
+    pub async fn adopt(&self, source_id: Uuid, model: &str) -> anyhow::Result<()> {
         let mut conn = db::conn(&self.pool).await?;
         conn.transaction::<_, anyhow::Error, _>(async |conn| {
             let current: ModelRow =
