@@ -383,6 +383,11 @@ async fn search_type_is_validated_and_semantic_needs_a_model() {
     let res = org.retrieve(json!({"query": "keyword", "search_type": "SEMANTIC"})).await;
     assert_eq!(res.status, 400, "{}", res.text);
     assert!(res.text.contains("SEMANTIC needs an embedding model"), "{}", res.text);
+    // The OpenAPI document lists the three.
+    let doc = stack.anonymous().get("/openapi.json").await;
+    assert_eq!(doc.body["components"]["schemas"]["SearchType"]["enum"], json!(["HYBRID", "SEMANTIC", "KEYWORD"]));
+    let request = &doc.body["components"]["schemas"]["RetrieveRequest"]["properties"];
+    assert!(request["search_type"].is_object(), "{request}");
     // Without a model, HYBRID (the default) and KEYWORD are keyword search.
     assert_eq!(org.search_with(json!({"query": "keyword", "search_type": "KEYWORD"})).await, ["a.txt"]);
     assert_eq!(org.search_with(json!({"query": "keyword", "search_type": "HYBRID"})).await, ["a.txt"]);
