@@ -259,7 +259,7 @@ impl SourceIndex {
     /// The catalog, reloaded when the source's version moved, and the index brought up to date
     /// (waiting at most `wait` for a sync another request started; after that, the last
     /// committed index answers, while the catalog still keeps deleted files out).
-    pub async fn refresh(&self, pool: &db::Pool, wait: Duration) -> anyhow::Result<Arc<Catalog>> {
+    pub async fn refresh(self: &Arc<Self>, pool: &db::Pool, wait: Duration) -> anyhow::Result<Arc<Catalog>> {
         let mut conn = db::conn(pool).await?;
         let (version, vectors_version) = self.versions(&mut conn).await?;
         let current = self.catalog();
@@ -288,14 +288,19 @@ impl SourceIndex {
         };
         drop(conn);
         let behind = self.behind(version);
-        let vectors_behind = self.vectors_behind(version, vectors_version);
-        if behind || vectors_behind {
+        // The vectors' sync runs on its own (a first load of a large source takes a while): a
+        // query that stops waiting for it does not cancel it, and one running is not started again.
+        let vectors_sync = (self.vectors_behind(version, vectors_version) && !self.vectors_syncing()).then(|| {
+            let (index, pool) = (self.clone(), pool.clone());
+            tokio::spawn(async move { index.sync_vectors(&pool).await })
+        });
+        if behind || vectors_sync.is_some() {
             let syncs = async {
                 if behind {
                     self.sync(pool).await?;
                 }
-                if vectors_behind {
-                    self.sync_vectors(pool).await?;
+                if let Some(vectors_sync) = vectors_sync {
+                    vectors_sync.await??;
                 }
                 anyhow::Ok(())
             };
@@ -331,6 +336,10 @@ impl SourceIndex {
 
     fn behind(&self, version: i64) -> bool {
         AtomicI64::load(&self.applied, Ordering::Acquire) != version
+    }
+
+    fn vectors_syncing(&self) -> bool {
+        self.vectors_syncing.try_lock().is_err()
     }
 
     fn vectors_behind(&self, version: i64, vectors_version: i64) -> bool {

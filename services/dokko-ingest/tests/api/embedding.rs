@@ -65,7 +65,7 @@ async fn garage(org: &Org) -> String {
 
 #[tokio::test]
 async fn vectors_come_in_the_background_and_the_status_shows_their_progress() {
-    let stack = Stack::spawn_with_embeddings().await;
+    let mut stack = Stack::spawn_with_embeddings().await;
     let embeddings = stack.embeddings.as_ref().expect("embeddings server");
     embeddings.synonyms("automobile", "car");
     let org = stack.org("acme").await;
@@ -91,6 +91,18 @@ async fn vectors_come_in_the_background_and_the_status_shows_their_progress() {
     assert_eq!(org.search("automobile").await.first().map(String::as_str), Some("car.txt"));
     let status = embedding_status(&stack).await;
     assert_eq!(status, json!({"engine": "endpoint", "model": "test-bag-of-words", "reason": null}));
+    assert_eq!(source_model(&org).await, "test-bag-of-words");
+    // A replica starting afresh loads the vectors from the database.
+    stack.stop_ingest();
+    stack.start_ingest(true, |_| {});
+    assert_eq!(org.search("automobile").await.first().map(String::as_str), Some("car.txt"));
+}
+
+/// The document source's `bedrock_embedding_model`, as clients see it.
+async fn source_model(org: &Org) -> Value {
+    let res = org.client.get(&format!("/api/v1/document-sources/{}", org.source_id)).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    res.body["bedrock_embedding_model"].clone()
 }
 
 #[tokio::test]
@@ -143,6 +155,7 @@ async fn without_the_model_search_is_keyword_only_and_says_so() {
     let reason = status["reason"].as_str().expect("a reason");
     assert!(reason.contains("keyword only") && reason.contains(&*missing.to_string_lossy()), "{reason}");
     let org = stack.org("acme").await;
+    assert_eq!(source_model(&org).await, Value::Null);
     garage(&org).await;
     let status = org.process().await;
     assert!(status["statistics"].get("chunksToEmbed").is_none(), "{status}");
