@@ -57,6 +57,14 @@ fn sample(rng: &mut Rng, shared: &[f32], topic: &[f32], noise: f32) -> Vec<f32> 
     normalise(shared.iter().zip(topic).zip(jitter).map(|((s, t), j)| s + t + j).collect())
 }
 
+/// This process's CPU time so far, in seconds (user + system, from /proc; 0 elsewhere).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks: f64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<f64>().ok()).sum();
+    ticks / 100.0
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -102,12 +110,18 @@ fn main() {
         [("all files, top 10", &all, 10), ("all files, top 50", &all, 50), ("a tenth of the files, top 10", &tenth, 10)]
     {
         let mut times = Vec::with_capacity(queries);
-        let mut found_total = 0usize;
-        let mut expected_total = 0usize;
-        for (q, query) in query_vectors.iter().enumerate() {
+        let mut answers = Vec::with_capacity(queries);
+        let cpu = cpu_seconds();
+        for query in &query_vectors {
             let t = Instant::now();
             let found = store.nearest(query, limit, allowed);
             times.push(t.elapsed().as_secs_f64() * 1000.0);
+            answers.push(found);
+        }
+        let cpu_ms = (cpu_seconds() - cpu) * 1000.0 / queries as f64;
+        let mut found_total = 0usize;
+        let mut expected_total = 0usize;
+        for (q, (query, found)) in query_vectors.iter().zip(&answers).enumerate() {
             // Recall on a third of the queries (exact search costs a full f32 scan).
             if q % 3 == 0 {
                 let mut scored: Vec<(f32, usize)> = exact
@@ -129,7 +143,7 @@ fn main() {
         }
         times.sort_by(f64::total_cmp);
         println!(
-            "{label:>30}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; recall@{limit} vs exact f32 {:.3} ({queries} queries)",
+            "{label:>30}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, CPU {cpu_ms:.1} ms/query; recall@{limit} vs exact f32 {:.3} ({queries} queries)",
             percentile(&times, 0.5),
             percentile(&times, 0.99),
             times[times.len() - 1],

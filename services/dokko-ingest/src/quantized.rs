@@ -137,19 +137,14 @@ impl QuantizedVectors {
         // First pass: the Hamming distance of every allowed chunk, and how many there are at
         // each distance.
         let wanted = (limit * CANDIDATES_PER_RESULT).max(MIN_CANDIDATES);
-        let mut distances: Vec<u16> = Vec::with_capacity(self.files.len());
-        let mut histogram = vec![0usize; self.dims + 2];
-        let unreachable = u16::try_from(self.dims + 1).unwrap_or(u16::MAX);
-        for (slot, code) in self.codes.chunks_exact(self.words).enumerate() {
-            let distance = if allowed.contains(self.files[slot]) {
-                let d: u32 = code.iter().zip(&query_code).map(|(a, b)| (a ^ b).count_ones()).sum();
-                d as u16
-            } else {
-                unreachable
-            };
-            histogram[usize::from(distance)] += 1;
-            distances.push(distance);
-        }
+        let (distances, histogram) = pulp::Arch::new().dispatch(FirstPass {
+            codes: &self.codes,
+            files: &self.files,
+            words: self.words,
+            dims: self.dims,
+            query: &query_code,
+            allowed,
+        });
         // The distance within which the `wanted` nearest lie.
         let (mut threshold, mut below) = (0usize, 0usize);
         while threshold <= self.dims && below + histogram[threshold] < wanted {
@@ -182,6 +177,40 @@ impl QuantizedVectors {
         }
         scored.sort_by(by_score);
         scored
+    }
+}
+
+/// The Hamming distances of every slot's code to the query's (`dims + 1` for a slot not
+/// allowed), and how many slots are at each distance. Run through `pulp`'s dispatch so that it is
+/// compiled for the CPU's features too (the `popcnt` instruction, wider vectors) when it has them.
+struct FirstPass<'a> {
+    codes: &'a [u64],
+    files: &'a [u64],
+    words: usize,
+    dims: usize,
+    query: &'a [u64],
+    allowed: &'a OrdSet,
+}
+
+impl pulp::WithSimd for FirstPass<'_> {
+    type Output = (Vec<u16>, Vec<usize>);
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Self::Output {
+        let mut distances: Vec<u16> = Vec::with_capacity(self.files.len());
+        let mut histogram = vec![0usize; self.dims + 2];
+        let unreachable = u16::try_from(self.dims + 1).unwrap_or(u16::MAX);
+        for (code, file) in self.codes.chunks_exact(self.words).zip(self.files) {
+            let distance = if self.allowed.contains(*file) {
+                let d: u32 = code.iter().zip(self.query).map(|(a, b)| (a ^ b).count_ones()).sum();
+                d as u16
+            } else {
+                unreachable
+            };
+            histogram[usize::from(distance)] += 1;
+            distances.push(distance);
+        }
+        (distances, histogram)
     }
 }
 
