@@ -4,7 +4,7 @@
 //! ```sh
 //! cargo run --release -p dokko-ingest --example vector_search -- [chunks] [queries]
 //! ```
-//! (default 1,000,000 chunks, 300 queries; `just bench-vectors`).
+//! (default 1,000,000 chunks, 300 queries).
 //!
 //! A million real embeddings cannot be computed here (the embedded model makes some 30 a second
 //! on 2 cores), so the vectors are synthetic, shaped like sentence embeddings: 384 dimensions, a
