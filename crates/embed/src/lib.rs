@@ -28,13 +28,15 @@ pub const MODEL_NAME: &str = "all-MiniLM-L6-v2";
 /// Tokens per input, special tokens included; the rest of a longer text is ignored.
 pub const MAX_TOKENS: usize = 256;
 
-/// Inputs of one forward pass at most. Inputs are sorted by length first, so a batch pads little.
-const BATCH: usize = 16;
+/// Inputs of one forward pass at most, by default. Inputs are sorted by length first, so a batch
+/// pads little.
+pub const DEFAULT_BATCH: usize = 16;
 
 /// A loaded model. `Send + Sync`: share one behind an `Arc`; [`Model::embed`] takes `&self`.
 pub struct Model {
     tokenizer: Tokenizer,
     bert: bert::Bert,
+    batch: usize,
 }
 
 impl std::fmt::Debug for Model {
@@ -72,7 +74,13 @@ impl Model {
             "the model takes {} positions, fewer than {MAX_TOKENS}",
             bert.max_positions()
         );
-        Ok(Model { tokenizer, bert })
+        Ok(Model { tokenizer, bert, batch: DEFAULT_BATCH })
+    }
+
+    /// Sets how many texts one forward pass takes at most ([`DEFAULT_BATCH`] unless set).
+    pub fn with_batch_size(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
     }
 
     /// `"all-MiniLM-L6-v2"`.
@@ -114,7 +122,7 @@ impl Model {
         order.sort_by_key(|&i| std::cmp::Reverse(encodings[i].len()));
 
         let mut out = vec![Vec::new(); texts.len()];
-        for group in order.chunks(BATCH) {
+        for group in order.chunks(self.batch) {
             let len = group.iter().map(|&i| encodings[i].len()).max().unwrap_or(0);
             let mut ids = Vec::with_capacity(group.len() * len);
             let mut lens = Vec::with_capacity(group.len());
