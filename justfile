@@ -38,7 +38,7 @@ bench-docora:
 bench-docora-vs-original:
     bench/docora-vs-original.sh
 
-# Retrieval quality of dokko-ingest on CISI: nDCG@10, MAP, Recall@100 against plain BM25.
+# Retrieval quality on CISI through the public API: nDCG@10, MAP, Recall@100 of HYBRID (the default), KEYWORD and SEMANTIC against plain BM25.
 bench-retrieval-quality *ARGS:
     python3 bench/dokko-retrieval.py quality {{ARGS}}
 
