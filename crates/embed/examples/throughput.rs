@@ -82,7 +82,7 @@ fn texts(count: usize, tokens: usize, model: &Model) -> anyhow::Result<Vec<Strin
                 seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
                 let word = WORDS[(seed >> 33) as usize % WORDS.len()];
                 text.push_str(word);
-                text.push(if (seed >> 20) % 11 == 0 { '.' } else { ' ' });
+                text.push(if (seed >> 20).is_multiple_of(11) { '.' } else { ' ' });
             }
         }
         out.push(text);
@@ -99,6 +99,14 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut model = Model::load(&dir)?;
     println!("loaded in {:.2} s", started.elapsed().as_secs_f64());
+    let v = model.embed(&["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."])?;
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    println!(
+        "published example: {:.4} {:.4} {:.4} (expected 0.6660 0.1046 0.1411)",
+        dot(&v[0], &v[1]),
+        dot(&v[0], &v[2]),
+        dot(&v[1], &v[2])
+    );
 
     for tokens in [256, 64] {
         let texts = texts(count, tokens, &model)?;

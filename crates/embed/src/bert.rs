@@ -76,6 +76,7 @@ fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
 /// `x·Φ(x)` = `x/2·(1 + erf(x/√2))`, erf by Abramowitz and Stegun's formula 7.1.26
 /// (absolute error under 1.5e-7).
 #[inline]
+#[allow(clippy::excessive_precision, reason = "the coefficients as published")]
 fn gelu_f32(x: f32) -> f32 {
     const P: f32 = 0.327_591_1;
     const A: [f32; 5] = [0.254_829_592, -0.284_496_736, 1.421_413_741, -1.453_152_027, 1.061_405_429];
