@@ -34,7 +34,11 @@ bench-files:
 bench-docora:
     bench/docora-scan.sh
 
-# Retrieval quality of dokko-ingest on CISI: nDCG@10, MAP, Recall@100 against plain BM25.
+# docora-watcher beside the original Docora (TypeScript) on one 10,000-file repository (BENCH_RUNS=3).
+bench-docora-vs-original:
+    bench/docora-vs-original.sh
+
+# Retrieval quality on CISI through the public API: nDCG@10, MAP, Recall@100 of HYBRID (the default), KEYWORD and SEMANTIC against plain BM25.
 bench-retrieval-quality *ARGS:
     python3 bench/dokko-retrieval.py quality {{ARGS}}
 

@@ -8,15 +8,18 @@ local stack (private PostgreSQL cluster, in-process S3 server, every service in 
 
 quality: the CISI collection (`../shared/bench/cisi`, or CISI_DIR): each of the 1,460 documents
 is uploaded as one file `docs/<id>.txt` (title, a blank line, the text; authors left out, like
-the reference BM25), the source is processed, and each of the 76 judged queries (its `.W` text)
-is sent to `POST /api/v1/document-sources/{id}/retrieve` with top_k=100. The ranked chunks become
+the reference BM25), the source is processed, the background embedding is waited for (every chunk
+has its vector), and each of the 76 judged queries (its `.W` text) is sent to
+`POST /api/v1/document-sources/{id}/retrieve` with top_k=100: once with the defaults (search_type
+HYBRID), once with KEYWORD and once with SEMANTIC (`--search-types` chooses), each a row. The ranked chunks become
 a ranked list of documents (the first chunk of a file places it) scored against CISI.REL with
 binary relevance: nDCG@10, MAP (average precision with the ranking cut at 100, over the number
 of relevant documents) and Recall@100, averaged over the 76 queries; also MAP over the whole
 ranking (the convention of the reference's 0.195), the ranking continued past 100 by asking again
 with a `notIn` filter on the files already ranked. The service runs with its
 default settings; `--extra CHUNK_SIZE=4000` (repeatable) adds rows with other settings, each on a
-fresh stack. The script's own Okapi BM25 (rank_bm25's BM25Okapi formula, lower-case alphanumeric
+fresh stack. The embedded model comes from the tests' cache (`$CARGO_TARGET_DIR/models`, fetched
+once). The script's own Okapi BM25 (rank_bm25's BM25Okapi formula, lower-case alphanumeric
 tokens, a short stop list) runs on the same files as a reference row, and rank_bm25 itself too
 when it is importable.
 
@@ -470,6 +473,23 @@ class Stack:
                     f"{s['numberOfDocumentsFailed']} failed, {time.perf_counter() - t0:.0f} s")
             time.sleep(poll)
 
+    def wait_embedded(self, poll=0.5):
+        """Waits until every chunk has its vector (statistics.chunksToEmbed 0); the seconds it
+        took, or None when the source reports no embedding (keyword-only)."""
+        c = self.client()
+        t0 = last = time.perf_counter()
+        while True:
+            stats = c.call("GET", f"/api/v1/document-sources/{self.source_id}/process/status")["statistics"]
+            if "chunksToEmbed" not in stats:
+                return None
+            if stats["chunksToEmbed"] == 0:
+                return time.perf_counter() - t0
+            if time.perf_counter() - last > 30:
+                last = time.perf_counter()
+                log(f"  embedding: {stats['chunksEmbedded']} done, {stats['chunksToEmbed']} to go, "
+                    f"{time.perf_counter() - t0:.0f} s")
+            time.sleep(poll)
+
     def failed_files(self):
         answer = self.client().call("GET", f"/api/v1/document-sources/{self.source_id}/process/files?status=failed&per_page=20")
         return [(f["key"], f.get("reason")) for f in answer.get("items", [])]
@@ -563,7 +583,9 @@ def upload_all(stack, repository_id, files, batch=100):
 
 
 def run_service_quality(args, stack, docs, queries, qrels, extra, authors=False):
-    stack.start(extra)
+    """Ingests CISI with `extra` settings; for each of args.search_types (None: the default),
+    (rankings, full rankings) or None when refused (SEMANTIC without a model); and figures."""
+    stack.start({"EMBEDDINGS_MODEL_DIR": str(TARGET / "models" / "all-MiniLM-L6-v2"), **extra})
     try:
         repo = stack.repository("cisi-collection")
         files = [(f"docs/{i}.txt", cisi_text(docs[i], authors).encode()) for i in sorted(docs)]
@@ -573,37 +595,57 @@ def run_service_quality(args, stack, docs, queries, qrels, extra, authors=False)
         if status["status"] != "COMPLETED" or stats["numberOfNewDocumentsIndexed"] != len(files):
             raise SystemExit(f"processing: {status}; failed files: {stack.failed_files()}")
         chunks = int(stack.sql("SELECT coalesce(sum(chunk_count), 0) FROM ingest.files WHERE state = 'indexed'"))
-        c = stack.client()
-        path = f"/api/v1/document-sources/{stack.source_id}/retrieve"
-        doc_id = lambda key: int(key.split("/")[-1].split(".")[0])  # noqa: E731
-        rankings, full, distinct, latencies = {}, {}, [], []
-        for qid in sorted(qrels):
-            query = normalise_query(queries[qid]["W"])
-            t0 = time.perf_counter()
-            answer = c.call("POST", path, {"query": query, "top_k": 100})
-            latencies.append(time.perf_counter() - t0)
-            keys = dedupe([r["key"] for r in answer["results"]])
-            rankings[qid] = [doc_id(k) for k in keys]
-            distinct.append(len(keys))
-            # The rest of the ranking, 100 chunks at a time, the files already ranked filtered
-            # out (BM25 statistics do not depend on the filter, so this continues the ranking).
-            while keys:
-                more = c.call("POST", path, {"query": query, "top_k": 100,
-                                             "filter": {"notIn": {"key": "key", "value": keys}}})["results"]
-                new = [k for k in dedupe([r["key"] for r in more]) if k not in set(keys)]
-                if not new:
-                    break
-                keys += new
-            full[qid] = [doc_id(k) for k in keys]
+        embedded = stack.wait_embedded()
         log(f"  {len(files)} files uploaded in {upload:.1f} s, processed in {seconds:.1f} s into {chunks} chunks; "
-            f"median retrieve {statistics.median(latencies) * 1000:.1f} ms")
-        return rankings, full, {"chunks": chunks, "distinct": statistics.mean(distinct), "process_s": seconds}
+            + ("no vectors (keyword-only)" if embedded is None else f"vectors {embedded:.1f} s after the job"))
+        runs = {}
+        for search_type in args.search_types:
+            runs[search_type] = run_queries(stack, queries, qrels, search_type)
+        return runs, {"chunks": chunks, "process_s": seconds}
     finally:
         stack.stop()
 
 
+def run_queries(stack, queries, qrels, search_type):
+    """The judged queries with `search_type` (None: not sent, the default): (rankings, full
+    rankings, mean distinct documents in the top 100 chunks), or None when it is refused."""
+    c = stack.client()
+    path = f"/api/v1/document-sources/{stack.source_id}/retrieve"
+    doc_id = lambda key: int(key.split("/")[-1].split(".")[0])  # noqa: E731
+    extra = {} if search_type is None else {"search_type": search_type}
+    rankings, full, distinct, latencies = {}, {}, [], []
+    for qid in sorted(qrels):
+        query = normalise_query(queries[qid]["W"])
+        t0 = time.perf_counter()
+        try:
+            answer = c.call("POST", path, {"query": query, "top_k": 100, **extra})
+        except HttpError as e:
+            if e.status == 400:
+                log(f"  search_type {search_type}: refused ({e})")
+                return None
+            raise
+        latencies.append(time.perf_counter() - t0)
+        keys = dedupe([r["key"] for r in answer["results"]])
+        rankings[qid] = [doc_id(k) for k in keys]
+        distinct.append(len(keys))
+        # The rest of the ranking, 100 chunks at a time, the files already ranked filtered out
+        # (BM25 statistics do not depend on the filter, nor do vectors, so this continues the
+        # ranking; under HYBRID the fusion of what is left, which is close).
+        while keys:
+            more = c.call("POST", path, {"query": query, "top_k": 100, **extra,
+                                         "filter": {"notIn": {"key": "key", "value": keys}}})["results"]
+            new = [k for k in dedupe([r["key"] for r in more]) if k not in set(keys)]
+            if not new:
+                break
+            keys += new
+        full[qid] = [doc_id(k) for k in keys]
+    log(f"  search_type {search_type or 'default'}: median retrieve {statistics.median(latencies) * 1000:.1f} ms")
+    return rankings, full, statistics.mean(distinct)
+
+
 def quality(args):
     selftest(quiet=True)
+    args.search_types = [None if t.strip() == "default" else t.strip() for t in args.search_types.split(",") if t.strip()]
     docs, queries, qrels = load_cisi(Path(args.cisi_dir))
     assert len(docs) == 1460 and len(qrels) == 76, (len(docs), len(qrels))
     rows = []
@@ -630,11 +672,17 @@ def quality(args):
     if args.authors:
         variants.append(("dokko-ingest, default settings, authors in the files", {}, True))
     for label, extra, authors in variants:
-        rankings, full, info = run_service_quality(args, stack, docs, queries, qrels, extra, authors)
-        means, per_query = score_run(rankings, qrels, full)
-        if per_query_default is None:
-            per_query_default = (rankings, per_query)
-        rows.append((label, means, info["chunks"], f"{info['distinct']:.1f}"))
+        runs, info = run_service_quality(args, stack, docs, queries, qrels, extra, authors)
+        for search_type, run in runs.items():
+            name = f"{label}, search_type {search_type or 'default (HYBRID)'}"
+            if run is None:
+                rows.append((name + ": refused", (None, None, None, None), info["chunks"], ""))
+                continue
+            rankings, full, distinct = run
+            means, per_query = score_run(rankings, qrels, full)
+            if per_query_default is None:
+                per_query_default = (rankings, per_query)
+            rows.append((name, means, info["chunks"], f"{distinct:.1f}"))
 
     print()
     print(f"CISI: {len(docs)} documents, {len(qrels)} judged queries, top_k=100; reference (shared/bench/README.md): "
@@ -951,7 +999,8 @@ def speed_ingest(args, stack, w):
     for _, b, ext in files:
         n, s = by_ext.get(ext, (0, 0))
         by_ext[ext] = (n + 1, s + len(b))
-    stack.start({})
+    # Vectors on (the embedded model, from the tests' cache: fetched once, not per run).
+    stack.start({"EMBEDDINGS_MODEL_DIR": str(TARGET / "models" / "all-MiniLM-L6-v2")})
     try:
         repo = stack.repository("mixed-corpus")
         rss_start = stack.peak_rss()
@@ -966,6 +1015,19 @@ def speed_ingest(args, stack, w):
         cpu2 = stack.cpu()
         rss_process = stack.peak_rss()
         stats = status["statistics"]
+        # The vectors come after the job, in the background: their pace over --embed-seconds.
+        embedding = None
+        if "chunksEmbedded" in stats and args.embed_seconds > 0:
+            c = stack.client()
+            path = f"/api/v1/document-sources/{stack.source_id}/process/status"
+            first = c.call("GET", path)["statistics"]
+            t0 = time.perf_counter()
+            log(f"background embedding for {args.embed_seconds} s ({first['chunksToEmbed']:,} chunks wait)")
+            time.sleep(args.embed_seconds)
+            last = c.call("GET", path)["statistics"]
+            elapsed = time.perf_counter() - t0
+            embedding = {"seconds": elapsed, "embedded": last["chunksEmbedded"] - first["chunksEmbedded"],
+                         "waiting": last["chunksToEmbed"]}
         failed = stack.failed_files() if stats["numberOfDocumentsFailed"] else []
         chunks = int(stack.sql("SELECT coalesce(sum(chunk_count), 0) FROM ingest.files WHERE state = 'indexed'"))
         text = int(stack.sql("SELECT coalesce(sum(length(content)), 0) FROM ingest.chunks"))
@@ -982,6 +1044,7 @@ def speed_ingest(args, stack, w):
     return {
         "files": len(files), "bytes": total, "by_ext": by_ext, "upload_s": upload, "process_s": seconds,
         "status": status, "failed": failed, "chunks": chunks, "chunk_chars": text, "per_ext": per_ext,
+        "embedding": embedding,
         "rss_start": rss_start, "rss_upload": rss_upload, "rss_process": rss_process, "rss_reset": reset,
         "cpu_upload": (cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]), "cpu_process": (cpu2[0] - cpu1[0], cpu2[1] - cpu1[1]),
     }
@@ -1145,6 +1208,10 @@ def print_ingest(r):
     print(f"Job: {r['status']['status']}, scanned {s['numberOfDocumentsScanned']:,}, new {s['numberOfNewDocumentsIndexed']:,}, "
           f"failed {s['numberOfDocumentsFailed']:,}; {r['chunks']:,} chunks, {r['chunk_chars'] / 1e6:.1f} M characters of chunk text; "
           f"stack RSS at start {mib(r['rss_start']):.0f} MiB")
+    e = r.get("embedding")
+    if e:
+        print(f"Background embedding (embedded model, after the job): {e['embedded']:,} chunks in {e['seconds']:.0f} s "
+              f"= {e['embedded'] / e['seconds']:.1f} chunks/s; {e['waiting']:,} still waiting")
     for key, reason in r["failed"]:
         print(f"  failed: {key}: {reason}")
     print()
@@ -1244,6 +1311,8 @@ def main():
     q.add_argument("--extra", action="append", default=[], metavar="CHUNK_SIZE=4000,CHUNK_OVERLAP=0",
                    help="another row with these dokko-ingest settings (comma- or space-separated; repeatable)")
     q.add_argument("--authors", action="store_true", help="another row with the authors in the files")
+    q.add_argument("--search-types", default="default,KEYWORD,SEMANTIC",
+                   help="comma-separated search_type values to run on each stack ('default' sends none)")
     s = sub.add_parser("speed", parents=[common], help="ingest throughput and retrieve latency")
     s.add_argument("--files", type=int, default=10_000, help="files of the ingest corpus (default 10,000)")
     s.add_argument("--chunks", type=int, default=1_000_000, help="chunks aimed at for the latency corpus")
@@ -1254,6 +1323,8 @@ def main():
     s.add_argument("--queries", type=int, default=500)
     s.add_argument("--clients", type=int, default=4)
     s.add_argument("--skip-ingest", action="store_true")
+    s.add_argument("--embed-seconds", type=int, default=60,
+                   help="after the ingest job, how long to watch the background embedding (0: not at all)")
     s.add_argument("--skip-latency", action="store_true")
     s.add_argument("--filter-files", type=int, default=0,
                    help="also measure the filter's cost on a source of this many one-chunk files (e.g. 30000)")

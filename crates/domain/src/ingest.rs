@@ -44,6 +44,14 @@ pub struct Statistics {
     pub number_of_documents_deleted: i64,
     /// Files that could not be read (see the per-file listing for why).
     pub number_of_documents_failed: i64,
+    /// Embedding progress of the source (not in the original contract; absent when search is
+    /// keyword only): chunks whose vector is computed. Vectors are computed in the background,
+    /// after the job; each chunk is searchable by keyword at once and by meaning once it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks_embedded: Option<i64>,
+    /// Chunks of the source still waiting for their vector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks_to_embed: Option<i64>,
 }
 
 /// What the last job did with one file.
@@ -83,6 +91,25 @@ pub struct RetrieveRequest {
     /// Only these repositories are searched (ids of other organisations match nothing).
     #[serde(default)]
     pub repository_ids: Option<Vec<Uuid>>,
+    /// How to rank, like Bedrock's `overrideSearchType`; default `HYBRID`.
+    #[serde(default)]
+    pub search_type: SearchType,
+}
+
+/// How retrieval ranks chunks (Bedrock's `overrideSearchType`, plus keyword-only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SearchType {
+    /// Keyword (BM25) and vector rankings fused by reciprocal rank fusion; keyword alone while
+    /// no embedding model is configured, and files whose vectors are still being computed are
+    /// found by their keywords meanwhile.
+    #[default]
+    Hybrid,
+    /// Vector (embedding) search alone: finds by meaning, only among chunks whose vectors
+    /// exist. Refused (400) when no embedding model is configured.
+    Semantic,
+    /// Keyword (BM25) search alone.
+    Keyword,
 }
 
 /// The chunks found, best first.
@@ -95,8 +122,9 @@ pub struct RetrieveResponse {
 pub struct RetrievedChunk {
     /// The chunk's text.
     pub content: String,
-    /// Relevance, higher is better: BM25 in keyword mode, the fused reciprocal-rank score when
-    /// vector search is on. Comparable within one answer only.
+    /// Relevance, higher is better: BM25 for `KEYWORD`, cosine similarity for `SEMANTIC`, the
+    /// fused reciprocal-rank score for `HYBRID` (BM25 when no vectors take part). Comparable
+    /// within one answer only.
     pub score: f64,
     pub file_id: Uuid,
     pub repository_id: Uuid,
@@ -118,6 +146,12 @@ pub struct SearchRequest {
     #[schema(value_type = Option<Object>)]
     pub filter: Option<Value>,
     pub repository_ids: Vec<Uuid>,
+    #[serde(default)]
+    pub search_type: SearchType,
+    /// Files never to answer with: dokko-api found them deleted (or no longer allowed) in an
+    /// earlier answer to the same query and asks again for the rest.
+    #[serde(default)]
+    pub exclude_file_ids: Vec<Uuid>,
 }
 
 /// dokko-api to dokko-ingest: start a job for a source.

@@ -6,6 +6,7 @@
 //! neither actix nor diesel is among its dependencies), so any crate can use it.
 
 pub mod error;
+pub mod filter;
 pub mod ids;
 pub mod ingest;
 pub mod names;

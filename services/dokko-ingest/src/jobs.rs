@@ -2,7 +2,11 @@
 //! - `POST /internal/v1/sources/{source_id}/jobs`: start one (202), or 409 while one runs;
 //! - `GET /internal/v1/sources/{source_id}/jobs/latest?tenant_id=`: the current or last job;
 //! - `GET /internal/v1/sources/{source_id}/jobs/latest/files?tenant_id=&status=`: what the
-//!   last job did with each file (why a file failed, for one).
+//!   last job did with each file (why a file failed, for one);
+//! - `GET /internal/v1/embedding`: what the service embeds with (the document source shows it).
+//!
+//! With vector search on, the job's statistics carry the source's embedding progress
+//! (`chunksEmbedded`, `chunksToEmbed`): vectors are computed in the background ([`crate::vectors`]).
 //!
 //! The work itself is done by the runners ([`crate::runner`]).
 
@@ -18,6 +22,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::embeddings::EmbeddingStatus;
 use crate::error::ApiError;
 use crate::internal::Internal;
 use crate::schema::ingest::{job_files, jobs, sources};
@@ -25,7 +30,8 @@ use crate::schema::ingest::{job_files, jobs, sources};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/internal/v1/sources/{source_id}/jobs", web::post().to(start_job))
         .route("/internal/v1/sources/{source_id}/jobs/latest", web::get().to(latest_job))
-        .route("/internal/v1/sources/{source_id}/jobs/latest/files", web::get().to(latest_job_files));
+        .route("/internal/v1/sources/{source_id}/jobs/latest/files", web::get().to(latest_job_files))
+        .route("/internal/v1/embedding", web::get().to(embedding));
 }
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
@@ -59,6 +65,8 @@ impl Job {
                 number_of_modified_documents_indexed: self.modified_indexed,
                 number_of_documents_deleted: self.deleted,
                 number_of_documents_failed: self.failed,
+                chunks_embedded: None,
+                chunks_to_embed: None,
             },
             started_at: self.started_at,
             updated_at: self.updated_at,
@@ -122,7 +130,28 @@ pub(crate) async fn start_job(
         })?;
     tracing::info!(%source_id, job_id = %job.id, "ingestion job started");
     state.wake.notify_one();
-    Ok(HttpResponse::Accepted().json(job.view()))
+    let view = with_progress(&state, &mut conn, &job).await?;
+    Ok(HttpResponse::Accepted().json(view))
+}
+
+/// The job as dokko-api shows it, with the source's embedding progress when vectors are on.
+async fn with_progress(state: &AppState, conn: &mut db::Conn, job: &Job) -> Result<IngestionJob, ApiError> {
+    let mut view = job.view();
+    if state.embedder.is_some() {
+        let (embedded, waiting) = crate::vectors::progress(conn, job.source_id).await.map_err(ApiError::Internal)?;
+        view.statistics.chunks_embedded = Some(embedded);
+        view.statistics.chunks_to_embed = Some(waiting);
+    }
+    Ok(view)
+}
+
+/// What the service embeds with: the model whose vectors search uses, or why search is
+/// keyword only.
+#[utoipa::path(get, path = "/internal/v1/embedding", tag = "jobs",
+    responses((status = 200, body = EmbeddingStatus), (status = 401, body = domain::ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn embedding(_peer: Internal, state: web::Data<AppState>) -> web::Json<EmbeddingStatus> {
+    web::Json(state.embedding.clone())
 }
 
 /// The source's newest job.
@@ -152,7 +181,7 @@ pub(crate) async fn latest_job(
     check_tenant(&mut conn, *source_id, query.tenant_id).await?;
     let job =
         latest(&mut conn, *source_id).await?.ok_or_else(|| ApiError::NotFound("no ingestion job found".into()))?;
-    Ok(web::Json(job.view()))
+    Ok(web::Json(with_progress(&state, &mut conn, &job).await?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,9 +7,10 @@
 //! - jobs (start, status, per-file outcomes): [`jobs`]; the runners doing the work: [`runner`];
 //! - the file list pulled from dokko-api: [`source_files`]; bytes from object storage:
 //!   [`storage`]; text extraction: the `extract` crate, run in a child process
-//!   (`dokko-ingest extract-child`); chunking: [`chunking`]; embeddings: [`embeddings`];
-//! - the search index, the file catalog and vectors: [`index`]; retrieval: [`retrieve`];
-//!   metadata filters: [`filter`];
+//!   (`dokko-ingest extract-child`); chunking: [`chunking`]; embeddings (the engines):
+//!   [`embeddings`], computed in the background by [`vectors`];
+//! - the search index, the file catalog and vectors: [`index`] (vectors quantised in memory:
+//!   [`quantized`]); retrieval: [`retrieve`]; metadata filters: [`filter`];
 //! - who may call: [`internal`]; errors and their statuses: [`error`];
 //! - settings and start-up: this file.
 
@@ -20,15 +21,18 @@ pub mod filter;
 pub mod index;
 pub mod internal;
 pub mod jobs;
+pub mod quantized;
 pub mod retrieve;
 pub mod runner;
 pub mod schema;
 pub mod source_files;
 pub mod storage;
+pub mod vectors;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -44,7 +48,7 @@ use utoipa::OpenApi;
 use uuid::Uuid;
 
 use crate::chunking::Chunker;
-use crate::embeddings::{Embedder, EmbeddingSettings};
+use crate::embeddings::{Embedder, EmbeddingSettings, EmbeddingStatus};
 use crate::index::Indexes;
 use crate::runner::{Extraction, Runner};
 use crate::source_files::SourceFiles;
@@ -98,8 +102,9 @@ pub struct Settings {
     pub job_max_claims: i32,
     /// `WORKER_POLL_MILLIS`, default 1000: how often idle runners look for jobs.
     pub worker_poll: Duration,
-    /// `EMBEDDINGS_URL` and friends: vector search when set.
-    pub embeddings: Option<EmbeddingSettings>,
+    /// `EMBEDDINGS` (`embedded` by default, `endpoint` with `EMBEDDINGS_URL`, or `none`) and
+    /// its engine's settings.
+    pub embeddings: EmbeddingSettings,
 }
 
 impl Settings {
@@ -114,16 +119,8 @@ impl Settings {
         if chunk_overlap >= chunk_size {
             return Err(SettingsError::new("CHUNK_OVERLAP", "must be smaller than CHUNK_SIZE"));
         }
-        let embeddings = match env.get("EMBEDDINGS_URL").map(str::trim).filter(|u| !u.is_empty()) {
-            Some(url) => Some(EmbeddingSettings {
-                url: env.http_url_or("EMBEDDINGS_URL", url)?,
-                model: env.string_or("EMBEDDINGS_MODEL", "text-embedding-3-small"),
-                api_key: env.get("EMBEDDINGS_API_KEY").filter(|k| !k.is_empty()).map(|k| Secret::new(k.to_owned())),
-                timeout: env.seconds_or("EMBEDDINGS_TIMEOUT_SECS", 60)?,
-                batch: env.number_or("EMBEDDINGS_BATCH", 64, 1..=2048)?,
-            }),
-            None => None,
-        };
+        let index_dir = env.get("INDEX_DIR").map_or_else(|| std::env::temp_dir().join(NAME), PathBuf::from);
+        let embeddings = EmbeddingSettings::from_env(env, &index_dir)?;
         Ok(Self {
             http: HttpSettings::from_env(env, PORT)?,
             database: DatabaseSettings::from_env(env)?,
@@ -131,7 +128,7 @@ impl Settings {
             dokko_api_url: env.http_url_or("DOKKO_API_URL", "http://localhost:8082")?,
             dokko_api_timeout: env.seconds_or("DOKKO_API_TIMEOUT_SECS", 30)?,
             s3: S3Settings::from_env(env)?,
-            index_dir: env.get("INDEX_DIR").map_or_else(|| std::env::temp_dir().join(NAME), PathBuf::from),
+            index_dir,
             chunk_size,
             chunk_overlap,
             max_file_bytes: env.number_or("MAX_FILE_BYTES", 100 << 20, 1..=(1u64 << 40))?,
@@ -174,6 +171,8 @@ pub struct AppState {
     pub pool: db::Pool,
     pub indexes: Arc<Indexes>,
     pub embedder: Option<Embedder>,
+    /// What the service embeds with (or why it does not).
+    pub embedding: EmbeddingStatus,
     /// Wakes this replica's runners when a job starts.
     pub wake: Arc<Notify>,
 }
@@ -198,16 +197,37 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
     let pool = db::pool(&settings.database)?;
     let secret = settings.internal_token_secret.expose().as_bytes();
     let peers = web::Data::new(internal::Peers(ServiceTokens::new(secret, NAME)));
-    let indexes = Arc::new(Indexes::new(settings.index_dir.clone(), settings.embeddings.is_some()));
-    let embedder = settings.embeddings.clone().map(Embedder::new).transpose()?;
+    let embedding_settings = settings.embeddings.clone();
+    let (embedder, embedding) = tokio::task::spawn_blocking(move || Embedder::load(&embedding_settings)).await??;
+    match (&embedder, &embedding.reason) {
+        (Some(embedder), _) => tracing::info!(engine = embedding.engine, model = embedder.model(), "vector search on"),
+        (None, Some(reason)) if embedding.engine != "none" => tracing::warn!("{reason}"),
+        (None, reason) => tracing::info!(reason, "vector search off"),
+    }
+    let indexes = Arc::new(Indexes::new(settings.index_dir.clone(), embedder.as_ref().map(|e| e.model().to_owned())));
     let wake = Arc::new(Notify::new());
+    let embed_wake = Arc::new(Notify::new());
     let state = web::Data::new(AppState {
         pool: pool.clone(),
         indexes: indexes.clone(),
         embedder: embedder.clone(),
+        embedding,
         wake: wake.clone(),
     });
     let background = Background::new();
+    let jobs_running = Arc::new(AtomicUsize::new(0));
+    if let Some(embedder) = embedder {
+        let worker = vectors::Worker {
+            pool: pool.clone(),
+            embedder,
+            batch: settings.embeddings.batch(),
+            jobs_running: jobs_running.clone(),
+            wake: embed_wake.clone(),
+            poll: settings.worker_poll,
+            background: background.clone(),
+        };
+        background.spawn("embedding worker", worker.run());
+    }
     let runner = Arc::new(Runner {
         pool: pool.clone(),
         storage: Storage::new(&settings.s3)?,
@@ -218,7 +238,6 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
         )?,
         indexes,
         chunker: Arc::new(Chunker::new(settings.chunk_size, settings.chunk_overlap)?),
-        embedder,
         extraction: settings.extraction()?,
         lease: settings.job_lease,
         max_claims: settings.job_max_claims,
@@ -226,9 +245,10 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
         max_file_bytes: settings.max_file_bytes,
         me: Uuid::new_v4(),
         background: background.clone(),
+        embed_wake,
     });
     for i in 0..settings.job_workers {
-        spawn_runner(&background, i, runner.clone(), wake.clone(), settings.worker_poll);
+        spawn_runner(&background, i, runner.clone(), wake.clone(), settings.worker_poll, jobs_running.clone());
     }
     let app = ServiceApp {
         name: NAME,
@@ -251,12 +271,23 @@ pub async fn start(settings: Settings, listener: TcpListener) -> anyhow::Result<
 
 /// One job runner: claims a job, runs it, looks again; sleeps when there is none. On shutdown it
 /// claims no more jobs, and the one it runs is handed over between files ([`Runner::run`]).
-fn spawn_runner(background: &Background, i: usize, runner: Arc<Runner>, wake: Arc<Notify>, poll: Duration) {
+fn spawn_runner(
+    background: &Background,
+    i: usize,
+    runner: Arc<Runner>,
+    wake: Arc<Notify>,
+    poll: Duration,
+    jobs_running: Arc<AtomicUsize>,
+) {
     let stop = background.clone();
     background.spawn(format!("job runner {i}"), async move {
         while !stop.is_stopping() {
             match runner.claim().await {
-                Ok(Some(job)) => runner.run(job).await,
+                Ok(Some(job)) => {
+                    jobs_running.fetch_add(1, Ordering::AcqRel);
+                    runner.run(job).await;
+                    jobs_running.fetch_sub(1, Ordering::AcqRel);
+                }
                 Ok(None) => {
                     stop.unless_stopped(tokio::time::timeout(poll, wake.notified())).await;
                 }
@@ -275,7 +306,7 @@ const BEARER: service_kit::http::BearerScheme = service_kit::http::BearerScheme(
 #[derive(OpenApi)]
 #[openapi(
     info(title = "dokko-ingest", description = "Internal: ingestion jobs and retrieval for dokko-api. Every route takes a service token (Authorization: Bearer, audience dokko:internal) signed with INTERNAL_TOKEN_SECRET."),
-    paths(jobs::start_job, jobs::latest_job, jobs::latest_job_files, retrieve::retrieve),
+    paths(jobs::start_job, jobs::latest_job, jobs::latest_job_files, jobs::embedding, retrieve::retrieve),
     modifiers(&BEARER)
 )]
 pub struct ApiDoc;

@@ -4,16 +4,21 @@
 //!
 //! The files that may answer are the catalog's files in those repositories whose metadata
 //! passes the filter; the search runs over their chunks only (a bitmap the index's collector
-//! checks, so a filter never costs a second pass). Keyword ranking is BM25; with embeddings on,
-//! the vector ranking is fused with it by reciprocal rank fusion.
+//! checks, so a filter never costs a second pass). The request's `search_type` chooses the
+//! ranking: `KEYWORD` is BM25; `SEMANTIC` the chunks nearest the query's embedding (cosine), only
+//! among chunks that have a vector, refused with 400 when no embedding model is configured;
+//! `HYBRID`, the default, both fused by reciprocal rank fusion (k = 60), so a file whose vectors
+//! are still being computed is found by its keywords meanwhile. Without an embedding model, or
+//! when the query cannot be embedded (logged), `HYBRID` is BM25 alone.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use domain::ingest::{RetrieveResponse, RetrievedChunk, SearchRequest};
+use domain::ingest::{RetrieveResponse, RetrievedChunk, SearchRequest, SearchType};
 use serde_json::Value;
 use service_kit::db;
 use service_kit::http::Json;
@@ -22,7 +27,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::filter::Filter;
-use crate::index::Hit;
+use crate::index::{Hit, OrdSet, SourceIndex};
 use crate::internal::Internal;
 use crate::jobs::check_tenant;
 use crate::schema::ingest::chunks;
@@ -31,12 +36,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/internal/v1/sources/{source_id}/retrieve", web::post().to(retrieve));
 }
 
-pub const MAX_TOP_K: u32 = 100;
+/// The most chunks one request may ask for (dokko-api asks for more than its callers' top_k, at
+/// most 100, so files it must leave out do not leave the answer short).
+pub const MAX_TOP_K: u32 = 1000;
 pub const MAX_QUERY_CHARS: usize = 10_000;
 /// The constant of reciprocal rank fusion (the usual 60).
 const RRF_K: f64 = 60.0;
+/// How deep each ranking goes before fusion: at least this many chunks, and four times top_k.
+const FUSION_DEPTH: usize = 100;
 /// How long a query waits for the index to catch up with the database.
 const SYNC_WAIT: Duration = Duration::from_secs(10);
+
+/// The refusal of `SEMANTIC` where there are no vectors to search.
+pub const NO_EMBEDDINGS: &str = "search_type SEMANTIC needs an embedding model, and dokko-ingest has none \
+     configured (see EMBEDDINGS_URL); use HYBRID or KEYWORD";
 
 /// Checks the parts of a request that do not need the index; the parsed filter.
 pub fn validate(request: &SearchRequest) -> Result<Option<Filter>, ApiError> {
@@ -61,7 +74,7 @@ pub fn validate(request: &SearchRequest) -> Result<Option<Filter>, ApiError> {
 #[utoipa::path(post, path = "/internal/v1/sources/{source_id}/retrieve", tag = "retrieval", request_body = SearchRequest,
     params(("source_id" = Uuid, Path)),
     responses((status = 200, body = RetrieveResponse),
-              (status = 400, description = "empty query, top_k out of range, or a malformed filter (the message says where)", body = domain::ErrorBody),
+              (status = 400, description = "empty query, top_k out of range, a malformed filter (the message says where), or SEMANTIC without an embedding model", body = domain::ErrorBody),
               (status = 401, body = domain::ErrorBody), (status = 404, body = domain::ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn retrieve(
@@ -72,6 +85,9 @@ pub(crate) async fn retrieve(
 ) -> Result<web::Json<RetrieveResponse>, ApiError> {
     let request = body.into_inner();
     let filter = validate(&request)?;
+    if request.search_type == SearchType::Semantic && state.embedder.is_none() {
+        return Err(ApiError::BadRequest(NO_EMBEDDINGS.into()));
+    }
     let mut conn = db::conn(&state.pool).await?;
     if !check_tenant(&mut conn, *source_id, request.tenant_id).await? {
         // Never processed: nothing is searchable yet.
@@ -88,30 +104,20 @@ pub(crate) async fn retrieve(
         repositories.iter().map(Uuid::to_string).collect::<Vec<_>>().join(","),
         request.filter.as_ref().map(Value::to_string).unwrap_or_default()
     );
-    let allowed = index.allowed(&catalog, &key, |file| {
+    let mut allowed = index.allowed(&catalog, &key, |file| {
         repositories.contains(&file.repository_id)
             && filter.as_ref().is_none_or(|filter| filter.matches(&file.metadata))
     });
+    if !request.exclude_file_ids.is_empty() {
+        // Rare (dokko-api asking again without files it found deleted): not cached.
+        let excluded: HashSet<Uuid> = request.exclude_file_ids.iter().copied().collect();
+        allowed = Arc::new(OrdSet::new(catalog.files.iter().filter_map(|(ord, file)| {
+            (u64::try_from(*ord).is_ok_and(|o| allowed.contains(o)) && !excluded.contains(&file.file_id))
+                .then_some(*ord)
+        })));
+    }
     let top_k = request.top_k as usize;
-    let query_vector = match &state.embedder {
-        Some(embedder) if !allowed.is_empty() => match embedder.embed(std::slice::from_ref(&request.query)).await {
-            Ok(mut vectors) => vectors.pop(),
-            Err(e) => {
-                tracing::warn!(error = %e, "query embedding failed; answering with keyword search alone");
-                None
-            }
-        },
-        _ => None,
-    };
-    let hits = match query_vector {
-        Some(vector) => {
-            let depth = (top_k * 4).max(50);
-            let keyword = index.keyword(&request.query, depth, allowed.clone()).await?;
-            let nearest = index.nearest(&vector, depth, &allowed);
-            fuse(&[keyword, nearest], top_k)
-        }
-        None => index.keyword(&request.query, top_k, allowed).await?,
-    };
+    let hits = search(&state, &index, &request.query, request.search_type, top_k, allowed).await?;
     let hits = fill_content(&state.pool, hits).await?;
     let results = hits
         .into_iter()
@@ -129,6 +135,48 @@ pub(crate) async fn retrieve(
         })
         .collect();
     Ok(web::Json(RetrieveResponse { results }))
+}
+
+/// The best `top_k` chunks among `allowed` by `search_type`.
+async fn search(
+    state: &AppState,
+    index: &SourceIndex,
+    query: &str,
+    search_type: SearchType,
+    top_k: usize,
+    allowed: Arc<OrdSet>,
+) -> Result<Vec<Hit>, ApiError> {
+    if allowed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let query_vector = match (search_type, &state.embedder) {
+        (SearchType::Keyword, _) | (SearchType::Hybrid, None) => None,
+        (SearchType::Semantic, None) => return Err(ApiError::BadRequest(NO_EMBEDDINGS.into())),
+        (SearchType::Semantic, Some(embedder)) => {
+            let mut vectors = embedder
+                .embed(&[query.to_owned()])
+                .await
+                .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("query embedding failed")))?;
+            Some(vectors.pop().ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no vector for the query")))?)
+        }
+        (SearchType::Hybrid, Some(embedder)) => match embedder.embed(&[query.to_owned()]).await {
+            Ok(mut vectors) => vectors.pop(),
+            Err(e) => {
+                tracing::warn!(error = %e, "query embedding failed; answering with keyword search alone");
+                None
+            }
+        },
+    };
+    Ok(match (search_type, query_vector) {
+        (SearchType::Semantic, Some(vector)) => index.nearest(&vector, top_k, &allowed),
+        (SearchType::Hybrid, Some(vector)) => {
+            let depth = (top_k * 4).max(FUSION_DEPTH);
+            let keyword = index.keyword(query, depth, allowed.clone()).await?;
+            let nearest = index.nearest(&vector, depth, &allowed);
+            fuse(&[keyword, nearest], top_k)
+        }
+        _ => index.keyword(query, top_k, allowed).await?,
+    })
 }
 
 /// Reciprocal rank fusion of several rankings: each chunk scores the sum of `1 / (60 + rank)`

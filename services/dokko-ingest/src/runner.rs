@@ -7,8 +7,8 @@
 //!    marked deleted.
 //! 2. **processing**: each listed file is compared with what is indexed: unchanged (nothing to
 //!    do), metadata alone changed (updated without re-extraction), or new/modified (read from
-//!    object storage, extracted in a child process, chunked, embedded when configured, and
-//!    written with its chunks). A file that cannot be read is recorded as failed with its
+//!    object storage, extracted in a child process, chunked, and written with its chunks, which
+//!    get their vectors later, in the background: [`crate::vectors`]). A file that cannot be read is recorded as failed with its
 //!    reason. Each file is one transaction that also moves the job's counters.
 //!
 //! Every step is recorded as it happens, so a job whose runner died (a crash) is taken up again
@@ -35,8 +35,7 @@ use service_kit::db;
 use uuid::Uuid;
 
 use crate::chunking::Chunker;
-use crate::embeddings::Embedder;
-use crate::index::{Indexes, encode_vector};
+use crate::index::Indexes;
 use crate::jobs::Job;
 use crate::schema::ingest::{chunks, files, job_files, jobs, sources};
 use crate::source_files::{ListError, SourceFiles};
@@ -95,7 +94,6 @@ pub struct Runner {
     pub source_files: SourceFiles,
     pub indexes: Arc<Indexes>,
     pub chunker: Arc<Chunker>,
-    pub embedder: Option<Embedder>,
     pub extraction: Extraction,
     /// `JOB_LEASE_SECS`: how long a claim holds without renewal.
     pub lease: Duration,
@@ -109,6 +107,8 @@ pub struct Runner {
     pub me: Uuid,
     /// The service's background work: told to stop on shutdown, a runner hands its job over.
     pub background: Background,
+    /// Wakes the embedding worker when a job ends.
+    pub embed_wake: Arc<tokio::sync::Notify>,
 }
 
 /// What the job found for one file.
@@ -400,18 +400,14 @@ impl Runner {
         }
         let outcome = if indexed.is_some() { Outcome::Modified } else { Outcome::New };
         match self.read(bucket, &file).await? {
-            Ok((chunks, vectors)) => self.store(job, &file, outcome, chunks, vectors).await,
+            Ok(chunks) => self.store(job, &file, outcome, chunks).await,
             Err(reason) => self.store_failure(job, &file, reason).await,
         }
     }
 
-    /// The file's chunks (and their vectors), or why the file cannot be read. Errors of the
-    /// job's own dependencies (storage down, the extractor missing, embeddings down) stop it.
-    async fn read(
-        &self,
-        bucket: &str,
-        file: &Pending,
-    ) -> Result<Result<(Vec<String>, Option<Vec<Vec<f32>>>), String>, Stop> {
+    /// The file's chunks, or why the file cannot be read. Errors of the job's own dependencies
+    /// (storage down, the extractor missing) stop it.
+    async fn read(&self, bucket: &str, file: &Pending) -> Result<Result<Vec<String>, String>, Stop> {
         if u64::try_from(file.size).unwrap_or(u64::MAX) > self.max_file_bytes {
             return Ok(Err(FetchError::TooLarge(self.max_file_bytes).to_string()));
         }
@@ -444,30 +440,17 @@ impl Runner {
         let text = searchable_text(extracted);
         let chunks =
             tokio::task::spawn_blocking(move || chunker.chunks(&text, markdown)).await.map_err(anyhow::Error::from)?;
-        let vectors = match &self.embedder {
-            Some(embedder) if !chunks.is_empty() => {
-                Some(embedder.embed(&chunks).await.map_err(|e| Stop::Failed(e.to_string()))?)
-            }
-            _ => None,
-        };
-        Ok(Ok((chunks, vectors)))
+        Ok(Ok(chunks))
     }
 
-    /// Writes a new or modified file with its chunks.
-    async fn store(
-        &self,
-        job: &Job,
-        file: &Pending,
-        outcome: Outcome,
-        texts: Vec<String>,
-        vectors: Option<Vec<Vec<f32>>>,
-    ) -> Result<(), Stop> {
+    /// Writes a new or modified file with its chunks (without vectors: the embedding worker
+    /// computes them after).
+    async fn store(&self, job: &Job, file: &Pending, outcome: Outcome, texts: Vec<String>) -> Result<(), Stop> {
         let mut conn = db::conn(&self.pool).await?;
         conn.transaction::<_, Stop, _>(async |conn| {
             let count = i32::try_from(texts.len()).unwrap_or(i32::MAX);
             let ord = upsert_file(conn, job.source_id, file, "indexed", None, count).await?;
             diesel::delete(chunks::table.filter(chunks::file_ord.eq(ord))).execute(conn).await?;
-            let vectors = vectors.unwrap_or_default();
             let rows: Vec<_> = texts
                 .iter()
                 .enumerate()
@@ -476,7 +459,6 @@ impl Runner {
                         chunks::file_ord.eq(ord),
                         chunks::position.eq(i32::try_from(position).unwrap_or(i32::MAX)),
                         chunks::content.eq(content.replace('\0', "")),
-                        chunks::embedding.eq(vectors.get(position).map(|v| encode_vector(v))),
                     )
                 })
                 .collect();
@@ -580,6 +562,7 @@ impl Runner {
         diesel::delete(job_files::table.filter(job_files::job_id.eq_any(older))).execute(&mut conn).await?;
         drop(conn);
         tracing::info!(job_id = %job.id, status, "ingestion job ended");
+        self.embed_wake.notify_one();
         // Best effort: dokko-api also learns it from the next status request.
         if let Err(e) = self.source_files.report_job(job.source_id, &ended.view()).await {
             tracing::warn!(job_id = %job.id, error = e, "cannot tell dokko-api that the job ended");

@@ -8,6 +8,8 @@ pub mod ingest {
             bucket -> Text,
             version -> Int8,
             created_at -> Timestamptz,
+            vectors_version -> Int8,
+            embedding_model -> Nullable<Text>,
         }
     }
 
@@ -55,6 +57,8 @@ pub mod ingest {
             position -> Int4,
             content -> Text,
             embedding -> Nullable<Bytea>,
+            embed_lease_until -> Nullable<Timestamptz>,
+            embedded_seq -> Nullable<Int8>,
         }
     }
 

@@ -121,8 +121,9 @@ async fn every_supported_type_is_extracted_and_searchable() {
 
 #[tokio::test]
 async fn hostile_files_fail_alone_and_the_job_completes() {
-    // A tight memory limit and timeout for the extractor child.
-    let stack = Stack::spawn_with(|env| env.with("EXTRACT_MEMORY_MB", "64").with("EXTRACT_TIMEOUT_SECS", "2")).await;
+    // A tight memory limit and timeout for the extractor child (its address space includes the
+    // service binary it runs as, embedding model code included).
+    let stack = Stack::spawn_with(|env| env.with("EXTRACT_MEMORY_MB", "128").with("EXTRACT_TIMEOUT_SECS", "2")).await;
     let org = stack.org("acme").await;
     let repo = org.repository("hostile", &[]).await;
     // 1.8 MiB that inflates to 258 MiB of PDF operators: the child runs out of memory (its

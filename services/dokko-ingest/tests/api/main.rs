@@ -3,6 +3,7 @@
 //! schemas, the S3 server of the test kit, and the extractor child run from the real binary.
 //! Every call a test makes goes through dokko-api's public routes.
 
+mod embedding;
 mod filters;
 mod formats;
 mod processing;
@@ -59,7 +60,17 @@ impl Stack {
         Self::spawn_full(true, |env| env).await
     }
 
+    /// Spawns with `server` as the embeddings endpoint (`EMBEDDINGS_URL`).
+    pub async fn spawn_with_server(server: EmbeddingsServer, adjust: impl FnOnce(Env) -> Env) -> Stack {
+        Self::spawn_server(Some(server), adjust).await
+    }
+
     async fn spawn_full(embeddings: bool, adjust: impl FnOnce(Env) -> Env) -> Stack {
+        let server = embeddings.then(|| EmbeddingsServer::start().expect("embeddings server starts"));
+        Self::spawn_server(server, adjust).await
+    }
+
+    async fn spawn_server(embeddings: Option<EmbeddingsServer>, adjust: impl FnOnce(Env) -> Env) -> Stack {
         let db = TestDb::new("dokko_ingest", |url| async move {
             dokko_api::migrate(&url).await?;
             dokko_ingest::migrate(&url).await
@@ -86,7 +97,6 @@ impl Stack {
             .with("PASSWORD_HASH_CONCURRENCY", "2");
         let api_settings = dokko_api::Settings::from_env(&api_env).expect("valid dokko-api settings");
         let index_dir = std::env::temp_dir().join(format!("dokko-ingest-test-{}", Uuid::new_v4()));
-        let embeddings = embeddings.then(|| EmbeddingsServer::start().expect("embeddings server starts"));
         let mut ingest_env = Env::default()
             .with("DATABASE_URL", &db.url)
             .with("DATABASE_POOL_SIZE", "6")
@@ -311,6 +321,23 @@ impl Org {
         let status = self.wait().await;
         assert_eq!(status["status"], "COMPLETED", "{status}");
         status
+    }
+
+    /// Waits until every chunk of the source has its vector (the background embedding); the
+    /// status then.
+    pub async fn wait_embedded(&self) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let res = self.status().await;
+            assert_eq!(res.status, 200, "{}", res.text);
+            let statistics = &res.body["statistics"];
+            assert!(statistics["chunksToEmbed"].is_i64(), "no embedding progress: {}", res.body);
+            if statistics["chunksToEmbed"] == 0 {
+                return res.body;
+            }
+            assert!(Instant::now() < deadline, "chunks still wait for vectors: {}", res.body);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The per-file outcomes of the last job, optionally of one status.
