@@ -118,8 +118,8 @@ t2=$(seconds); s2=$(cpu $stack_pid)
 # Directly in parts, as the API must when it cannot know the length first: the same part size,
 # split beforehand (not timed), sent in order on one connection, then completed.
 mkdir -p "$work/parts"; split -b "${PART_MIB}M" -d -a 5 "$work/big.txt" "$work/parts/p"
-t3=$(seconds)
-upload_id=$(curl -fsS "${sigv4[@]}" -X POST "$S3/$bucket/direct/big-parts.txt?uploads" | python3 -c "import sys,re; print(re.search(r'<UploadId>([^<]+)</UploadId>', sys.stdin.read()).group(1))")
+s3=$(cpu $stack_pid); t3=$(seconds)
+upload_id=$(curl -fsS "${sigv4[@]}" -X POST "$S3/$bucket/direct/big-parts.txt?uploads=" | python3 -c "import sys,re; print(re.search(r'<UploadId>([^<]+)</UploadId>', sys.stdin.read()).group(1))")
 : > "$work/parts.cfg"; n=0
 for part in "$work"/parts/p*; do
   n=$((n + 1))
@@ -137,7 +137,7 @@ report "upload ${BIG_MIB} MiB" "$big_mb" "$(python3 -c "print($t1-$t0)")" "$(pyt
 report "  direct in ${PART_MIB} MiB parts" "$big_mb" "$(python3 -c "print($t1-$t0)")" "$(python3 -c "print($t4-$t3)")"
 cpu_line "the API upload" "$a0" "$a1" "$s0" "$s1"
 cpu_line "the direct upload" 0 0 "$s1" "$s2"
-cpu_line "the direct upload in parts" 0 0 "$(cpu $stack_pid)" "$s4"
+cpu_line "the direct upload in parts" 0 0 "$s3" "$s4"
 t0=$(seconds)
 curl -fsS -o "$work/big.down" "$B/repositories/$repo/items/content" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d '{"path": "big.txt", "direct": true}'
 t1=$(seconds)

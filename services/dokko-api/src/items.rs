@@ -28,14 +28,15 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::AppState;
 use crate::error::ApiError;
 use crate::files::{FileRow, journal};
 use crate::identity::Caller;
 use crate::paths::{self, ItemError};
 use crate::repositories::{self, Repository};
 use crate::schema::dokko::{document_sources, files, folders, repositories as repository_rows};
+use crate::storage::{SmallPuts, Storage};
 use crate::tree::{FileItem, Folder, Listing};
-use crate::{AppState, storage::Storage};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -256,8 +257,17 @@ impl Reserved {
     }
 }
 
-/// Streams one multipart file into storage. The journal lists the object first, so a crash
-/// mid-upload leaves nothing unaccounted for.
+/// What the files of one request share while they stream into storage.
+#[derive(Default)]
+struct Staging {
+    reserved: Reserved,
+    /// PUTs of small files still in flight.
+    small: SmallPuts,
+}
+
+/// Streams one multipart file into storage (a small one's PUT may still be in flight: see
+/// [`receive`]). The journal lists the object first, so a crash mid-upload leaves nothing
+/// unaccounted for.
 #[allow(clippy::too_many_arguments)]
 async fn stage(
     state: &AppState,
@@ -267,15 +277,16 @@ async fn stage(
     content_type: &'static str,
     field: &mut Fuse<Field>,
     budget: &mut Budget,
-    reserved: &mut Reserved,
+    staging: &mut Staging,
 ) -> Result<Staged, ItemError> {
     let storage_error =
         |e: &dyn std::fmt::Display| ItemError::new("STORAGE_ERROR", format!("object storage failed: {e}"));
-    let object_key = reserved.take(state, bucket, repository_id).await.map_err(|e| storage_error(&e))?;
+    let object_key = staging.reserved.take(state, bucket, repository_id).await.map_err(|e| storage_error(&e))?;
     let limit = budget.file_limit.min(budget.request_left);
     let stream = field.map_err(|e| io::Error::other(e.to_string()));
     let mut reader = Metered { inner: stream, hasher: Sha256::new(), bytes: 0, limit };
-    let uploaded = state.storage.put_stream(bucket, &object_key, &mut reader, content_type).await;
+    let uploaded =
+        state.storage.put_stream(bucket, &object_key, &mut reader, content_type, Some(&mut staging.small)).await;
     budget.request_left = budget.request_left.saturating_sub(reader.bytes.min(limit));
     match uploaded {
         Ok(_) => Ok(Staged {
@@ -623,7 +634,20 @@ async fn receive(
     let mut received = Received::default();
     let mut budget = Budget { file_limit: state.max_file_bytes, request_left: state.max_request_bytes };
     let read = read_parts(state, &bucket, &repository, payload, &mut outcome, &mut received, &mut budget).await;
-    journal::release(&state.pool, &bucket, &std::mem::take(&mut received.reserved.keys)).await;
+    // Every PUT has ended before anything is recorded or cleaned up.
+    let failed = received.staging.small.finish().await;
+    journal::release(&state.pool, &bucket, &std::mem::take(&mut received.staging.reserved.keys)).await;
+    if !failed.is_empty() {
+        let mut doomed = Vec::with_capacity(failed.len());
+        for (key, e) in failed {
+            if let Some(i) = received.staged.iter().position(|s| s.object_key == key) {
+                let item = received.staged.remove(i);
+                outcome.fail(&item.path, ItemError::new("STORAGE_ERROR", format!("object storage failed: {e}")));
+            }
+            doomed.push(key);
+        }
+        journal::delete_now(&state.pool, &state.storage, &bucket, doomed).await;
+    }
     if let Err(e) = read {
         journal::delete_now(&state.pool, &state.storage, &bucket, received.object_keys()).await;
         return Err(e);
@@ -651,8 +675,8 @@ struct Received {
     folders: Vec<String>,
     /// The raw `operations` field (PATCH).
     operations: Option<Vec<u8>>,
-    /// Journalled keys not used yet.
-    reserved: Reserved,
+    /// Journalled keys not used yet, PUTs in flight.
+    staging: Staging,
 }
 
 impl Received {
@@ -673,7 +697,7 @@ async fn read_parts(
     received: &mut Received,
     budget: &mut Budget,
 ) -> Result<(), ApiError> {
-    let Received { staged, folders: new_folders, operations, reserved } = received;
+    let Received { staged, folders: new_folders, operations, staging } = received;
     while let Some(field) = payload.next().await {
         let field = field.map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?;
         let name = field.name().unwrap_or_default().to_owned();
@@ -706,8 +730,7 @@ async fn read_parts(
                             drain(&mut field, budget).await?;
                             continue;
                         }
-                        match stage(state, bucket, repository.id, path, content_type, &mut field, budget, reserved)
-                            .await
+                        match stage(state, bucket, repository.id, path, content_type, &mut field, budget, staging).await
                         {
                             Ok(item) => staged.push(item),
                             Err(error) => {

@@ -145,6 +145,51 @@ impl<S: Stream<Item = io::Result<Bytes>> + Unpin> Parts<S> {
     }
 }
 
+/// PUTs of small objects still in flight: at most 8, and at most `S3_UPLOAD_CONCURRENCY` parts'
+/// worth of bytes, so memory stays bounded.
+#[derive(Default)]
+pub struct SmallPuts {
+    set: JoinSet<(String, usize, Result<(), StorageError>)>,
+    bytes: usize,
+    failed: Vec<(String, StorageError)>,
+}
+
+impl SmallPuts {
+    const MAX_IN_FLIGHT: usize = 8;
+
+    /// Waits until one more PUT of `len` bytes fits.
+    async fn room_for(&mut self, len: usize, concurrency: usize) {
+        while !self.set.is_empty()
+            && (self.set.len() >= Self::MAX_IN_FLIGHT || self.bytes + len > concurrency * PART_SIZE)
+        {
+            self.settle_one().await;
+        }
+    }
+
+    async fn settle_one(&mut self) {
+        match self.set.join_next().await {
+            Some(Ok((key, len, sent))) => {
+                self.bytes -= len;
+                if let Err(e) = sent {
+                    self.failed.push((key, e));
+                }
+            }
+            // A PUT task cannot panic; one that did is a failed PUT of an unknown key, and the
+            // journal still lists that key for the sweeper.
+            Some(Err(e)) => tracing::error!(error = %e, "a small-object PUT stopped"),
+            None => {}
+        }
+    }
+
+    /// Waits for every PUT; returns the keys whose PUT failed, with why.
+    pub async fn finish(&mut self) -> Vec<(String, StorageError)> {
+        while !self.set.is_empty() {
+            self.settle_one().await;
+        }
+        std::mem::take(&mut self.failed)
+    }
+}
+
 /// A storage failure: the service answers 503 and logs the cause.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -269,7 +314,18 @@ impl Storage {
     /// The requests are signed with an unsigned payload (`x-amz-content-sha256:
     /// UNSIGNED-PAYLOAD`), as the AWS SDKs sign streamed uploads: the caller hashes the bytes
     /// once (its SHA-256 is the file's), and neither side hashes each part again.
-    pub async fn put_stream<S>(&self, bucket: &str, key: &str, body: S, content_type: &str) -> Result<u64, StorageError>
+    ///
+    /// With `small`, a body that ends within one part is not waited for: its PUT goes on in
+    /// `small` (so the caller reads its next file meanwhile), and [`SmallPuts::finish`] tells
+    /// how it went.
+    pub async fn put_stream<S>(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: S,
+        content_type: &str,
+        small: Option<&mut SmallPuts>,
+    ) -> Result<u64, StorageError>
     where
         S: Stream<Item = io::Result<Bytes>> + Unpin,
     {
@@ -278,7 +334,21 @@ impl Storage {
         let first = parts.next().await?;
         if first.len() < PART_SIZE {
             let size = first.len() as u64;
-            self.send(&client, Method::PUT, key, None, first, Some(content_type)).await?;
+            match small {
+                Some(small) => {
+                    small.room_for(first.len(), self.upload_concurrency).await;
+                    let (storage, key, content_type) = (self.clone(), key.to_owned(), content_type.to_owned());
+                    let len = first.len();
+                    small.bytes += len;
+                    small.set.spawn(async move {
+                        let sent = storage.send(&client, Method::PUT, &key, None, first, Some(&content_type)).await;
+                        (key, len, sent.map(drop))
+                    });
+                }
+                None => {
+                    self.send(&client, Method::PUT, key, None, first, Some(content_type)).await?;
+                }
+            }
             return Ok(size);
         }
         let upload = client.initiate_multipart_upload(key, content_type).await?;
