@@ -57,7 +57,7 @@ pub struct S3Settings {
     /// `S3_TIMEOUT_SECS`, default 30: the limit of one S3 request.
     pub timeout: Duration,
     /// `S3_UPLOAD_CONCURRENCY`, default 2: 8 MiB parts of one upload in flight at once (memory
-    /// per upload is about three times that many parts).
+    /// per upload is that many parts and the one being read).
     pub upload_concurrency: usize,
 }
 
