@@ -4,17 +4,24 @@
 #
 #   bench/dokko-files.sh                 # 1,000 files of 10 KiB and one 1 GiB file
 #   SMALL_FILES=200 BIG_MIB=256 bench/dokko-files.sh
+#   CONC_FILES=0 bench/dokko-files.sh    # without the 8-client rows
 #
 # dokko-api runs as its own release process (so its peak memory, VmHWM, is its own), against the
 # PostgreSQL cluster and the S3 server of a release stack. Reports seconds, MB/s and the ratio
 # API / direct for: uploading the small files (100 per request through the API, one PUT each on
-# one connection directly), downloading them (one request each), uploading the big file, and
-# downloading it (streamed through the API with direct=true).
+# one connection directly), downloading them (one request each), uploading the big file (directly:
+# one PUT, and a multipart upload in 8 MiB parts as the API must do for a body of unknown length),
+# and downloading it (streamed through the API with direct=true). Then 8 clients at once, each
+# uploading CONC_FILES small files (requests of 50) and one CONC_MIB file, into one repository,
+# into eight repositories, and directly (one PUT per object).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SMALL_FILES="${SMALL_FILES:-1000}"
 SMALL_KIB="${SMALL_KIB:-10}"
 BIG_MIB="${BIG_MIB:-1024}"
+CONC_FILES="${CONC_FILES:-250}"
+CONC_MIB="${CONC_MIB:-64}"
+PART_MIB=8
 API_PORT=8092
 S3_PORT=9029
 B="http://127.0.0.1:$API_PORT/api/v1"
@@ -108,14 +115,86 @@ curl -fsS -o /dev/null "$B/repositories/$repo/items" -H "Authorization: Bearer $
 t1=$(seconds); a1=$(cpu $api_pid); s1=$(cpu $stack_pid)
 curl -fsS -o /dev/null "${sigv4[@]}" -T "$work/big.txt" "$S3/$bucket/direct/big.txt"
 t2=$(seconds); s2=$(cpu $stack_pid)
+# Directly in parts, as the API must when it cannot know the length first: the same part size,
+# split beforehand (not timed), sent in order on one connection, then completed.
+mkdir -p "$work/parts"; split -b "${PART_MIB}M" -d -a 5 "$work/big.txt" "$work/parts/p"
+s3=$(cpu $stack_pid); t3=$(seconds)
+upload_id=$(curl -fsS "${sigv4[@]}" -X POST "$S3/$bucket/direct/big-parts.txt?uploads=" | python3 -c "import sys,re; print(re.search(r'<UploadId>([^<]+)</UploadId>', sys.stdin.read()).group(1))")
+: > "$work/parts.cfg"; n=0
+for part in "$work"/parts/p*; do
+  n=$((n + 1))
+  printf 'url = "%s/%s/direct/big-parts.txt?partNumber=%d&uploadId=%s"\nupload-file = "%s"\noutput = "/dev/null"\nwrite-out = "%%header{etag}\\n"\n' "$S3" "$bucket" "$n" "$upload_id" "$part" >> "$work/parts.cfg"
+done
+curl -fsS "${sigv4[@]}" -K "$work/parts.cfg" > "$work/etags"
+python3 -c "
+import sys
+etags=[l.strip() for l in open('$work/etags') if l.strip()]
+print('<CompleteMultipartUpload>' + ''.join(f'<Part><PartNumber>{i+1}</PartNumber><ETag>{e}</ETag></Part>' for i,e in enumerate(etags)) + '</CompleteMultipartUpload>')" > "$work/complete.xml"
+curl -fsS -o /dev/null "${sigv4[@]}" -X POST --data-binary "@$work/complete.xml" "$S3/$bucket/direct/big-parts.txt?uploadId=$upload_id"
+t4=$(seconds); s4=$(cpu $stack_pid)
+rm -rf "$work/parts"
 report "upload ${BIG_MIB} MiB" "$big_mb" "$(python3 -c "print($t1-$t0)")" "$(python3 -c "print($t2-$t1)")"
+report "  direct in ${PART_MIB} MiB parts" "$big_mb" "$(python3 -c "print($t1-$t0)")" "$(python3 -c "print($t4-$t3)")"
 cpu_line "the API upload" "$a0" "$a1" "$s0" "$s1"
 cpu_line "the direct upload" 0 0 "$s1" "$s2"
+cpu_line "the direct upload in parts" 0 0 "$s3" "$s4"
 t0=$(seconds)
 curl -fsS -o "$work/big.down" "$B/repositories/$repo/items/content" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d '{"path": "big.txt", "direct": true}'
 t1=$(seconds)
-curl -fsS -o /dev/null "${sigv4[@]}" "$S3/$bucket/direct/big.txt"
+curl -fsS -o "$work/big.direct" "${sigv4[@]}" "$S3/$bucket/direct/big.txt"
 t2=$(seconds)
+# Both downloads write the file to disk, so both pay the same; then it is compared.
 cmp -s "$work/big.txt" "$work/big.down" || { echo "the big file came back different"; exit 1; }
+rm -f "$work/big.direct"
 report "download ${BIG_MIB} MiB" "$big_mb" "$(python3 -c "print($t1-$t0)")" "$(python3 -c "print($t2-$t1)")"
 echo "dokko-api peak memory (VmHWM): $(rss VmHWM) MiB; now (VmRSS): $(rss VmRSS) MiB"
+
+# 8 clients at once: CONC_FILES small files each (requests of 50) and one CONC_MIB file each.
+if [ "$CONC_FILES" -gt 0 ]; then
+  rm -f "$work/big.txt" "$work/big.down"
+  head -c $((CONC_MIB * 1024 * 1024)) /dev/urandom > "$work/mid.txt"
+  for c in $(seq 8); do
+    repos[$c]=$(curl -fs -X POST "$B/repositories" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+      -d "{\"name\": \"bench-$c\", \"document_source_id\": \"$source_id\"}" | json '["id"]')
+  done
+  conc_files=("${files[@]:0:CONC_FILES}")
+  # api_cfg client repository: one client's requests (its files under c<client>/).
+  api_cfg() {
+    : > "$work/conc-$1.cfg"
+    for ((i = 0; i < ${#conc_files[@]}; i += 50)); do
+      [ -s "$work/conc-$1.cfg" ] && echo "next" >> "$work/conc-$1.cfg"
+      printf 'url = "%s/repositories/%s/items"\nheader = "Authorization: Bearer %s"\nsilent\nfail\noutput = "/dev/null"\n' "$B" "$2" "$token" >> "$work/conc-$1.cfg"
+      for f in "${conc_files[@]:i:50}"; do printf 'form = "files=@%s;filename=c%s/%s"\n' "$f" "$1" "$(basename "$f")" >> "$work/conc-$1.cfg"; done
+    done
+    printf 'next\nurl = "%s/repositories/%s/items"\nheader = "Authorization: Bearer %s"\nsilent\nfail\noutput = "/dev/null"\nform = "files=@%s;filename=c%s/mid.txt"\n' "$B" "$2" "$token" "$work/mid.txt" "$1" >> "$work/conc-$1.cfg"
+  }
+  s3_cfg() {
+    : > "$work/conc-s3-$1.cfg"
+    for f in "${conc_files[@]}" "$work/mid.txt"; do printf 'url = "%s/%s/conc/c%s/%s"\nupload-file = "%s"\noutput = "/dev/null"\n' "$S3" "$bucket" "$1" "$(basename "$f")" "$f" >> "$work/conc-s3-$1.cfg"; done
+  }
+  conc_mb=$(python3 -c "print(8 * (${#conc_files[@]} * $SMALL_KIB * 1024 + $CONC_MIB * 1024 * 1024) / 1e6)")
+  run8() { # kind: one | eight | s3
+    local pids=()
+    for c in $(seq 8); do
+      case $1 in
+        one) api_cfg "$c" "$repo" ;;
+        eight) api_cfg "$c" "${repos[$c]}" ;;
+        s3) s3_cfg "$c" ;;
+      esac
+    done
+    local t0; t0=$(seconds)
+    for c in $(seq 8); do
+      if [ "$1" = s3 ]; then curl -fsS "${sigv4[@]}" -K "$work/conc-s3-$c.cfg" & else curl -K "$work/conc-$c.cfg" & fi
+      pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p"; done
+    python3 -c "print($(seconds) - $t0)"
+  }
+  one=$(run8 one); eight=$(run8 eight); direct8=$(run8 s3)
+  label="8 clients x (${#conc_files[@]} x ${SMALL_KIB} KiB + ${CONC_MIB} MiB)"
+  report "$label, 1 repository" "$conc_mb" "$one" "$direct8"
+  report "$label, 8 repositories" "$conc_mb" "$eight" "$direct8"
+  count=$(curl -fs "$B/repositories/$repo/items" -H "Authorization: Bearer $token" | json '["folders"]["c8"]["files"].__len__()')
+  [ "$count" = "$(( ${#conc_files[@]} + 1 ))" ] || { echo "expected $(( ${#conc_files[@]} + 1 )) files in c8, got $count"; exit 1; }
+  echo "dokko-api peak memory (VmHWM) after the 8 clients: $(rss VmHWM) MiB"
+fi

@@ -283,17 +283,36 @@ pub mod journal {
     use crate::schema::dokko::object_journal;
     use crate::storage::Storage;
 
-    /// Before an upload: the object may soon exist.
-    pub async fn expect_upload(conn: &mut db::Conn, bucket: &str, key: &str) -> Result<(), ApiError> {
-        diesel::insert_into(object_journal::table)
-            .values((
-                object_journal::bucket.eq(bucket),
-                object_journal::object_key.eq(key),
-                object_journal::reason.eq("upload"),
-            ))
-            .execute(conn)
-            .await?;
+    /// Before uploads: these objects may soon exist (one statement for all of them).
+    pub async fn expect_uploads(conn: &mut db::Conn, bucket: &str, keys: &[String]) -> Result<(), ApiError> {
+        let rows: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                (
+                    object_journal::bucket.eq(bucket),
+                    object_journal::object_key.eq(k),
+                    object_journal::reason.eq("upload"),
+                )
+            })
+            .collect();
+        diesel::insert_into(object_journal::table).values(rows).execute(conn).await?;
         Ok(())
+    }
+
+    /// Keys listed by [`expect_uploads`] that were never written: nothing to delete, so their
+    /// rows go. What fails stays for the sweeper (a missing object counts as deleted).
+    pub async fn release(pool: &db::Pool, bucket: &str, keys: &[String]) {
+        if keys.is_empty() {
+            return;
+        }
+        let outcome = async {
+            let mut conn = db::conn(pool).await?;
+            settle(&mut conn, bucket, keys).await
+        }
+        .await;
+        if let Err(e) = outcome {
+            tracing::warn!(bucket, error = %e, "journal rows of unused keys stay for the sweeper");
+        }
     }
 
     /// Inside the transaction that makes a row point at the object: it is accounted for.

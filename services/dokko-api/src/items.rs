@@ -7,6 +7,7 @@
 //! end; a request that turns out malformed (say, a `folders` field that is not a JSON array)
 //! removes what it wrote and answers 400, leaving nothing behind.
 
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -15,26 +16,27 @@ use actix_multipart::{Field, Multipart};
 use actix_web::body::SizedStream;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use bytes::Bytes;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use futures_util::stream::Fuse;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use service_kit::db;
 use service_kit::http::Json;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, ReadBuf};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::AppState;
 use crate::error::ApiError;
 use crate::files::{FileRow, journal};
 use crate::identity::Caller;
 use crate::paths::{self, ItemError};
 use crate::repositories::{self, Repository};
-use crate::schema::dokko::{document_sources, files, folders};
+use crate::schema::dokko::{document_sources, files, folders, repositories as repository_rows};
+use crate::storage::{SmallPuts, Storage};
 use crate::tree::{FileItem, Folder, Listing};
-use crate::{AppState, storage::Storage};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -190,26 +192,28 @@ impl Outcome {
     }
 }
 
-/// Counts and hashes what passes through, and fails the read past `limit` bytes.
-struct Metered<R> {
-    inner: R,
+/// Counts and hashes the chunks that pass through, and fails the stream past `limit` bytes.
+struct Metered<S> {
+    inner: S,
     hasher: Sha256,
     bytes: u64,
     limit: u64,
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for Metered<R> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
-        let new = &buf.filled()[before..];
+impl<S: Stream<Item = io::Result<Bytes>> + Unpin> Stream for Metered<S> {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let chunk = ready!(Pin::new(&mut self.inner).poll_next(cx));
         let this = &mut *self;
-        this.bytes += new.len() as u64;
-        this.hasher.update(new);
-        if this.bytes > this.limit {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::FileTooLarge, "over the size limit")));
+        if let Some(Ok(chunk)) = &chunk {
+            this.bytes += chunk.len() as u64;
+            this.hasher.update(chunk);
+            if this.bytes > this.limit {
+                return Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::FileTooLarge, "over the size limit"))));
+            }
         }
-        Poll::Ready(Ok(()))
+        Poll::Ready(chunk)
     }
 }
 
@@ -228,8 +232,43 @@ struct Budget {
     request_left: u64,
 }
 
-/// Streams one multipart file into storage. The journal lists the object first, so a crash
-/// mid-upload leaves nothing unaccounted for.
+/// Object keys listed in the journal ahead of their uploads, so a request of many files journals
+/// them in a few statements instead of one each: 1 key, then 2, 4, … up to 64 at a time. What a
+/// request does not use is released when its parts are read.
+#[derive(Default)]
+struct Reserved {
+    keys: Vec<String>,
+    batch: usize,
+}
+
+impl Reserved {
+    /// A key listed in the journal, not yet written.
+    async fn take(&mut self, state: &AppState, bucket: &str, repository_id: Uuid) -> Result<String, ApiError> {
+        if let Some(key) = self.keys.pop() {
+            return Ok(key);
+        }
+        self.batch = (self.batch * 2).clamp(1, 64);
+        let keys: Vec<String> = (0..self.batch).map(|_| Storage::object_key(repository_id)).collect();
+        let mut conn = db::conn(&state.pool).await?;
+        journal::expect_uploads(&mut conn, bucket, &keys).await?;
+        drop(conn);
+        self.keys = keys;
+        Ok(self.keys.pop().unwrap_or_else(|| Storage::object_key(repository_id)))
+    }
+}
+
+/// What the files of one request share while they stream into storage.
+#[derive(Default)]
+struct Staging {
+    reserved: Reserved,
+    /// PUTs of small files still in flight.
+    small: SmallPuts,
+}
+
+/// Streams one multipart file into storage (a small one's PUT may still be in flight: see
+/// [`receive`]). The journal lists the object first, so a crash mid-upload leaves nothing
+/// unaccounted for.
+#[allow(clippy::too_many_arguments)]
 async fn stage(
     state: &AppState,
     bucket: &str,
@@ -238,18 +277,16 @@ async fn stage(
     content_type: &'static str,
     field: &mut Fuse<Field>,
     budget: &mut Budget,
+    staging: &mut Staging,
 ) -> Result<Staged, ItemError> {
-    let object_key = Storage::object_key(repository_id);
     let storage_error =
         |e: &dyn std::fmt::Display| ItemError::new("STORAGE_ERROR", format!("object storage failed: {e}"));
-    let mut conn = db::conn(&state.pool).await.map_err(|e| storage_error(&e))?;
-    journal::expect_upload(&mut conn, bucket, &object_key).await.map_err(|e| storage_error(&e))?;
-    drop(conn);
+    let object_key = staging.reserved.take(state, bucket, repository_id).await.map_err(|e| storage_error(&e))?;
     let limit = budget.file_limit.min(budget.request_left);
     let stream = field.map_err(|e| io::Error::other(e.to_string()));
-    let mut reader =
-        Metered { inner: tokio_util::io::StreamReader::new(stream), hasher: Sha256::new(), bytes: 0, limit };
-    let uploaded = state.storage.put_stream(bucket, &object_key, &mut reader, content_type).await;
+    let mut reader = Metered { inner: stream, hasher: Sha256::new(), bytes: 0, limit };
+    let uploaded =
+        state.storage.put_stream(bucket, &object_key, &mut reader, content_type, Some(&mut staging.small)).await;
     budget.request_left = budget.request_left.saturating_sub(reader.bytes.min(limit));
     match uploaded {
         Ok(_) => Ok(Staged {
@@ -347,6 +384,73 @@ async fn is_folder(conn: &mut db::Conn, repository_id: Uuid, path: &str) -> Resu
     Ok(files || explicit)
 }
 
+/// The conflict of each staged file, in order (`None`: none), as [`path_conflict`] would find
+/// them one after the other with the earlier files recorded: a file (stored, or earlier in the
+/// batch) at one of its parent folders, or a folder (explicit, holding stored files, or above an
+/// earlier file of the batch) at its path. Two statements for the whole batch.
+async fn file_conflicts(
+    conn: &mut db::Conn,
+    repository_id: Uuid,
+    staged: &[Staged],
+) -> Result<Vec<Option<ItemError>>, ApiError> {
+    let ancestors =
+        |path: &str| -> Vec<String> { path.match_indices('/').map(|(i, _)| path[..i].to_owned()).collect() };
+    let all_ancestors: Vec<String> = staged.iter().flat_map(|item| ancestors(&item.path)).collect();
+    let stored_files: HashSet<String> = if all_ancestors.is_empty() {
+        HashSet::new()
+    } else {
+        files::table
+            .filter(files::repository_id.eq(repository_id))
+            .filter(files::path.eq_any(&all_ancestors))
+            .select(files::path)
+            .load::<String>(conn)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let paths: Vec<&str> = staged.iter().map(|item| item.path.as_str()).collect();
+    #[derive(QueryableByName)]
+    struct FolderPath {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        path: String,
+    }
+    let stored_folders: HashSet<String> = diesel::sql_query(
+        "SELECT p AS path FROM unnest($2::text[]) AS p \
+         WHERE EXISTS (SELECT 1 FROM dokko.files f WHERE f.repository_id = $1 AND starts_with(f.path, p || '/')) \
+            OR EXISTS (SELECT 1 FROM dokko.folders d WHERE d.repository_id = $1 \
+                       AND (d.path = p OR starts_with(d.path, p || '/')))",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(repository_id)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&paths)
+    .load::<FolderPath>(conn)
+    .await?
+    .into_iter()
+    .map(|f| f.path)
+    .collect();
+    // Within the batch: the files accepted so far are files, and their parents folders.
+    let mut batch_files: HashSet<&str> = HashSet::new();
+    let mut batch_folders: HashSet<&str> = HashSet::new();
+    let mut conflicts = Vec::with_capacity(staged.len());
+    for item in staged {
+        let path = item.path.as_str();
+        let above = path
+            .match_indices('/')
+            .map(|(i, _)| &path[..i])
+            .find(|parent| stored_files.contains(*parent) || batch_files.contains(parent));
+        let conflict = if let Some(file) = above {
+            Some(ItemError::new("PATH_CONFLICT", format!("{file} is a file, so it cannot be a folder")))
+        } else if stored_folders.contains(path) || batch_folders.contains(path) {
+            Some(ItemError::new("PATH_CONFLICT", format!("{path} is a folder, so it cannot be a file")))
+        } else {
+            batch_files.insert(path);
+            batch_folders.extend(path.match_indices('/').map(|(i, _)| &path[..i]));
+            None
+        };
+        conflicts.push(conflict);
+    }
+    Ok(conflicts)
+}
+
 /// Records staged files (new rows, or new content for an existing path that keeps its
 /// `file_id`) and folders, in one transaction. Returns the rows and the object keys they
 /// replaced, or per-item conflicts.
@@ -382,32 +486,41 @@ async fn record(
                 .await?;
             outcome.ok(folder);
         }
+        // The files, a few statements for the whole batch: what is in the way, which paths
+        // exist, then one insert of the new ones.
+        let mut conflicts =
+            if replace_only { Vec::new() } else { file_conflicts(conn, repository_id, staged).await? }.into_iter();
+        let mut accepted: Vec<&Staged> = Vec::with_capacity(staged.len());
         for item in staged {
             settled.push(item.object_key.clone());
-            let conflict =
-                if replace_only { None } else { path_conflict(conn, repository_id, &item.path, false).await? };
-            if let Some(conflict) = conflict {
+            if let Some(conflict) = conflicts.next().flatten() {
                 outcome.fail(&item.path, conflict);
                 orphaned.push(item.object_key.clone());
                 continue;
             }
-            let existing: Option<(Uuid, String)> = files::table
-                .filter(files::repository_id.eq(repository_id))
-                .filter(files::path.eq(&item.path))
-                .select((files::id, files::object_key))
-                .for_update()
-                .first(conn)
-                .await
-                .optional()?;
-            let row = match existing {
+            accepted.push(item);
+        }
+        let paths: Vec<&str> = accepted.iter().map(|item| item.path.as_str()).collect();
+        let existing: HashMap<String, (Uuid, String)> = files::table
+            .filter(files::repository_id.eq(repository_id))
+            .filter(files::path.eq_any(&paths))
+            .select((files::path, files::id, files::object_key))
+            .for_update()
+            .load::<(String, Uuid, String)>(conn)
+            .await?
+            .into_iter()
+            .map(|(path, id, key)| (path, (id, key)))
+            .collect();
+        let mut new_rows = Vec::new();
+        for item in accepted {
+            match existing.get(&item.path) {
                 None if replace_only => {
                     outcome.fail(&item.path, ItemError::new("NOT_FOUND", format!("{} not found", item.path)));
                     orphaned.push(item.object_key.clone());
-                    continue;
                 }
                 Some((id, old_key)) => {
-                    replaced.push(old_key);
-                    diesel::update(files::table.filter(files::id.eq(id)))
+                    replaced.push(old_key.clone());
+                    let row = diesel::update(files::table.filter(files::id.eq(id)))
                         .set((
                             files::size.eq(item.size),
                             files::content_type.eq(item.content_type),
@@ -418,27 +531,32 @@ async fn record(
                         ))
                         .returning(FileRow::as_returning())
                         .get_result(conn)
-                        .await?
+                        .await?;
+                    outcome.ok(&item.path);
+                    rows.push(row);
                 }
                 None => {
-                    diesel::insert_into(files::table)
-                        .values((
-                            files::id.eq(Uuid::now_v7()),
-                            files::tenant_id.eq(tenant_id),
-                            files::repository_id.eq(repository_id),
-                            files::path.eq(&item.path),
-                            files::size.eq(item.size),
-                            files::content_type.eq(item.content_type),
-                            files::sha256.eq(&item.sha256),
-                            files::object_key.eq(&item.object_key),
-                        ))
-                        .returning(FileRow::as_returning())
-                        .get_result(conn)
-                        .await?
+                    new_rows.push((
+                        files::id.eq(Uuid::now_v7()),
+                        files::tenant_id.eq(tenant_id),
+                        files::repository_id.eq(repository_id),
+                        files::path.eq(&item.path),
+                        files::size.eq(item.size),
+                        files::content_type.eq(item.content_type),
+                        files::sha256.eq(&item.sha256),
+                        files::object_key.eq(&item.object_key),
+                    ));
+                    outcome.ok(&item.path);
                 }
-            };
-            outcome.ok(&item.path);
-            rows.push(row);
+            }
+        }
+        if !new_rows.is_empty() {
+            let inserted: Vec<FileRow> = diesel::insert_into(files::table)
+                .values(new_rows)
+                .returning(FileRow::as_returning())
+                .get_results(conn)
+                .await?;
+            rows.extend(inserted);
         }
         journal::settle(conn, bucket, &settled).await?;
         journal::doom(conn, bucket, &replaced).await?;
@@ -515,7 +633,22 @@ async fn receive(
     let mut outcome = Outcome::default();
     let mut received = Received::default();
     let mut budget = Budget { file_limit: state.max_file_bytes, request_left: state.max_request_bytes };
-    if let Err(e) = read_parts(state, &bucket, &repository, payload, &mut outcome, &mut received, &mut budget).await {
+    let read = read_parts(state, &bucket, &repository, payload, &mut outcome, &mut received, &mut budget).await;
+    // Every PUT has ended before anything is recorded or cleaned up.
+    let failed = received.staging.small.finish().await;
+    journal::release(&state.pool, &bucket, &std::mem::take(&mut received.staging.reserved.keys)).await;
+    if !failed.is_empty() {
+        let mut doomed = Vec::with_capacity(failed.len());
+        for (key, e) in failed {
+            if let Some(i) = received.staged.iter().position(|s| s.object_key == key) {
+                let item = received.staged.remove(i);
+                outcome.fail(&item.path, ItemError::new("STORAGE_ERROR", format!("object storage failed: {e}")));
+            }
+            doomed.push(key);
+        }
+        journal::delete_now(&state.pool, &state.storage, &bucket, doomed).await;
+    }
+    if let Err(e) = read {
         journal::delete_now(&state.pool, &state.storage, &bucket, received.object_keys()).await;
         return Err(e);
     }
@@ -542,6 +675,8 @@ struct Received {
     folders: Vec<String>,
     /// The raw `operations` field (PATCH).
     operations: Option<Vec<u8>>,
+    /// Journalled keys not used yet, PUTs in flight.
+    staging: Staging,
 }
 
 impl Received {
@@ -562,7 +697,7 @@ async fn read_parts(
     received: &mut Received,
     budget: &mut Budget,
 ) -> Result<(), ApiError> {
-    let Received { staged, folders: new_folders, operations } = received;
+    let Received { staged, folders: new_folders, operations, staging } = received;
     while let Some(field) = payload.next().await {
         let field = field.map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?;
         let name = field.name().unwrap_or_default().to_owned();
@@ -595,7 +730,8 @@ async fn read_parts(
                             drain(&mut field, budget).await?;
                             continue;
                         }
-                        match stage(state, bucket, repository.id, path, content_type, &mut field, budget).await {
+                        match stage(state, bucket, repository.id, path, content_type, &mut field, budget, staging).await
+                        {
                             Ok(item) => staged.push(item),
                             Err(error) => {
                                 outcome.fail(&raw, error);
@@ -1045,18 +1181,41 @@ async fn get_content(
     id: web::Path<Uuid>,
     body: Json<ContentRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    // One statement: the repository, its bucket and the file at the path as it would parse (a
+    // valid path only loses a trailing '/').
+    let candidate = body.path.strip_suffix('/').unwrap_or(&body.path);
     let mut conn = db::conn(&state.pool).await?;
-    let (repository, bucket) = repository_and_bucket(&mut conn, caller.tenant_id, *id).await?;
-    let path = paths::parse(&body.path, &repository.name).map_err(|e| ApiError::BadRequest(e.message))?;
-    let file = files::table
-        .filter(files::repository_id.eq(repository.id))
-        .filter(files::path.eq(&path))
-        .select(FileRow::as_select())
+    let found: Option<(String, String, Option<FileRow>)> = repository_rows::table
+        .inner_join(document_sources::table.on(document_sources::id.eq(repository_rows::document_source_id)))
+        .left_join(files::table.on(files::repository_id.eq(repository_rows::id).and(files::path.eq(candidate))))
+        .filter(repository_rows::tenant_id.eq(caller.tenant_id))
+        .filter(repository_rows::id.eq(*id))
+        .select((
+            repository_rows::name,
+            document_sources::identifier,
+            (
+                files::id,
+                files::tenant_id,
+                files::repository_id,
+                files::path,
+                files::size,
+                files::content_type,
+                files::sha256,
+                files::version,
+                files::object_key,
+                files::metadata,
+                files::created_at,
+                files::updated_at,
+            )
+                .nullable(),
+        ))
         .first(&mut conn)
         .await
-        .optional()?
-        .ok_or_else(|| ApiError::NotFound(format!("file {path} not found")))?;
+        .optional()?;
     drop(conn);
+    let (name, bucket, file) = found.ok_or_else(|| ApiError::not_found("repository"))?;
+    let path = paths::parse(&body.path, &name).map_err(|e| ApiError::BadRequest(e.message))?;
+    let file = file.ok_or_else(|| ApiError::NotFound(format!("file {path} not found")))?;
     let disposition = crate::files::disposition(&file.path, body.as_attachment.unwrap_or(true));
     let unavailable = |e: crate::storage::StorageError| ApiError::Unavailable(format!("object storage: {e}"));
     if body.direct.unwrap_or(false) {

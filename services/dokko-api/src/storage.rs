@@ -12,15 +12,25 @@
 //! pointed at by a file row or listed for deletion.
 
 use std::collections::HashMap;
+use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use hmac::Mac;
+use reqwest::Method;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, HOST, HeaderMap, HeaderName, HeaderValue};
 use s3::creds::Credentials;
 use s3::error::S3Error;
 use s3::request::request_trait::DataStream;
+use s3::serde_types::Part;
+use s3::signing;
 use s3::{Bucket, BucketConfiguration, Region};
 use service_kit::settings::Secret;
 use service_kit::{Env, SettingsError};
+use time::OffsetDateTime;
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 /// Where object storage is and how to sign for it.
@@ -47,7 +57,7 @@ pub struct S3Settings {
     /// `S3_TIMEOUT_SECS`, default 30: the limit of one S3 request.
     pub timeout: Duration,
     /// `S3_UPLOAD_CONCURRENCY`, default 2: 8 MiB parts of one upload in flight at once (memory
-    /// per upload is about three times that many parts).
+    /// per upload is that many parts and the one being read).
     pub upload_concurrency: usize,
 }
 
@@ -85,9 +95,107 @@ impl S3Settings {
     }
 }
 
+/// The size of the parts of a multipart upload (and the largest object written in one PUT).
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// `x-amz-content-sha256` of a request whose body is not hashed into its signature.
+const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+
+/// Splits a stream of chunks into parts of [`PART_SIZE`] bytes (the last one shorter).
+struct Parts<S> {
+    body: S,
+    /// What the last chunk had past the end of the previous part.
+    carry: Option<Bytes>,
+}
+
+impl<S: Stream<Item = io::Result<Bytes>> + Unpin> Parts<S> {
+    /// The next part: [`PART_SIZE`] bytes, fewer at the end, empty when there is no more.
+    /// One copy at most (none when a part arrives as a single chunk).
+    async fn next(&mut self) -> Result<Bytes, StorageError> {
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut len = 0;
+        while len < PART_SIZE {
+            let chunk = match self.carry.take() {
+                Some(chunk) => chunk,
+                None => match self.body.next().await {
+                    Some(chunk) => chunk.map_err(StorageError::Body)?,
+                    None => break,
+                },
+            };
+            let mut chunk = chunk;
+            if len + chunk.len() > PART_SIZE {
+                self.carry = Some(chunk.split_off(PART_SIZE - len));
+            }
+            len += chunk.len();
+            if !chunk.is_empty() {
+                chunks.push(chunk);
+            }
+        }
+        Ok(match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.pop().unwrap_or_default(),
+            _ => {
+                let mut part = BytesMut::with_capacity(len);
+                for chunk in chunks {
+                    part.extend_from_slice(&chunk);
+                }
+                part.freeze()
+            }
+        })
+    }
+}
+
+/// PUTs of small objects still in flight: at most 8, and at most `S3_UPLOAD_CONCURRENCY` parts'
+/// worth of bytes, so memory stays bounded.
+#[derive(Default)]
+pub struct SmallPuts {
+    set: JoinSet<(String, usize, Result<(), StorageError>)>,
+    bytes: usize,
+    failed: Vec<(String, StorageError)>,
+}
+
+impl SmallPuts {
+    const MAX_IN_FLIGHT: usize = 8;
+
+    /// Waits until one more PUT of `len` bytes fits.
+    async fn room_for(&mut self, len: usize, concurrency: usize) {
+        while !self.set.is_empty()
+            && (self.set.len() >= Self::MAX_IN_FLIGHT || self.bytes + len > concurrency * PART_SIZE)
+        {
+            self.settle_one().await;
+        }
+    }
+
+    async fn settle_one(&mut self) {
+        match self.set.join_next().await {
+            Some(Ok((key, len, sent))) => {
+                self.bytes -= len;
+                if let Err(e) = sent {
+                    self.failed.push((key, e));
+                }
+            }
+            // A PUT task cannot panic; one that did is a failed PUT of an unknown key, and the
+            // journal still lists that key for the sweeper.
+            Some(Err(e)) => tracing::error!(error = %e, "a small-object PUT stopped"),
+            None => {}
+        }
+    }
+
+    /// Waits for every PUT; returns the keys whose PUT failed, with why.
+    pub async fn finish(&mut self) -> Vec<(String, StorageError)> {
+        while !self.set.is_empty() {
+            self.settle_one().await;
+        }
+        std::mem::take(&mut self.failed)
+    }
+}
+
 /// A storage failure: the service answers 503 and logs the cause.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// Reading the bytes to store failed (the client went away, or sent more than it may).
+    #[error("reading the upload failed: {0}")]
+    Body(io::Error),
     #[error("object storage refused the request: HTTP {status}: {message}")]
     Refused { status: u16, message: String },
     #[error("object storage is unreachable: {0}")]
@@ -198,24 +306,203 @@ impl Storage {
         format!("repositories/{repository_id}/objects/{}", Uuid::now_v7())
     }
 
-    /// Streams `reader` into `bucket/key` (a multipart upload in 8 MiB parts past 8 MiB, at
-    /// most `S3_UPLOAD_CONCURRENCY` parts in flight, so memory stays bounded whatever the size). On failure nothing is left behind: a failed
-    /// multipart upload is aborted.
-    pub async fn put_stream<R: tokio::io::AsyncRead + Unpin>(
+    /// Streams `body` into `bucket/key`: one PUT when it ends within [`PART_SIZE`], otherwise a
+    /// multipart upload in parts of [`PART_SIZE`] with at most `S3_UPLOAD_CONCURRENCY` parts in
+    /// flight, so memory stays bounded whatever the size. Returns the bytes written. On failure
+    /// nothing is left behind: a failed multipart upload is aborted.
+    ///
+    /// The requests are signed with an unsigned payload (`x-amz-content-sha256:
+    /// UNSIGNED-PAYLOAD`), as the AWS SDKs sign streamed uploads: the caller hashes the bytes
+    /// once (its SHA-256 is the file's), and neither side hashes each part again.
+    ///
+    /// With `small`, a body that ends within one part is not waited for: its PUT goes on in
+    /// `small` (so the caller reads its next file meanwhile), and [`SmallPuts::finish`] tells
+    /// how it went.
+    pub async fn put_stream<S>(
         &self,
         bucket: &str,
         key: &str,
-        reader: &mut R,
+        body: S,
         content_type: &str,
-    ) -> Result<u64, StorageError> {
-        let bucket = self.bucket(bucket)?;
-        let response = bucket
-            .put_object_stream_builder(key)
-            .with_content_type(content_type)
-            .with_max_concurrent_chunks(self.upload_concurrency)
-            .execute_stream(reader)
-            .await?;
-        Ok(response.uploaded_bytes() as u64)
+        small: Option<&mut SmallPuts>,
+    ) -> Result<u64, StorageError>
+    where
+        S: Stream<Item = io::Result<Bytes>> + Unpin,
+    {
+        let client = self.bucket(bucket)?;
+        let mut parts = Parts { body, carry: None };
+        let first = parts.next().await?;
+        if first.len() < PART_SIZE {
+            let size = first.len() as u64;
+            match small {
+                Some(small) => {
+                    small.room_for(first.len(), self.upload_concurrency).await;
+                    let (storage, key, content_type) = (self.clone(), key.to_owned(), content_type.to_owned());
+                    let len = first.len();
+                    small.bytes += len;
+                    small.set.spawn(async move {
+                        let sent = storage.send(&client, Method::PUT, &key, None, first, Some(&content_type)).await;
+                        (key, len, sent.map(drop))
+                    });
+                }
+                None => {
+                    self.send(&client, Method::PUT, key, None, first, Some(content_type)).await?;
+                }
+            }
+            return Ok(size);
+        }
+        let upload = client.initiate_multipart_upload(key, content_type).await?;
+        let written = self.upload_parts(&client, key, &upload.upload_id, first, &mut parts).await;
+        let completed = match written {
+            Ok((etags, size)) => client
+                .complete_multipart_upload(key, &upload.upload_id, etags)
+                .await
+                .map(|_| size)
+                .map_err(StorageError::from),
+            Err(e) => Err(e),
+        };
+        match completed {
+            Ok(size) => Ok(size),
+            Err(e) => {
+                if let Err(abort) = client.abort_upload(key, &upload.upload_id).await {
+                    tracing::warn!(bucket, key, error = %abort, "could not abort a failed multipart upload");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The parts of a multipart upload, `first` then the rest of `parts`, at most
+    /// `upload_concurrency` in flight (each on its own task, so reading the next part from the
+    /// client overlaps sending the previous ones). Returns the parts' ETags and the total size.
+    async fn upload_parts<S>(
+        &self,
+        client: &Bucket,
+        key: &str,
+        upload_id: &str,
+        first: Bytes,
+        parts: &mut Parts<S>,
+    ) -> Result<(Vec<Part>, u64), StorageError>
+    where
+        S: Stream<Item = io::Result<Bytes>> + Unpin,
+    {
+        let mut in_flight: JoinSet<Result<Part, StorageError>> = JoinSet::new();
+        let mut done = Vec::new();
+        let mut size = 0u64;
+        let mut next = Some(first);
+        let mut number = 0u32;
+        loop {
+            while in_flight.len() < self.upload_concurrency
+                && let Some(part) = next.take()
+            {
+                number += 1;
+                size += part.len() as u64;
+                let ended = part.len() < PART_SIZE;
+                let (storage, client, key, query) = (
+                    self.clone(),
+                    client.clone(),
+                    key.to_owned(),
+                    format!("partNumber={number}&uploadId={}", signing::uri_encode(upload_id, true)),
+                );
+                let part_number = number;
+                in_flight.spawn(async move {
+                    let response = storage.send(&client, Method::PUT, &key, Some(&query), part, None).await?;
+                    let etag = response.headers().get(ETAG).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+                        StorageError::Refused { status: 200, message: "a part without an ETag".into() }
+                    })?;
+                    Ok(Part { part_number, etag: etag.to_owned() })
+                });
+                if !ended {
+                    let part = parts.next().await?;
+                    if !part.is_empty() {
+                        next = Some(part);
+                    }
+                }
+            }
+            match in_flight.join_next().await {
+                Some(Ok(part)) => done.push(part?),
+                Some(Err(e)) => return Err(StorageError::Unreachable(format!("a part upload stopped: {e}"))),
+                None => break,
+            }
+        }
+        done.sort_by_key(|p| p.part_number);
+        Ok((done, size))
+    }
+
+    /// One request signed with SigV4 and an unsigned payload: `PUT` of an object or a part.
+    async fn send(
+        &self,
+        client: &Bucket,
+        method: Method,
+        key: &str,
+        query: Option<&str>,
+        body: Bytes,
+        content_type: Option<&str>,
+    ) -> Result<reqwest::Response, StorageError> {
+        let config = |e: &dyn std::fmt::Display| StorageError::Config(e.to_string());
+        let mut url = format!("{}/{}", client.url(), signing::uri_encode(key, false));
+        if let Some(query) = query {
+            url.push('?');
+            url.push_str(query);
+        }
+        let url = reqwest::Url::parse(&url).map_err(|e| config(&e))?;
+        let host = match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => return Err(config(&"the S3 endpoint has no host")),
+        };
+        let now = OffsetDateTime::now_utc();
+        let date = format!(
+            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second()
+        );
+        let mut headers = HeaderMap::new();
+        let value = |v: &str| HeaderValue::from_str(v).map_err(|e| config(&e));
+        headers.insert(HOST, value(&host)?);
+        headers.insert(HeaderName::from_static("x-amz-content-sha256"), HeaderValue::from_static(UNSIGNED_PAYLOAD));
+        headers.insert(HeaderName::from_static("x-amz-date"), value(&date)?);
+        if let Some(content_type) = content_type {
+            headers.insert(CONTENT_TYPE, value(content_type)?);
+        }
+        if let Some(token) = self.credentials.session_token.as_ref().or(self.credentials.security_token.as_ref()) {
+            headers.insert(HeaderName::from_static("x-amz-security-token"), value(token)?);
+        }
+        let region = client.region();
+        let canonical = signing::canonical_request(method.as_str(), &url, &headers, UNSIGNED_PAYLOAD)?;
+        let to_sign = signing::string_to_sign(&now, &region, &canonical)?;
+        let secret = self.credentials.secret_key.as_deref().unwrap_or_default();
+        let mut mac = signing::HmacSha256::new_from_slice(&signing::signing_key(&now, secret, &region, "s3")?)
+            .map_err(|e| config(&e))?;
+        mac.update(to_sign.as_bytes());
+        let signature = hex::encode(mac.finalize().into_bytes());
+        let access_key = self.credentials.access_key.as_deref().unwrap_or_default();
+        let authorization = signing::authorization_header(
+            access_key,
+            &now,
+            &region,
+            &signing::signed_header_string(&headers),
+            &signature,
+        )?;
+        headers.insert(AUTHORIZATION, value(&authorization)?);
+        let response = client
+            .http_client()
+            .request(method, url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| StorageError::Unreachable(e.to_string()))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.text().await.unwrap_or_default();
+        Err(StorageError::Refused { status: status.as_u16(), message: s3_error_code(&body).unwrap_or(body) })
     }
 
     /// A presigned GET URL valid for `ttl`, with the `Content-Disposition` and `Content-Type`

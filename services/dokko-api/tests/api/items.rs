@@ -648,3 +648,80 @@ async fn non_ascii_names_arrive_through_either_filename_form() {
     assert_eq!(tree["folders"]["résumés"]["files"]["übersicht.md"]["key"], "résumés/übersicht.md");
     assert_eq!(tree["folders"]["notes"]["files"]["día.txt"]["size"], 4);
 }
+
+#[tokio::test]
+async fn a_client_gone_in_the_middle_of_an_upload_leaves_no_trace() {
+    let (app, org, repo) = setup().await;
+    upload(&org.admin, &repo, &[("keep.md", b"kept")]).await;
+    let boundary = "----broken-boundary";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"small.md\"\r\n\r\nsmall\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.txt\"\r\n\r\n"
+    );
+    // Past two parts of the multipart upload, then the body breaks off.
+    let chunks = futures_util::stream::iter(
+        std::iter::once(Ok(bytes::Bytes::from(head)))
+            .chain((0..20).map(|_| Ok(bytes::Bytes::from(vec![b'x'; 1 << 20]))))
+            .chain(std::iter::once(Err(std::io::Error::other("the client went away")))),
+    );
+    let sent = org
+        .admin
+        .request(reqwest::Method::POST, &format!("/api/v1/repositories/{repo}/items"))
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the request cannot have succeeded: {sent:?}");
+    // The service finishes the request on its own: wait until no upload is journalled any more.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while crate::count(&app.db, "SELECT count(*) AS n FROM dokko.object_journal").await > 0 {
+        assert!(std::time::Instant::now() < deadline, "the journal still lists uploads of the broken request");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Nothing of the broken request was recorded, and nothing of it is left in the bucket.
+    assert_eq!(crate::count(&app.db, "SELECT count(*) AS n FROM dokko.files").await, 1, "no row without its object");
+    let keys = objects(&app, &org);
+    assert_eq!(keys.len(), 1, "only the kept file's object: {keys:?}");
+    assert_eq!(app.s3.object(&org.bucket, &keys[0]).as_deref(), Some(b"kept".as_slice()));
+}
+
+#[tokio::test]
+async fn a_batch_with_files_in_each_others_way_records_the_first_of_each() {
+    let (_app, org, repo) = setup().await;
+    upload(&org.admin, &repo, &[("stored.md", b"s"), ("dir.md/inside.md", b"i")]).await;
+    let res = upload(
+        &org.admin,
+        &repo,
+        &[
+            ("a.md", b"1"),
+            ("a.md/b.md", b"2"),
+            ("c.md/d.md", b"3"),
+            ("c.md", b"4"),
+            ("stored.md/x.md", b"5"),
+            ("dir.md", b"6"),
+            ("stored.md", b"7"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status, 207, "{}", res.text);
+    let failed: Vec<(&str, &str)> = res.body["failed"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|f| (f["identifier"].as_str().unwrap_or_default(), f["code"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            ("a.md/b.md", "PATH_CONFLICT"),
+            ("c.md", "PATH_CONFLICT"),
+            ("stored.md/x.md", "PATH_CONFLICT"),
+            ("dir.md", "PATH_CONFLICT")
+        ]
+    );
+    let tree = tree(&org, &repo).await;
+    assert_eq!(tree["files"]["a.md"]["e_tag"], sha(b"1"));
+    assert_eq!(tree["folders"]["c.md"]["files"]["d.md"]["e_tag"], sha(b"3"));
+    assert_eq!(tree["files"]["stored.md"]["e_tag"], sha(b"7"));
+    assert_eq!(tree["files"]["stored.md"]["version_id"], "v2");
+}
