@@ -100,6 +100,9 @@ pub struct Settings {
     /// `DELIVERY_BREAKER_COOLDOWN_SECS`, default 60: how long an open delivery breaker sends the
     /// app nothing before one trial attempt.
     pub delivery_breaker_cooldown: Duration,
+    /// `ATTEMPT_RETENTION_DAYS`, default 14: how long the attempt log keeps an attempt (pruned in
+    /// the background, in batches).
+    pub attempt_retention: Duration,
     /// `SCAN_WORKERS`, default 2: scans running at once in this replica (0: none).
     pub scan_workers: usize,
     /// `DELIVERY_WORKERS`, default 4: deliveries running at once in this replica (0: none).
@@ -153,6 +156,9 @@ impl Settings {
             )?),
             delivery_breaker_threshold: env.number_or("DELIVERY_BREAKER_THRESHOLD", 10, 1..=10_000)?,
             delivery_breaker_cooldown: env.seconds_or("DELIVERY_BREAKER_COOLDOWN_SECS", 60)?,
+            attempt_retention: Duration::from_secs(
+                env.number_or::<u64>("ATTEMPT_RETENTION_DAYS", 14, 1..=3650)? * 86_400,
+            ),
             scan_workers: env.number_or("SCAN_WORKERS", 2, 0..=64)?,
             delivery_workers: env.number_or("DELIVERY_WORKERS", 4, 0..=256)?,
             worker_poll: Duration::from_millis(env.number_or("WORKER_POLL_MILLIS", 1000, 10..=60_000)?),
@@ -225,6 +231,7 @@ impl Settings {
             batch_size: self.delivery_batch_size,
             record_interval: self.delivery_record_interval,
             reader: deliver::BlobReader::default(),
+            exchange: deliver::ExchangeLog::default(),
         })
     }
 
@@ -336,6 +343,19 @@ fn spawn_workers(settings: &Settings, pool: &db::Pool, background: &Background) 
             }
         });
     }
+    // The attempt log's pruner: every ten minutes (and at start), the rows past the retention,
+    // a few thousand per statement.
+    let (pruning, retention, stop) = (pool.clone(), settings.attempt_retention, background.clone());
+    background.spawn("attempt log pruner".to_owned(), async move {
+        while !stop.is_stopping() {
+            match deliver::prune_attempts(&pruning, retention, 5000).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "attempt log pruned"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune the attempt log"),
+            }
+            stop.unless_stopped(tokio::time::sleep(Duration::from_secs(600))).await;
+        }
+    });
     for i in 0..settings.delivery_workers {
         let deliverer = settings.deliverer(pool.clone())?;
         let stop = background.clone();
