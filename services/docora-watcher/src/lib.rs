@@ -396,7 +396,7 @@ fn spawn_workers(settings: &Settings, pool: &db::Pool, background: &Background) 
         repositories::register, repositories::unwatch, repositories::update_token, push::push,
         admin_api::login, admin_api::logout, admin_api::list_apps, admin_api::create_app,
         admin_api::regenerate_token, admin_api::delete_app, admin_api::reset_breaker, admin_api::list_deliveries,
-        admin_api::retry,
+        admin_api::retry, admin_api::get_delivery, admin_api::redeliver_one,
         admin_api::get_queue,
     ),
     modifiers(&BEARER)
