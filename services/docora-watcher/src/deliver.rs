@@ -172,6 +172,9 @@ pub async fn prune_attempts(pool: &db::Pool, retention: Duration, batch: i64) ->
 
 /// Delivered events are recorded together at least every this many.
 pub const RECORD_EVERY: usize = 64;
+/// ... and once the attempt log they carry holds this many bytes of bodies, so the recording
+/// statement (and the connection's buffers, which keep their size) stays small.
+pub const RECORD_LOG_BYTES: usize = 1 << 20;
 
 /// The batch a worker holds: one link's events from `from_seq` to `to_seq`, those not recorded
 /// yet under `lease` (every event of the batch has the same lease, which identifies the holder).
@@ -465,6 +468,8 @@ impl Deliverer {
         // Delivered, not recorded yet.
         let mut unrecorded: Vec<Attempt> = Vec::new();
         let mut recorded_at = std::time::Instant::now();
+        // Bytes of bodies the unrecorded attempts carry for the attempt log.
+        let mut logged = 0;
         for event in batch {
             if stopping() {
                 break;
@@ -479,9 +484,15 @@ impl Deliverer {
             let exchange = self.exchange.take();
             let (error, app_side) = match outcome {
                 Ok(()) => {
+                    logged += exchange
+                        .as_ref()
+                        .map_or(0, |e| e.request_body.len() + e.response_body.as_ref().map_or(0, String::len));
                     unrecorded.push(Attempt::new(event, started, None, exchange));
                     outcomes.push(Delivered::Ok);
-                    if unrecorded.len() >= RECORD_EVERY || recorded_at.elapsed() >= self.record_interval {
+                    if unrecorded.len() >= RECORD_EVERY
+                        || logged >= RECORD_LOG_BYTES
+                        || recorded_at.elapsed() >= self.record_interval
+                    {
                         let next = lease_at(OffsetDateTime::now_utc() + self.lease);
                         let mut conn = db::conn(&self.pool).await?;
                         if !record(&mut conn, &held, &unrecorded, Some(next)).await? {
@@ -489,6 +500,7 @@ impl Deliverer {
                         }
                         held.lease = next;
                         unrecorded.clear();
+                        logged = 0;
                         recorded_at = std::time::Instant::now();
                     }
                     continue;
