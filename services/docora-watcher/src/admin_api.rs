@@ -7,8 +7,9 @@
 //! - `GET /admin/api/apps` (apps with their repositories and sync state), `POST /admin/api/apps`
 //!   (onboard; the token is shown once), `POST /admin/api/apps/{app_id}/token` (a new token),
 //!   `DELETE /admin/api/apps/{app_id}`;
-//! - `GET /admin/api/deliveries?app_id=&repository_id=&status=&event=&limit=` (history, newest
-//!   first), `POST /admin/api/apps/{app_id}/repositories/{repository_id}/retry` (failed
+//! - `GET /admin/api/deliveries?app_id=&repository_id=&status=&event=&path_prefix=&delivery_id=&since=&until=&before=&limit=`
+//!   (history, newest first, with a cursor), `GET /admin/api/deliveries/{event_id}` (its attempts),
+//!   `POST /admin/api/deliveries/{event_id}/redeliver`, `POST /admin/api/apps/{app_id}/repositories/{repository_id}/retry` (failed
 //!   deliveries back in the queue), `GET /admin/api/queue` (due, running, failed).
 //!
 //! Every state-changing call must send the CSRF token in `X-CSRF-Token` (403 otherwise).
@@ -49,7 +50,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/api/deliveries", web::get().to(list_deliveries))
         .route("/admin/api/deliveries/{event_id}", web::get().to(get_delivery))
         .route("/admin/api/deliveries/{event_id}/redeliver", web::post().to(redeliver_one))
-        .route("/admin/api/queue", web::get().to(get_queue));
+        .route("/admin/api/queue", web::get().to(get_queue))
+        .route("/admin/api/overview", web::get().to(get_overview));
 }
 
 /// Who may log in.
@@ -249,6 +251,10 @@ pub struct AppRepository {
     /// recorded), or the delivery failure that failed the link; a successful scan clears the
     /// former, the admin's retry the latter.
     pub last_error: Option<String>,
+    /// The repository's last failed scan's error, while its scans fail (sync health, apart from
+    /// the link's delivery state).
+    pub scan_error: Option<String>,
+    /// The last successful scan.
     #[serde(with = "domain::timestamp::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_scan_at: Option<OffsetDateTime>,
@@ -304,6 +310,7 @@ type LinkRow = (
     Option<OffsetDateTime>,
     i32,
     Option<OffsetDateTime>,
+    Option<String>,
 );
 
 /// Every app with its repositories and their sync state, oldest app first.
@@ -338,6 +345,7 @@ pub async fn app_views(conn: &mut db::Conn) -> Result<Vec<AppView>, ApiError> {
             repositories::last_scan_at,
             repositories::consecutive_failures,
             repositories::circuit_open_until,
+            repositories::last_error,
         ))
         .load(conn)
         .await?;
@@ -357,6 +365,7 @@ pub async fn app_views(conn: &mut db::Conn) -> Result<Vec<AppView>, ApiError> {
                     last_scan_at: l.8,
                     consecutive_failures: l.9,
                     circuit_open_until: l.10,
+                    scan_error: l.11.clone().filter(|_| l.9 > 0),
                 })
                 .collect();
             let delivery_breaker = crate::deliver::DeliveryBreaker::new(breaker.0, breaker.1, breaker.2, now);
@@ -1034,4 +1043,205 @@ pub async fn queue(conn: &mut db::Conn) -> Result<Queue, ApiError> {
 async fn get_queue(_admin: Admin, state: web::Data<AppState>) -> Result<web::Json<Queue>, ApiError> {
     let mut conn = db::conn(&state.pool).await?;
     Ok(web::Json(queue(&mut conn).await?))
+}
+
+/// One app's health, for the overview.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppHealth {
+    pub app_id: String,
+    pub app_name: String,
+    /// Attempts that succeeded among those of the last hour (none: no attempt).
+    pub attempts_hour: i64,
+    pub succeeded_hour: i64,
+    /// The same over the last day.
+    pub attempts_day: i64,
+    pub succeeded_day: i64,
+    /// Repositories it watches, and those whose deliveries gave up (waiting for a retry).
+    pub links: i64,
+    pub failing_links: i64,
+    pub delivery_breaker: crate::deliver::DeliveryBreaker,
+    /// When its oldest event still waiting was created.
+    #[serde(with = "domain::timestamp::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub oldest_pending_at: Option<OffsetDateTime>,
+}
+
+/// A repository that needs a look: its scans fail, its circuit is open, it was never scanned,
+/// or it is overdue with no scan running (stuck).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RepositoryHealth {
+    pub repository_id: String,
+    pub github_url: String,
+    /// `circuit_open`, `failing`, `stuck`, `never_scanned` or `scanning`.
+    pub state: String,
+    /// Why, in words.
+    pub reason: String,
+    #[serde(with = "domain::timestamp::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_scan_at: Option<OffsetDateTime>,
+    pub consecutive_failures: i32,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Overview {
+    pub apps: Vec<AppHealth>,
+    pub repositories: Vec<RepositoryHealth>,
+    pub queue: Queue,
+}
+
+#[derive(QueryableByName)]
+struct AppHealthRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    app_name: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    delivery_failures: i32,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    breaker_open_until: Option<OffsetDateTime>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    breaker_trial: bool,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    links: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    failing_links: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    oldest_pending_at: Option<OffsetDateTime>,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    attempts_hour: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    succeeded_hour: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    attempts_day: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    succeeded_day: i64,
+}
+
+#[derive(QueryableByName)]
+struct RepositoryHealthRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    owner: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    last_scan_at: Option<OffsetDateTime>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    next_scan_at: OffsetDateTime,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    consecutive_failures: i32,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    circuit_open_until: Option<OffsetDateTime>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    last_error: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    scan_lease_until: Option<OffsetDateTime>,
+}
+
+/// How long a repository may be overdue, with no scan running, before it counts as stuck.
+const STUCK_AFTER: time::Duration = time::Duration::minutes(5);
+
+/// What is healthy and what is not: per app, and the repositories that need a look.
+pub async fn overview(conn: &mut db::Conn) -> Result<Overview, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let apps: Vec<AppHealthRow> = diesel::sql_query(
+        "SELECT a.id, a.app_name, a.delivery_failures, a.breaker_open_until, a.breaker_trial, \
+           (SELECT count(*) FROM docora.app_repositories l WHERE l.app_id = a.id) AS links, \
+           (SELECT count(*) FROM docora.app_repositories l WHERE l.app_id = a.id AND l.status = 'failed') AS failing_links, \
+           (SELECT min(e.created_at) FROM docora.events e WHERE e.app_id = a.id AND e.status = 'pending') AS oldest_pending_at, \
+           coalesce(h.attempts_hour, 0) AS attempts_hour, coalesce(h.succeeded_hour, 0) AS succeeded_hour, \
+           coalesce(h.attempts_day, 0) AS attempts_day, coalesce(h.succeeded_day, 0) AS succeeded_day \
+         FROM docora.apps a \
+         LEFT JOIN LATERAL ( \
+           SELECT count(*) FILTER (WHERE d.started_at > now() - interval '1 hour') AS attempts_hour, \
+                  count(*) FILTER (WHERE d.started_at > now() - interval '1 hour' AND d.error IS NULL) AS succeeded_hour, \
+                  count(*) AS attempts_day, count(*) FILTER (WHERE d.error IS NULL) AS succeeded_day \
+           FROM docora.delivery_attempts d JOIN docora.events e ON e.id = d.event_id \
+           WHERE e.app_id = a.id AND d.started_at > now() - interval '1 day') h ON true \
+         ORDER BY a.app_name, a.id",
+    )
+    .load(conn)
+    .await?;
+    let repositories: Vec<RepositoryHealthRow> = diesel::sql_query(
+        "SELECT id, owner, name, last_scan_at, next_scan_at, consecutive_failures, circuit_open_until, last_error, \
+                scan_lease_until \
+         FROM docora.repositories \
+         WHERE consecutive_failures > 0 OR circuit_open_until IS NOT NULL OR last_scan_at IS NULL \
+            OR (next_scan_at < $1 AND (scan_lease_until IS NULL OR scan_lease_until <= now())) \
+         ORDER BY owner, name",
+    )
+    .bind::<diesel::sql_types::Timestamptz, _>(now - STUCK_AFTER)
+    .load(conn)
+    .await?;
+    let queue = queue(conn).await?;
+    let at = |t: OffsetDateTime| domain::timestamp::format_rfc3339(t);
+    let repositories = repositories
+        .into_iter()
+        .map(|r| {
+            let running = r.scan_lease_until.is_some_and(|until| until > now);
+            let error = r.last_error.clone().unwrap_or_else(|| "no error recorded".to_owned());
+            let (state, reason) = match r.circuit_open_until {
+                Some(until) if until > now => (
+                    "circuit_open",
+                    format!("circuit open until {} after {} failed scans: {error}", at(until), r.consecutive_failures),
+                ),
+                _ if r.consecutive_failures > 0 => {
+                    ("failing", format!("the last {} scans failed: {error}", r.consecutive_failures))
+                }
+                _ if running => (
+                    "scanning",
+                    format!("a scan is running (its lease ends {})", at(r.scan_lease_until.unwrap_or(now))),
+                ),
+                _ if r.next_scan_at < now - STUCK_AFTER => (
+                    "stuck",
+                    format!(
+                        "{} due since {} and no scan is running: are the scan workers up (SCAN_WORKERS)?",
+                        if r.last_scan_at.is_none() { "never scanned;" } else { "overdue;" },
+                        at(r.next_scan_at)
+                    ),
+                ),
+                _ => ("never_scanned", format!("never scanned yet; due {}", at(r.next_scan_at))),
+            };
+            RepositoryHealth {
+                repository_id: r.id,
+                github_url: format!("https://github.com/{}/{}", r.owner, r.name),
+                state: state.to_owned(),
+                reason,
+                last_scan_at: r.last_scan_at,
+                consecutive_failures: r.consecutive_failures,
+                last_error: r.last_error,
+            }
+        })
+        .collect();
+    let apps = apps
+        .into_iter()
+        .map(|a| AppHealth {
+            delivery_breaker: crate::deliver::DeliveryBreaker::new(
+                a.delivery_failures,
+                a.breaker_open_until,
+                a.breaker_trial,
+                now,
+            ),
+            app_id: a.id,
+            app_name: a.app_name,
+            attempts_hour: a.attempts_hour,
+            succeeded_hour: a.succeeded_hour,
+            attempts_day: a.attempts_day,
+            succeeded_day: a.succeeded_day,
+            links: a.links,
+            failing_links: a.failing_links,
+            oldest_pending_at: a.oldest_pending_at,
+        })
+        .collect();
+    Ok(Overview { apps, repositories, queue })
+}
+
+/// What is healthy and what is not.
+#[utoipa::path(get, path = "/admin/api/overview", tag = "admin",
+    responses((status = 200, body = Overview), (status = 401, body = domain::ErrorBody)))]
+async fn get_overview(_admin: Admin, state: web::Data<AppState>) -> Result<web::Json<Overview>, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(web::Json(overview(&mut conn).await?))
 }

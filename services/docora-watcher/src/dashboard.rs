@@ -7,7 +7,11 @@
 //!   app a new token and deletion; `POST /admin/apps` (onboard) and
 //!   `POST /admin/apps/{app_id}/token` answer with the token, shown this once;
 //!   `POST /admin/apps/{app_id}/delete`;
-//! - `GET /admin/deliveries?app_id=&repository_id=&status=&event=&limit=`: the delivery history;
+//! - `GET /admin/deliveries?app_id=&repository_id=&status=&event=&path=&id=&since=&until=&before=&limit=`:
+//!   the delivery history (delivery id, response code, duration, a failure's reason; cursor
+//!   paging); `GET /admin/deliveries/{event_id}`: one delivery with every attempt, and
+//!   `POST /admin/deliveries/{event_id}/redeliver`;
+//! - any other `/admin/…` page: the console's 404 page;
 //! - `GET /admin/failed`: failed links with their failed deliveries, each with a retry button
 //!   (`POST /admin/apps/{app_id}/repositories/{repository_id}/retry`);
 //! - `GET /admin/queue`: scans due, running and blocked by an open circuit; deliveries pending,
@@ -46,10 +50,10 @@ const CONTENT_SECURITY_POLICY: &str =
 const LOGIN_CSRF_COOKIE: &str = "docora_login_csrf";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin", web::get().to(apps_page))
+    cfg.route("/admin", web::get().to(overview_page))
         .service(web::resource("/admin/login").route(web::get().to(login_page)).route(web::post().to(login)))
         .route("/admin/logout", web::post().to(logout))
-        .route("/admin/apps", web::post().to(onboard))
+        .service(web::resource("/admin/apps").route(web::get().to(apps_page)).route(web::post().to(onboard)))
         .route("/admin/apps/{app_id}/token", web::post().to(regenerate_token))
         .route("/admin/apps/{app_id}/delete", web::post().to(delete_app))
         .route("/admin/apps/{app_id}/breaker/reset", web::post().to(reset_breaker))
@@ -329,7 +333,23 @@ async fn apps_page(
     let body = html! {
         @if let Some(message) = notice.message() { p.notice #notice role="status" { (message) } }
         h1 { "Apps" }
+        p { a href="#onboard" { "Onboard an app ↓" } }
         @if apps.is_empty() { p #no-apps { "No app is onboarded yet." } }
+        @else {
+            table #app-index {
+                thead { tr { th { "App" } th { "Repositories" } th { "Failing" } th { "Delivery breaker" } } }
+                tbody {
+                    @for app in &apps {
+                        tr {
+                            td.clip { a href=(format!("#app-{}", app.app_id)) { (app.app_name) } }
+                            td { (app.repositories.len()) }
+                            td { (app.repositories.iter().filter(|r| r.status == "failed").count()) }
+                            td { (app.delivery_breaker.status) }
+                        }
+                    }
+                }
+            }
+        }
         @for app in &apps { (app_section(&admin, app, now)) }
         (onboard_form(&admin, &OnboardForm::default(), None))
     };
@@ -370,7 +390,10 @@ fn app_section(admin: &Admin, app: &AppView, now: OffsetDateTime) -> Markup {
                 p { "Watches no repository." }
             } @else {
                 table.repositories {
-                    thead { tr { th { "Repository" } th { "Status" } th { "Last scan" } th { "Error" } th { "Circuit" } } }
+                    thead {
+                        tr { th rowspan="2" { "Repository" } th colspan="2" { "Delivery to this app" } th colspan="3" { "Sync (scans of the repository)" } }
+                        tr { th { "Status" } th { "Error" } th { "Last successful scan" } th { "Scan error" } th { "Circuit" } }
+                    }
                     tbody {
                         @for repo in &app.repositories {
                             tr #(format!("link-{}-{}", app.app_id, repo.repository_id)) {
@@ -383,8 +406,11 @@ fn app_section(admin: &Admin, app: &AppView, now: OffsetDateTime) -> Markup {
                                     (repo.status)
                                     @if repo.needs_full_sync { " (full sync next)" }
                                 }
+                                // A delivery error belongs to a failed link; a scan error to the
+                                // failing scans (cleared by the next success).
+                                td.error { @if repo.status == "failed" { (repo.last_error.as_deref().unwrap_or("")) } }
                                 td { (when(repo.last_scan_at)) }
-                                td.error { (repo.last_error.as_deref().unwrap_or("")) }
+                                td.error.scan-error { (repo.scan_error.as_deref().unwrap_or("")) }
                                 td.circuit {
                                     @match repo.circuit_open_until {
                                         Some(until) if until > now => { "open until " (when(Some(until))) }
@@ -497,7 +523,7 @@ fn token_page(admin: &Admin, title: &str, app_id: &str, token: &str) -> Markup {
         p { "Its token, shown this once (the app sends it as " code { "Authorization: Bearer …" } "):" }
         p { code #token { (token) } }
         p { "Copy it now: only its digest is kept, so nobody can show it again." }
-        p { a href="/admin" { "Back to the apps" } }
+        p { a href="/admin/apps" { "Back to the apps" } }
     };
     layout(title, Some(admin), body)
 }
@@ -519,7 +545,7 @@ async fn reset_breaker(
 ) -> Result<HttpResponse, PageError> {
     let mut conn = db::conn(&state.pool).await?;
     admin_api::close_breaker(&mut conn, &id).await?;
-    Ok(see_other("/admin?notice=breaker_closed").finish())
+    Ok(see_other("/admin/apps?notice=breaker_closed").finish())
 }
 
 async fn delete_app(
@@ -533,7 +559,7 @@ async fn delete_app(
     for repository_id in orphans {
         crate::repositories::remove_clone(&state, &repository_id).await;
     }
-    Ok(see_other("/admin?notice=deleted").finish())
+    Ok(see_other("/admin/apps?notice=deleted").finish())
 }
 
 // ---- deliveries ----
@@ -895,6 +921,75 @@ async fn redeliver(
     .finish())
 }
 
+// ---- overview ----
+
+fn rate(succeeded: i64, attempts: i64) -> Markup {
+    html! {
+        @if attempts == 0 { span.muted { "no attempts" } }
+        @else {
+            @let percent = succeeded * 1000 / attempts;
+            span class=(if succeeded == attempts { "ok" } else { "error" }) {
+                (percent / 10) "." (percent % 10) " %"
+            }
+            span.muted { " of " (attempts) }
+        }
+    }
+}
+
+async fn overview_page(PageAdmin(admin): PageAdmin, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let overview = admin_api::overview(&mut conn).await?;
+    drop(conn);
+    let q = &overview.queue;
+    let body = html! {
+        h1 { "Overview" }
+        p #queue-summary {
+            (q.deliveries_pending) " deliveries waiting · " (q.deliveries_running) " links delivering · "
+            a href="/admin/failed" { (q.deliveries_failed) " failed" } " · "
+            (q.scans_due) " scans due · " (q.scans_running) " running · " (q.circuits_open) " circuits open"
+        }
+        h2 { "Apps" }
+        @if overview.apps.is_empty() { p #no-apps { "No app is onboarded yet." } }
+        @else {
+            table #app-health.fixed {
+                colgroup { col; col style="width:9rem"; col style="width:9rem"; col style="width:8rem"; col style="width:9rem"; col style="width:14rem"; }
+                thead { tr { th { "App" } th { "Success, 1 h" } th { "Success, 24 h" } th { "Failing links" } th { "Delivery breaker" } th { "Oldest waiting event" } } }
+                tbody {
+                    @for a in &overview.apps {
+                        tr #(format!("health-{}", a.app_id)) {
+                            td.clip title=(a.app_name) { a href=(format!("/admin/deliveries?app_id={}", a.app_id)) { (a.app_name) } }
+                            td { (rate(a.succeeded_hour, a.attempts_hour)) }
+                            td { (rate(a.succeeded_day, a.attempts_day)) }
+                            td { @if a.failing_links > 0 { a.error href="/admin/failed" { (a.failing_links) " of " (a.links) } } @else { span.ok { "0" } span.muted { " of " (a.links) } } }
+                            td { span class=(if a.delivery_breaker.status == "closed" { "ok" } else { "error" }) { (a.delivery_breaker.status.replace('_', "-")) } }
+                            td { @if let Some(at) = a.oldest_pending_at { (short_time(at)) } @else { span.muted { "none" } } }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Repositories that need a look" }
+        @if overview.repositories.is_empty() { p #all-scanning-well { "Every repository is scanning well." } }
+        @else {
+            table #repository-health.fixed {
+                colgroup { col style="width:22rem"; col style="width:8rem"; col; col style="width:11rem"; }
+                thead { tr { th { "Repository" } th { "State" } th { "Why" } th { "Last successful scan" } } }
+                tbody {
+                    @for r in &overview.repositories {
+                        tr #(format!("repository-health-{}", r.repository_id)) {
+                            td.clip title=(r.github_url) { (r.github_url) div.muted { code { (r.repository_id) } } }
+                            td.state { (r.state.replace('_', " ")) }
+                            td.why { (r.reason) }
+                            td { @if let Some(at) = r.last_scan_at { (short_time(at)) } @else { "never" } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(StatusCode::OK, layout("Overview", Some(&admin), body)))
+}
+
 // ---- failed deliveries ----
 
 async fn failed_page(
@@ -1101,7 +1196,7 @@ th,td{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-
 section.app,section.failed-link{border:1px solid #ccc;border-radius:6px;padding:0 1rem 1rem;margin:1rem 0}\
 dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dd{margin:0}\
 label{display:block;margin:.4rem 0}form#filters label{display:inline-block;margin-right:.8rem}form#filters{font-size:.93em}\
-.error{color:#a00}.muted{color:#666}\
+.error{color:#a00}.muted{color:#666}.ok{color:#070}td.why{white-space:normal}\
 table.fixed{table-layout:fixed}td.clip,td.clip div{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}\
 td .why{color:#a00;font-size:.85em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}\
 .badge{display:inline-block;padding:0 .35rem;border-radius:4px;font-size:.85em;background:#eee}\
@@ -1124,7 +1219,8 @@ fn layout(title: &str, admin: Option<&Admin>, body: Markup) -> Markup {
             body {
                 @if let Some(admin) = admin {
                     nav {
-                        a href="/admin" { "Apps" }
+                        a href="/admin" { "Overview" }
+                        a href="/admin/apps" { "Apps" }
                         a href="/admin/deliveries" { "Deliveries" }
                         a href="/admin/failed" { "Failed" }
                         a href="/admin/queue" { "Queue" }

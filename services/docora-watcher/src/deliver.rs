@@ -10,8 +10,11 @@
 //!   recorded at once and ends the batch.
 //! - Each attempt is signed afresh: `X-Docora-Signature: sha256=<hex HMAC-SHA256 of
 //!   "{timestamp}.{body}">` with the app's `client_auth_key`, plus `X-Docora-App-Id`,
-//!   `X-Docora-Timestamp`, `X-Docora-Delivery` (the event id, stable across retries) and
-//!   `X-Docora-Event`.
+//!   `X-Docora-Timestamp`, `X-Docora-Delivery` (the event id, stable across retries; a
+//!   redelivery's is its original's, with `X-Docora-Redelivery: true`) and `X-Docora-Event`.
+//! - Each attempt goes to the attempt log (`docora.delivery_attempts`: the last request's
+//!   headers and first 64 KiB of body, the response's status, headers and first 8 KiB), written
+//!   by the statement that records the batch's outcomes, never in a transaction of its own.
 //! - Text files go whole as UTF-8; binary files as base64, and over 1 MiB in pieces of 524,288
 //!   base64 characters (one request each, `file.chunk = {id, index, total}`), read from the clone
 //!   as they are sent.
@@ -94,9 +97,13 @@ pub struct Deliverer {
     pub reader: BlobReader,
     /// What the attempt under way sent and got back (for the attempt log).
     pub exchange: ExchangeLog,
+    /// `ATTEMPT_LOG_REQUEST_BYTES`, default [`LOGGED_REQUEST_BYTES`]: how much of each request
+    /// body the attempt log keeps.
+    pub log_request_bytes: usize,
 }
 
-/// The first bytes of a request body the attempt log keeps.
+/// The first bytes of a request body the attempt log keeps by default
+/// (`ATTEMPT_LOG_REQUEST_BYTES`).
 pub const LOGGED_REQUEST_BYTES: usize = 64 * 1024;
 /// The first bytes of a response body the attempt log keeps.
 pub const LOGGED_RESPONSE_BYTES: usize = 8 * 1024;
@@ -803,7 +810,7 @@ impl Deliverer {
         let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
         let timestamp = OffsetDateTime::now_utc().unix_timestamp();
         let signature = signature(key, timestamp, &body);
-        let logged = (head_text(&body, LOGGED_REQUEST_BYTES), body.len());
+        let logged = (head_text(&body, self.log_request_bytes), body.len());
         self.send_signed(url, app_id, event, timestamp, &signature, None, logged, body.into()).await
     }
 
@@ -845,14 +852,14 @@ impl Deliverer {
             escape_json(&piece, &mut escaped);
             mac.update(&escaped);
             length += escaped.len();
-            let room = LOGGED_REQUEST_BYTES.saturating_sub(head.len());
+            let room = self.log_request_bytes.saturating_sub(head.len());
             head.extend_from_slice(&escaped[..escaped.len().min(room)]);
         }
         content.finish().await?;
         mac.update(&suffix);
-        let room = LOGGED_REQUEST_BYTES.saturating_sub(head.len());
+        let room = self.log_request_bytes.saturating_sub(head.len());
         head.extend_from_slice(&suffix[..suffix.len().min(room)]);
-        let logged = (head_text(&head, LOGGED_REQUEST_BYTES), length);
+        let logged = (head_text(&head, self.log_request_bytes), length);
         let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
 
         enum Part {

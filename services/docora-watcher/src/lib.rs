@@ -103,6 +103,9 @@ pub struct Settings {
     /// `ATTEMPT_RETENTION_DAYS`, default 14: how long the attempt log keeps an attempt (pruned in
     /// the background, in batches).
     pub attempt_retention: Duration,
+    /// `ATTEMPT_LOG_REQUEST_BYTES`, default 65536: how much of each request body the attempt log
+    /// keeps (the bytes written per attempt are most of its cost to the database).
+    pub attempt_log_request_bytes: usize,
     /// `SCAN_WORKERS`, default 2: scans running at once in this replica (0: none).
     pub scan_workers: usize,
     /// `DELIVERY_WORKERS`, default 4: deliveries running at once in this replica (0: none).
@@ -159,6 +162,11 @@ impl Settings {
             attempt_retention: Duration::from_secs(
                 env.number_or::<u64>("ATTEMPT_RETENTION_DAYS", 14, 1..=3650)? * 86_400,
             ),
+            attempt_log_request_bytes: env.number_or(
+                "ATTEMPT_LOG_REQUEST_BYTES",
+                deliver::LOGGED_REQUEST_BYTES,
+                0..=1 << 20,
+            )?,
             scan_workers: env.number_or("SCAN_WORKERS", 2, 0..=64)?,
             delivery_workers: env.number_or("DELIVERY_WORKERS", 4, 0..=256)?,
             worker_poll: Duration::from_millis(env.number_or("WORKER_POLL_MILLIS", 1000, 10..=60_000)?),
@@ -232,6 +240,7 @@ impl Settings {
             record_interval: self.delivery_record_interval,
             reader: deliver::BlobReader::default(),
             exchange: deliver::ExchangeLog::default(),
+            log_request_bytes: self.attempt_log_request_bytes,
         })
     }
 
@@ -397,6 +406,7 @@ fn spawn_workers(settings: &Settings, pool: &db::Pool, background: &Background) 
         admin_api::login, admin_api::logout, admin_api::list_apps, admin_api::create_app,
         admin_api::regenerate_token, admin_api::delete_app, admin_api::reset_breaker, admin_api::list_deliveries,
         admin_api::retry, admin_api::get_delivery, admin_api::redeliver_one,
+        admin_api::get_overview,
         admin_api::get_queue,
     ),
     modifiers(&BEARER)

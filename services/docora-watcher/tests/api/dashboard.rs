@@ -256,6 +256,7 @@ async fn apps_are_onboarded_rekeyed_and_deleted_in_a_browser() {
     let register = json!({"github_url": "https://github.com/octo/docs"});
     let browser = Browser::start(&app).await;
     browser.log_in("root", PASSWORD, "#who").await;
+    browser.goto("/admin/apps").await;
 
     // Refused by the server (plain HTTP): the form comes back with the reason and the values.
     let name = "Reader <b>one</b>";
@@ -281,7 +282,7 @@ async fn apps_are_onboarded_rekeyed_and_deleted_in_a_browser() {
     assert_eq!(app.as_token(&token).post_json("/api/repositories", &register).await.status, 201, "the token works");
 
     // Never again: the apps page shows the app and its repository, not the token.
-    browser.goto("/admin").await;
+    browser.goto("/admin/apps").await;
     assert!(!browser.source().await.contains(&token[7..]), "the token is not on the apps page");
     let section = format!("#app-{app_id}");
     assert_eq!(browser.text(&format!("{section} h2")).await, name, "shown as text, not markup");
@@ -296,10 +297,10 @@ async fn apps_are_onboarded_rekeyed_and_deleted_in_a_browser() {
     assert_eq!(app.as_token(&token).post_json("/api/repositories", &register).await.status, 401, "the old one stopped");
     assert_eq!(app.as_token(&new_token).post_json("/api/repositories", &register).await.status, 201);
 
-    browser.goto("/admin").await;
+    browser.goto("/admin/apps").await;
     browser.find(&format!("{section} details.delete summary")).await.click().await.expect("opens");
     browser.click(&format!("{section} button.delete"), "#notice").await;
-    assert_eq!(browser.location().await, "/admin?notice=deleted");
+    assert_eq!(browser.location().await, "/admin/apps?notice=deleted");
     assert!(!browser.exists(&section).await);
     assert!(browser.exists("#no-apps").await);
     assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.apps").await, 0);
@@ -335,7 +336,7 @@ async fn a_failed_delivery_is_seen_and_retried_and_the_queue_shows_due_scans_in_
     }
     assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.events WHERE status = 'failed'").await, 1);
 
-    browser.goto("/admin").await;
+    browser.goto("/admin/apps").await;
     let row = browser.text(&format!("#link-{}-{}", f.app_id, f.repository_id)).await;
     assert!(row.contains("failed") && row.contains("503"), "{row}");
 
@@ -374,7 +375,7 @@ async fn a_failed_delivery_is_seen_and_retried_and_the_queue_shows_due_scans_in_
         delivered += 1;
     }
     assert_eq!(delivered, 3);
-    browser.goto("/admin").await;
+    browser.goto("/admin/apps").await;
     let row = browser.text(&format!("#link-{}-{} .status", f.app_id, f.repository_id)).await;
     assert_eq!(row, "synced");
     browser.close().await;
@@ -517,7 +518,7 @@ async fn forms_without_the_csrf_token_are_refused_and_pages_are_guarded() {
     // out ends the session.
     execute(&app.db, "UPDATE docora.apps SET delivery_failures = 12, breaker_open_until = now() + interval '1 minute'")
         .await;
-    let page = admin.get(format!("{base}/admin")).send().await.expect("answers").text().await.expect("body");
+    let page = admin.get(format!("{base}/admin/apps")).send().await.expect("answers").text().await.expect("body");
     assert!(page.contains("open until") && page.contains("12 failures in a row") && page.contains("reset-breaker"));
     let res = admin
         .post(format!("{base}/admin/apps/{app_id}/breaker/reset"))
@@ -526,10 +527,10 @@ async fn forms_without_the_csrf_token_are_refused_and_pages_are_guarded() {
         .await
         .expect("answers");
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert_eq!(res.headers()["location"], "/admin?notice=breaker_closed");
+    assert_eq!(res.headers()["location"], "/admin/apps?notice=breaker_closed");
     let closed = "SELECT count(*) AS n FROM docora.apps WHERE delivery_failures = 0 AND breaker_open_until IS NULL";
     assert_eq!(count(&app.db, closed).await, 1);
-    let page = admin.get(format!("{base}/admin")).send().await.expect("answers").text().await.expect("body");
+    let page = admin.get(format!("{base}/admin/apps")).send().await.expect("answers").text().await.expect("body");
     assert!(!page.contains("reset-breaker"), "no button on a closed breaker");
     let res = admin
         .post(format!("{base}/admin/apps/app_nope/delete"))
@@ -625,6 +626,10 @@ async fn an_operator_follows_a_file_to_its_attempts_and_redelivers_it_in_a_brows
     assert!(browser.exists("#who").await, "with the navigation");
     browser.screenshot("not-found").await;
     browser.goto("/admin").await;
+    let health = browser.text(&format!("#health-{}", f.app_id)).await;
+    assert!(health.contains("%") && health.contains("closed"), "{health}");
+    browser.screenshot("overview").await;
+    browser.goto("/admin/apps").await;
     browser.screenshot("apps").await;
     browser.close().await;
     let res = reqwest::get(format!("{}/admin/nothing", f.app.server.url())).await.expect("get");
