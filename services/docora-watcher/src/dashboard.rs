@@ -772,8 +772,8 @@ fn deliveries_table(names: &Names, items: &[DeliveryView]) -> Markup {
     html! {
         table #deliveries.fixed {
             colgroup {
-                col style="width:8.5rem"; col style="width:10rem"; col style="width:15rem"; col style="width:6.5rem";
-                col; col style="width:15rem"; col style="width:4.5rem"; col style="width:5rem"; col style="width:3.5rem";
+                col style="width:9.5rem"; col style="width:6.5rem"; col style="width:15rem"; col style="width:6.5rem";
+                col; col style="width:12rem"; col style="width:4.5rem"; col style="width:5rem"; col style="width:3.5rem";
             }
             thead {
                 tr {
@@ -786,7 +786,9 @@ fn deliveries_table(names: &Names, items: &[DeliveryView]) -> Markup {
                     tr.delivery #(format!("delivery-{}", d.id)) {
                         td.id {
                             a href=(format!("/admin/deliveries/{}", d.id)) title=(d.delivery_id) {
-                                code { (d.delivery_id.to_string().get(..8).unwrap_or_default()) }
+                                // Ids are UUIDv7: their first digits are a time, their last are
+                                // what tells them apart.
+                                code { "…" (d.delivery_id.to_string().get(24..).unwrap_or_default()) }
                             }
                             @if d.redelivery_of.is_some() { " " span.badge.redelivery title="a redelivery" { "redelivery" } }
                         }
@@ -1195,7 +1197,7 @@ table{border-collapse:collapse;margin:.5rem 0;width:100%}\
 th,td{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}\
 section.app,section.failed-link{border:1px solid #ccc;border-radius:6px;padding:0 1rem 1rem;margin:1rem 0}\
 dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dd{margin:0}\
-label{display:block;margin:.4rem 0}form#filters label{display:inline-block;margin-right:.8rem}form#filters{font-size:.93em}\
+label{display:block;margin:.4rem 0}form#filters label{display:inline-block;margin-right:.8rem}form#filters{font-size:.93em}form#filters select{max-width:15rem}\
 .error{color:#a00}.muted{color:#666}.ok{color:#070}td.why{white-space:normal}\
 table.fixed{table-layout:fixed}td.clip,td.clip div{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}\
 td .why{color:#a00;font-size:.85em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}\
