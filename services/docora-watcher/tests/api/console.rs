@@ -186,3 +186,42 @@ async fn a_failed_event_is_retried_on_its_own_by_redelivering_it() {
         "3 failed, 3 delivered"
     );
 }
+
+#[tokio::test]
+async fn the_overview_shows_stuck_and_failing_repositories_with_the_reason() {
+    let sink = WebhookSink::start().expect("sink");
+    let (f, deliverer) = setup(&sink).await;
+    let (admin, _) = logged_in(&f.app).await;
+    let repository = |body: &Value| body["repositories"][0].clone();
+
+    // Registered, never scanned, due for a while, and no scan running: stuck.
+    execute(&f.app.db, "UPDATE docora.repositories SET next_scan_at = now() - interval '10 minutes'").await;
+    let seen = admin.get("/admin/api/overview").await;
+    assert_eq!(seen.status, 200, "{}", seen.text);
+    let stuck = repository(&seen.body);
+    assert_eq!(stuck["state"], "stuck", "{stuck}");
+    assert!(stuck["reason"].as_str().unwrap_or_default().contains("never scanned"), "{stuck}");
+    assert_eq!(stuck["repository_id"], f.repository_id.as_str());
+
+    // Scanned and delivered: healthy, 100 % over the hour.
+    f.scan_now().await;
+    drain(&deliverer).await;
+    let seen = admin.get("/admin/api/overview").await;
+    assert_eq!(seen.body["repositories"], serde_json::json!([]), "{}", seen.text);
+    let app = &seen.body["apps"][0];
+    assert_eq!((app["attempts_hour"].clone(), app["succeeded_hour"].clone()), (3.into(), 3.into()));
+    assert_eq!(app["failing_links"], 0);
+
+    // Its scans fail: failing, with git's words.
+    execute(
+        &f.app.db,
+        "UPDATE docora.repositories SET consecutive_failures = 2, last_error = 'git said: repository not found'",
+    )
+    .await;
+    let failing = repository(&admin.get("/admin/api/overview").await.body);
+    assert_eq!(failing["state"], "failing");
+    assert!(failing["reason"].as_str().unwrap_or_default().contains("repository not found"), "{failing}");
+    // The apps page shows it as the repository's scan error, apart from the link's delivery.
+    let page = admin.get("/admin/apps").await;
+    assert!(page.text.contains("git said: repository not found"));
+}
