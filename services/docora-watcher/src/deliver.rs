@@ -181,7 +181,7 @@ pub async fn prune_attempts(pool: &db::Pool, retention: Duration, batch: i64) ->
 pub const RECORD_EVERY: usize = 64;
 /// ... and once the attempt log they carry holds this many bytes of bodies, so the recording
 /// statement (and the connection's buffers, which keep their size) stays small.
-pub const RECORD_LOG_BYTES: usize = 1 << 20;
+pub const RECORD_LOG_BYTES: usize = 256 << 10;
 
 /// The batch a worker holds: one link's events from `from_seq` to `to_seq`, those not recorded
 /// yet under `lease` (every event of the batch has the same lease, which identifies the holder).
