@@ -7,8 +7,9 @@
 //! - `GET /admin/api/apps` (apps with their repositories and sync state), `POST /admin/api/apps`
 //!   (onboard; the token is shown once), `POST /admin/api/apps/{app_id}/token` (a new token),
 //!   `DELETE /admin/api/apps/{app_id}`;
-//! - `GET /admin/api/deliveries?app_id=&repository_id=&status=&event=&limit=` (history, newest
-//!   first), `POST /admin/api/apps/{app_id}/repositories/{repository_id}/retry` (failed
+//! - `GET /admin/api/deliveries?app_id=&repository_id=&status=&event=&path_prefix=&delivery_id=&since=&until=&before=&limit=`
+//!   (history, newest first, with a cursor), `GET /admin/api/deliveries/{event_id}` (its attempts),
+//!   `POST /admin/api/deliveries/{event_id}/redeliver`, `POST /admin/api/apps/{app_id}/repositories/{repository_id}/retry` (failed
 //!   deliveries back in the queue), `GET /admin/api/queue` (due, running, failed).
 //!
 //! Every state-changing call must send the CSRF token in `X-CSRF-Token` (403 otherwise).
@@ -47,7 +48,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/api/apps/{app_id}/breaker/reset", web::post().to(reset_breaker))
         .route("/admin/api/apps/{app_id}/repositories/{repository_id}/retry", web::post().to(retry))
         .route("/admin/api/deliveries", web::get().to(list_deliveries))
-        .route("/admin/api/queue", web::get().to(get_queue));
+        .route("/admin/api/deliveries/{event_id}", web::get().to(get_delivery))
+        .route("/admin/api/deliveries/{event_id}/redeliver", web::post().to(redeliver_one))
+        .route("/admin/api/queue", web::get().to(get_queue))
+        .route("/admin/api/overview", web::get().to(get_overview));
 }
 
 /// Who may log in.
@@ -247,6 +251,10 @@ pub struct AppRepository {
     /// recorded), or the delivery failure that failed the link; a successful scan clears the
     /// former, the admin's retry the latter.
     pub last_error: Option<String>,
+    /// The repository's last failed scan's error, while its scans fail (sync health, apart from
+    /// the link's delivery state).
+    pub scan_error: Option<String>,
+    /// The last successful scan.
     #[serde(with = "domain::timestamp::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_scan_at: Option<OffsetDateTime>,
@@ -302,6 +310,7 @@ type LinkRow = (
     Option<OffsetDateTime>,
     i32,
     Option<OffsetDateTime>,
+    Option<String>,
 );
 
 /// Every app with its repositories and their sync state, oldest app first.
@@ -336,6 +345,7 @@ pub async fn app_views(conn: &mut db::Conn) -> Result<Vec<AppView>, ApiError> {
             repositories::last_scan_at,
             repositories::consecutive_failures,
             repositories::circuit_open_until,
+            repositories::last_error,
         ))
         .load(conn)
         .await?;
@@ -355,6 +365,7 @@ pub async fn app_views(conn: &mut db::Conn) -> Result<Vec<AppView>, ApiError> {
                     last_scan_at: l.8,
                     consecutive_failures: l.9,
                     circuit_open_until: l.10,
+                    scan_error: l.11.clone().filter(|_| l.9 > 0),
                 })
                 .collect();
             let delivery_breaker = crate::deliver::DeliveryBreaker::new(breaker.0, breaker.1, breaker.2, now);
@@ -502,7 +513,7 @@ async fn reset_breaker(
     Ok(web::Json(close_breaker(&mut conn, &id).await?))
 }
 
-/// Filters of the delivery history.
+/// Filters of the delivery history (all optional, combined).
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryFilter {
@@ -512,6 +523,20 @@ pub struct DeliveryFilter {
     pub status: Option<String>,
     /// `create`, `update`, `delete` or `sync_failed`.
     pub event: Option<String>,
+    /// Events about files whose path starts with this.
+    pub path_prefix: Option<String>,
+    /// A delivery id (`X-Docora-Delivery`): the event and its redeliveries.
+    pub delivery_id: Option<uuid::Uuid>,
+    /// Created at or after this time (RFC 3339).
+    #[serde(default, with = "domain::timestamp::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub since: Option<OffsetDateTime>,
+    /// Created before this time (RFC 3339).
+    #[serde(default, with = "domain::timestamp::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub until: Option<OffsetDateTime>,
+    /// The cursor of the next page: the `next_before` of the page before.
+    pub before: Option<i64>,
     /// At most this many, newest first (default 100, at most 1000).
     pub limit: Option<i64>,
 }
@@ -519,7 +544,15 @@ pub struct DeliveryFilter {
 /// One event of the delivery history.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryView {
+    /// The event's id.
     pub id: uuid::Uuid,
+    /// Its place in the outbox (the history's cursor).
+    pub seq: i64,
+    /// What the receiver sees in `X-Docora-Delivery`: the event's id, or for a redelivery the
+    /// original's.
+    pub delivery_id: uuid::Uuid,
+    /// A redelivery: the event it copies.
+    pub redelivery_of: Option<uuid::Uuid>,
     pub app_id: String,
     pub repository_id: String,
     pub event: String,
@@ -528,6 +561,12 @@ pub struct DeliveryView {
     pub status: String,
     pub attempts: i32,
     pub last_error: Option<String>,
+    /// A `sync_failed` event's reason (its `error.message`).
+    pub reason: Option<String>,
+    /// The last attempt's response status (none: no attempt, or no response).
+    pub response_status: Option<i32>,
+    /// The last attempt's duration in milliseconds.
+    pub duration_ms: Option<i64>,
     #[serde(with = "domain::timestamp::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -542,84 +581,337 @@ pub struct DeliveryView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryList {
     items: Vec<DeliveryView>,
+    /// More are older: ask again with `before` set to this.
+    next_before: Option<i64>,
 }
 
-type DeliveryRow = (
-    uuid::Uuid,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    i32,
-    Option<String>,
-    OffsetDateTime,
-    OffsetDateTime,
-    Option<OffsetDateTime>,
-);
+#[derive(QueryableByName)]
+struct DeliveryRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: uuid::Uuid,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    seq: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+    redelivery_of: Option<uuid::Uuid>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    app_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    repository_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    event: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    path: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    commit_sha: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    status: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    attempts: i32,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    last_error: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    reason: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+    response_status: Option<i32>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    started_at: Option<OffsetDateTime>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    ended_at: Option<OffsetDateTime>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    created_at: OffsetDateTime,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    next_attempt_at: OffsetDateTime,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    delivered_at: Option<OffsetDateTime>,
+}
 
-/// The delivery history, newest first, filtered.
-pub async fn deliveries(conn: &mut db::Conn, filter: &DeliveryFilter) -> Result<Vec<DeliveryView>, ApiError> {
-    use crate::schema::docora::events;
-    let mut query = events::table.into_boxed();
-    if let Some(app_id) = filter.app_id.as_deref().filter(|v| !v.is_empty()) {
-        query = query.filter(events::app_id.eq(app_id.to_owned()));
-    }
-    if let Some(repository_id) = filter.repository_id.as_deref().filter(|v| !v.is_empty()) {
-        query = query.filter(events::repository_id.eq(repository_id.to_owned()));
-    }
-    if let Some(status) = filter.status.as_deref().filter(|v| !v.is_empty()) {
-        if !matches!(status, "pending" | "delivered" | "failed") {
-            return Err(ApiError::Invalid(format!("status must be pending, delivered or failed, got {status:?}")));
+impl From<DeliveryRow> for DeliveryView {
+    fn from(r: DeliveryRow) -> Self {
+        let duration_ms =
+            r.started_at.zip(r.ended_at).map(|(s, e)| i64::try_from((e - s).whole_milliseconds()).unwrap_or(0));
+        DeliveryView {
+            id: r.id,
+            seq: r.seq,
+            delivery_id: r.redelivery_of.unwrap_or(r.id),
+            redelivery_of: r.redelivery_of,
+            app_id: r.app_id,
+            repository_id: r.repository_id,
+            event: r.event,
+            path: r.path,
+            commit_sha: r.commit_sha,
+            status: r.status,
+            attempts: r.attempts,
+            last_error: r.last_error,
+            reason: r.reason,
+            response_status: r.response_status,
+            duration_ms,
+            created_at: r.created_at,
+            next_attempt_at: r.next_attempt_at,
+            delivered_at: r.delivered_at,
         }
-        query = query.filter(events::status.eq(status.to_owned()));
     }
-    if let Some(event) = filter.event.as_deref().filter(|v| !v.is_empty()) {
-        if !matches!(event, "create" | "update" | "delete" | "sync_failed") {
-            return Err(ApiError::Invalid(format!(
-                "event must be create, update, delete or sync_failed, got {event:?}"
-            )));
-        }
-        query = query.filter(events::event.eq(event.to_owned()));
+}
+
+const DELIVERY_SELECT: &str = "SELECT e.id, e.seq, e.redelivery_of, e.app_id, e.repository_id, e.event, e.path, \
+       e.commit_sha, e.status, e.attempts, e.last_error, e.payload #>> '{error,message}' AS reason, a.response_status, a.started_at, a.ended_at, \
+       e.created_at, e.next_attempt_at, e.delivered_at \
+     FROM docora.events e \
+     LEFT JOIN LATERAL (SELECT d.response_status, d.started_at, d.ended_at FROM docora.delivery_attempts d \
+                        WHERE d.event_id = e.id ORDER BY d.started_at DESC LIMIT 1) a ON true ";
+
+/// The delivery history, newest first, filtered; and the cursor of the next page.
+pub async fn deliveries_page(
+    conn: &mut db::Conn,
+    filter: &DeliveryFilter,
+) -> Result<(Vec<DeliveryView>, Option<i64>), ApiError> {
+    use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
+    let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+    let status = given(&filter.status);
+    if let Some(status) = status.as_deref()
+        && !matches!(status, "pending" | "delivered" | "failed")
+    {
+        return Err(ApiError::Invalid(format!("status must be pending, delivered or failed, got {status:?}")));
+    }
+    let event = given(&filter.event);
+    if let Some(event) = event.as_deref()
+        && !matches!(event, "create" | "update" | "delete" | "sync_failed")
+    {
+        return Err(ApiError::Invalid(format!("event must be create, update, delete or sync_failed, got {event:?}")));
     }
     let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
-    let rows: Vec<DeliveryRow> = query
-        .order(events::seq.desc())
-        .limit(limit)
+    let rows: Vec<DeliveryRow> = diesel::sql_query(format!(
+        "{DELIVERY_SELECT} WHERE ($1::text IS NULL OR e.app_id = $1) AND ($2::text IS NULL OR e.repository_id = $2) \
+           AND ($3::text IS NULL OR e.status = $3) AND ($4::text IS NULL OR e.event = $4) \
+           AND ($5::text IS NULL OR starts_with(e.path, $5)) \
+           AND ($6::timestamptz IS NULL OR e.created_at >= $6) AND ($7::timestamptz IS NULL OR e.created_at < $7) \
+           AND ($8::uuid IS NULL OR e.id = $8 OR e.redelivery_of = $8) AND ($9::int8 IS NULL OR e.seq < $9) \
+         ORDER BY e.seq DESC LIMIT $10"
+    ))
+    .bind::<Nullable<Text>, _>(given(&filter.app_id))
+    .bind::<Nullable<Text>, _>(given(&filter.repository_id))
+    .bind::<Nullable<Text>, _>(status)
+    .bind::<Nullable<Text>, _>(event)
+    .bind::<Nullable<Text>, _>(filter.path_prefix.clone().filter(|p| !p.is_empty()))
+    .bind::<Nullable<Timestamptz>, _>(filter.since)
+    .bind::<Nullable<Timestamptz>, _>(filter.until)
+    .bind::<Nullable<diesel::sql_types::Uuid>, _>(filter.delivery_id)
+    .bind::<Nullable<BigInt>, _>(filter.before)
+    .bind::<BigInt, _>(limit + 1)
+    .load(conn)
+    .await?;
+    let mut items: Vec<DeliveryView> = rows.into_iter().map(DeliveryView::from).collect();
+    let next = if items.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
+        items.truncate(usize::try_from(limit).unwrap_or(0));
+        items.last().map(|d| d.seq)
+    } else {
+        None
+    };
+    Ok((items, next))
+}
+
+/// The delivery history, newest first, filtered (one page).
+pub async fn deliveries(conn: &mut db::Conn, filter: &DeliveryFilter) -> Result<Vec<DeliveryView>, ApiError> {
+    Ok(deliveries_page(conn, filter).await?.0)
+}
+
+/// One attempt of the attempt log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptView {
+    pub attempt: i32,
+    #[serde(with = "domain::timestamp::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: OffsetDateTime,
+    pub duration_ms: i64,
+    /// The last request the attempt sent (a chunked file sends one per piece).
+    pub request_url: Option<String>,
+    /// The headers sent (the signature included; the app's key is never sent nor kept).
+    #[schema(value_type = Option<Object>)]
+    pub request_headers: Option<serde_json::Value>,
+    /// The body's first 64 KiB.
+    pub request_body: Option<String>,
+    /// The body's whole length: more than `request_body` holds when it was cut.
+    pub request_body_bytes: Option<i64>,
+    pub response_status: Option<i32>,
+    #[schema(value_type = Option<Object>)]
+    pub response_headers: Option<serde_json::Value>,
+    /// The response body's first 8 KiB.
+    pub response_body: Option<String>,
+    pub response_body_truncated: bool,
+    pub error: Option<String>,
+}
+
+/// One delivery with every attempt recorded (newest first) and its redeliveries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryDetail {
+    pub delivery: DeliveryView,
+    pub attempts: Vec<AttemptView>,
+    /// Events that redeliver this one (or its original), oldest first.
+    pub redeliveries: Vec<DeliveryView>,
+}
+
+type AttemptRow = (
+    i32,
+    OffsetDateTime,
+    OffsetDateTime,
+    Option<String>,
+    Option<serde_json::Value>,
+    Option<String>,
+    Option<i64>,
+    Option<i32>,
+    Option<serde_json::Value>,
+    Option<String>,
+    bool,
+    Option<String>,
+);
+
+/// A delivery and its attempts.
+pub async fn delivery_detail(conn: &mut db::Conn, id: uuid::Uuid) -> Result<DeliveryDetail, ApiError> {
+    use crate::schema::docora::delivery_attempts as d;
+    let row: Option<DeliveryRow> = diesel::sql_query(format!("{DELIVERY_SELECT} WHERE e.id = $1"))
+        .bind::<diesel::sql_types::Uuid, _>(id)
+        .get_result(conn)
+        .await
+        .optional()?;
+    let delivery = DeliveryView::from(row.ok_or_else(|| ApiError::NotFound(format!("no delivery {id}")))?);
+    let rows: Vec<AttemptRow> = d::table
+        .filter(d::event_id.eq(id))
+        .order(d::started_at.desc())
         .select((
-            events::id,
-            events::app_id,
-            events::repository_id,
-            events::event,
-            events::path,
-            events::commit_sha,
-            events::status,
-            events::attempts,
-            events::last_error,
-            events::created_at,
-            events::next_attempt_at,
-            events::delivered_at,
+            d::attempt,
+            d::started_at,
+            d::ended_at,
+            d::request_url,
+            d::request_headers,
+            d::request_body,
+            d::request_body_bytes,
+            d::response_status,
+            d::response_headers,
+            d::response_body,
+            d::response_body_truncated,
+            d::error,
         ))
         .load(conn)
         .await?;
-    Ok(rows
+    let attempts = rows
         .into_iter()
-        .map(|r| DeliveryView {
-            id: r.0,
-            app_id: r.1,
-            repository_id: r.2,
-            event: r.3,
-            path: r.4,
-            commit_sha: r.5,
-            status: r.6,
-            attempts: r.7,
-            last_error: r.8,
-            created_at: r.9,
-            next_attempt_at: r.10,
-            delivered_at: r.11,
+        .map(|r| AttemptView {
+            attempt: r.0,
+            started_at: r.1,
+            duration_ms: i64::try_from((r.2 - r.1).whole_milliseconds()).unwrap_or(0),
+            request_url: r.3,
+            request_headers: r.4,
+            request_body: r.5,
+            request_body_bytes: r.6,
+            response_status: r.7,
+            response_headers: r.8,
+            response_body: r.9,
+            response_body_truncated: r.10,
+            error: r.11,
         })
-        .collect())
+        .collect();
+    let redeliveries: Vec<DeliveryRow> =
+        diesel::sql_query(format!("{DELIVERY_SELECT} WHERE e.redelivery_of = $1 AND e.id <> $2 ORDER BY e.seq"))
+            .bind::<diesel::sql_types::Uuid, _>(delivery.delivery_id)
+            .bind::<diesel::sql_types::Uuid, _>(id)
+            .load(conn)
+            .await?;
+    Ok(DeliveryDetail { delivery, attempts, redeliveries: redeliveries.into_iter().map(DeliveryView::from).collect() })
+}
+
+/// A delivery with its attempts.
+#[utoipa::path(get, path = "/admin/api/deliveries/{event_id}", tag = "admin", params(("event_id" = uuid::Uuid, Path)),
+    responses((status = 200, body = DeliveryDetail), (status = 401, body = domain::ErrorBody),
+              (status = 404, body = domain::ErrorBody)))]
+async fn get_delivery(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<uuid::Uuid>,
+) -> Result<web::Json<DeliveryDetail>, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(web::Json(delivery_detail(&mut conn, path.into_inner()).await?))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Redelivered {
+    /// The event that will be sent: a new one for a delivered event, the same for a failed one.
+    pub event_id: uuid::Uuid,
+    /// Its `X-Docora-Delivery`: the original's.
+    pub delivery_id: uuid::Uuid,
+    /// A new event was queued (sent with `X-Docora-Redelivery: true`).
+    pub redelivery: bool,
+}
+
+/// Sends an event again. A delivered one is copied as a new event at the end of its link's queue
+/// (after the link's other events, past its `delivered_seq`, where delivery looks), naming the
+/// original: it goes with the original's `X-Docora-Delivery` and `X-Docora-Redelivery: true`. A
+/// failed one is put back in the queue as it is (attempts from 0), with its link. A pending one
+/// is on its way already (422).
+pub async fn redeliver(conn: &mut db::Conn, id: uuid::Uuid) -> Result<Redelivered, ApiError> {
+    use crate::schema::docora::events;
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let found: Option<(String, String, String, Option<uuid::Uuid>)> = events::table
+            .filter(events::id.eq(id))
+            .select((events::status, events::app_id, events::repository_id, events::redelivery_of))
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?;
+        let Some((status, app_id, repository_id, redelivery_of)) = found else {
+            return Err(ApiError::NotFound(format!("no delivery {id}")));
+        };
+        let link = app_repositories::table
+            .filter(app_repositories::app_id.eq(&app_id))
+            .filter(app_repositories::repository_id.eq(&repository_id));
+        match status.as_str() {
+            "failed" => {
+                diesel::update(events::table.filter(events::id.eq(id)))
+                    .set((events::status.eq("pending"), events::attempts.eq(0), events::next_attempt_at.eq(diesel::dsl::now)))
+                    .execute(conn)
+                    .await?;
+                diesel::update(link)
+                    .set((app_repositories::status.eq("pending"), app_repositories::last_error.eq(None::<String>)))
+                    .execute(conn)
+                    .await?;
+                Ok(Redelivered { event_id: id, delivery_id: redelivery_of.unwrap_or(id), redelivery: false })
+            }
+            "delivered" => {
+                let copy = uuid::Uuid::now_v7();
+                let original = redelivery_of.unwrap_or(id);
+                diesel::sql_query(
+                    "INSERT INTO docora.events (id, app_id, repository_id, event, path, payload, commit_sha, redelivery_of) \
+                     SELECT $1, app_id, repository_id, event, path, payload, commit_sha, $2 FROM docora.events WHERE id = $3",
+                )
+                .bind::<diesel::sql_types::Uuid, _>(copy)
+                .bind::<diesel::sql_types::Uuid, _>(original)
+                .bind::<diesel::sql_types::Uuid, _>(id)
+                .execute(conn)
+                .await?;
+                diesel::update(link.filter(app_repositories::status.eq("synced")))
+                    .set((app_repositories::status.eq("pending"), app_repositories::updated_at.eq(diesel::dsl::now)))
+                    .execute(conn)
+                    .await?;
+                Ok(Redelivered { event_id: copy, delivery_id: original, redelivery: true })
+            }
+            _ => Err(ApiError::Invalid(format!("delivery {id} is still pending: it will be sent"))),
+        }
+    })
+    .await
+}
+
+/// Sends a delivery again (see the README: a delivered event is queued again as a redelivery,
+/// a failed one is retried).
+#[utoipa::path(post, path = "/admin/api/deliveries/{event_id}/redeliver", tag = "admin",
+    params(("event_id" = uuid::Uuid, Path)),
+    responses((status = 201, body = Redelivered), (status = 401, body = domain::ErrorBody),
+              (status = 403, body = domain::ErrorBody), (status = 404, body = domain::ErrorBody),
+              (status = 422, body = domain::ErrorBody)))]
+async fn redeliver_one(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<uuid::Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(HttpResponse::Created().json(redeliver(&mut conn, path.into_inner()).await?))
 }
 
 /// The delivery history, newest first.
@@ -632,7 +924,8 @@ async fn list_deliveries(
     filter: web::Query<DeliveryFilter>,
 ) -> Result<web::Json<DeliveryList>, ApiError> {
     let mut conn = db::conn(&state.pool).await?;
-    Ok(web::Json(DeliveryList { items: deliveries(&mut conn, &filter).await? }))
+    let (items, next_before) = deliveries_page(&mut conn, &filter).await?;
+    Ok(web::Json(DeliveryList { items, next_before }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -750,4 +1043,205 @@ pub async fn queue(conn: &mut db::Conn) -> Result<Queue, ApiError> {
 async fn get_queue(_admin: Admin, state: web::Data<AppState>) -> Result<web::Json<Queue>, ApiError> {
     let mut conn = db::conn(&state.pool).await?;
     Ok(web::Json(queue(&mut conn).await?))
+}
+
+/// One app's health, for the overview.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppHealth {
+    pub app_id: String,
+    pub app_name: String,
+    /// Attempts that succeeded among those of the last hour (none: no attempt).
+    pub attempts_hour: i64,
+    pub succeeded_hour: i64,
+    /// The same over the last day.
+    pub attempts_day: i64,
+    pub succeeded_day: i64,
+    /// Repositories it watches, and those whose deliveries gave up (waiting for a retry).
+    pub links: i64,
+    pub failing_links: i64,
+    pub delivery_breaker: crate::deliver::DeliveryBreaker,
+    /// When its oldest event still waiting was created.
+    #[serde(with = "domain::timestamp::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub oldest_pending_at: Option<OffsetDateTime>,
+}
+
+/// A repository that needs a look: its scans fail, its circuit is open, it was never scanned,
+/// or it is overdue with no scan running (stuck).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RepositoryHealth {
+    pub repository_id: String,
+    pub github_url: String,
+    /// `circuit_open`, `failing`, `stuck`, `never_scanned` or `scanning`.
+    pub state: String,
+    /// Why, in words.
+    pub reason: String,
+    #[serde(with = "domain::timestamp::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_scan_at: Option<OffsetDateTime>,
+    pub consecutive_failures: i32,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Overview {
+    pub apps: Vec<AppHealth>,
+    pub repositories: Vec<RepositoryHealth>,
+    pub queue: Queue,
+}
+
+#[derive(QueryableByName)]
+struct AppHealthRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    app_name: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    delivery_failures: i32,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    breaker_open_until: Option<OffsetDateTime>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    breaker_trial: bool,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    links: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    failing_links: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    oldest_pending_at: Option<OffsetDateTime>,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    attempts_hour: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    succeeded_hour: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    attempts_day: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    succeeded_day: i64,
+}
+
+#[derive(QueryableByName)]
+struct RepositoryHealthRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    owner: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    last_scan_at: Option<OffsetDateTime>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    next_scan_at: OffsetDateTime,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    consecutive_failures: i32,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    circuit_open_until: Option<OffsetDateTime>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    last_error: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    scan_lease_until: Option<OffsetDateTime>,
+}
+
+/// How long a repository may be overdue, with no scan running, before it counts as stuck.
+const STUCK_AFTER: time::Duration = time::Duration::minutes(5);
+
+/// What is healthy and what is not: per app, and the repositories that need a look.
+pub async fn overview(conn: &mut db::Conn) -> Result<Overview, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let apps: Vec<AppHealthRow> = diesel::sql_query(
+        "SELECT a.id, a.app_name, a.delivery_failures, a.breaker_open_until, a.breaker_trial, \
+           (SELECT count(*) FROM docora.app_repositories l WHERE l.app_id = a.id) AS links, \
+           (SELECT count(*) FROM docora.app_repositories l WHERE l.app_id = a.id AND l.status = 'failed') AS failing_links, \
+           (SELECT min(e.created_at) FROM docora.events e WHERE e.app_id = a.id AND e.status = 'pending') AS oldest_pending_at, \
+           coalesce(h.attempts_hour, 0) AS attempts_hour, coalesce(h.succeeded_hour, 0) AS succeeded_hour, \
+           coalesce(h.attempts_day, 0) AS attempts_day, coalesce(h.succeeded_day, 0) AS succeeded_day \
+         FROM docora.apps a \
+         LEFT JOIN LATERAL ( \
+           SELECT count(*) FILTER (WHERE d.started_at > now() - interval '1 hour') AS attempts_hour, \
+                  count(*) FILTER (WHERE d.started_at > now() - interval '1 hour' AND d.error IS NULL) AS succeeded_hour, \
+                  count(*) AS attempts_day, count(*) FILTER (WHERE d.error IS NULL) AS succeeded_day \
+           FROM docora.delivery_attempts d JOIN docora.events e ON e.id = d.event_id \
+           WHERE e.app_id = a.id AND d.started_at > now() - interval '1 day') h ON true \
+         ORDER BY a.app_name, a.id",
+    )
+    .load(conn)
+    .await?;
+    let repositories: Vec<RepositoryHealthRow> = diesel::sql_query(
+        "SELECT id, owner, name, last_scan_at, next_scan_at, consecutive_failures, circuit_open_until, last_error, \
+                scan_lease_until \
+         FROM docora.repositories \
+         WHERE consecutive_failures > 0 OR circuit_open_until IS NOT NULL OR last_scan_at IS NULL \
+            OR (next_scan_at < $1 AND (scan_lease_until IS NULL OR scan_lease_until <= now())) \
+         ORDER BY owner, name",
+    )
+    .bind::<diesel::sql_types::Timestamptz, _>(now - STUCK_AFTER)
+    .load(conn)
+    .await?;
+    let queue = queue(conn).await?;
+    let at = |t: OffsetDateTime| domain::timestamp::format_rfc3339(t);
+    let repositories = repositories
+        .into_iter()
+        .map(|r| {
+            let running = r.scan_lease_until.is_some_and(|until| until > now);
+            let error = r.last_error.clone().unwrap_or_else(|| "no error recorded".to_owned());
+            let (state, reason) = match r.circuit_open_until {
+                Some(until) if until > now => (
+                    "circuit_open",
+                    format!("circuit open until {} after {} failed scans: {error}", at(until), r.consecutive_failures),
+                ),
+                _ if r.consecutive_failures > 0 => {
+                    ("failing", format!("the last {} scans failed: {error}", r.consecutive_failures))
+                }
+                _ if running => (
+                    "scanning",
+                    format!("a scan is running (its lease ends {})", at(r.scan_lease_until.unwrap_or(now))),
+                ),
+                _ if r.next_scan_at < now - STUCK_AFTER => (
+                    "stuck",
+                    format!(
+                        "{} due since {} and no scan is running: are the scan workers up (SCAN_WORKERS)?",
+                        if r.last_scan_at.is_none() { "never scanned;" } else { "overdue;" },
+                        at(r.next_scan_at)
+                    ),
+                ),
+                _ => ("never_scanned", format!("never scanned yet; due {}", at(r.next_scan_at))),
+            };
+            RepositoryHealth {
+                repository_id: r.id,
+                github_url: format!("https://github.com/{}/{}", r.owner, r.name),
+                state: state.to_owned(),
+                reason,
+                last_scan_at: r.last_scan_at,
+                consecutive_failures: r.consecutive_failures,
+                last_error: r.last_error,
+            }
+        })
+        .collect();
+    let apps = apps
+        .into_iter()
+        .map(|a| AppHealth {
+            delivery_breaker: crate::deliver::DeliveryBreaker::new(
+                a.delivery_failures,
+                a.breaker_open_until,
+                a.breaker_trial,
+                now,
+            ),
+            app_id: a.id,
+            app_name: a.app_name,
+            attempts_hour: a.attempts_hour,
+            succeeded_hour: a.succeeded_hour,
+            attempts_day: a.attempts_day,
+            succeeded_day: a.succeeded_day,
+            links: a.links,
+            failing_links: a.failing_links,
+            oldest_pending_at: a.oldest_pending_at,
+        })
+        .collect();
+    Ok(Overview { apps, repositories, queue })
+}
+
+/// What is healthy and what is not.
+#[utoipa::path(get, path = "/admin/api/overview", tag = "admin",
+    responses((status = 200, body = Overview), (status = 401, body = domain::ErrorBody)))]
+async fn get_overview(_admin: Admin, state: web::Data<AppState>) -> Result<web::Json<Overview>, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(web::Json(overview(&mut conn).await?))
 }

@@ -7,7 +7,11 @@
 //!   app a new token and deletion; `POST /admin/apps` (onboard) and
 //!   `POST /admin/apps/{app_id}/token` answer with the token, shown this once;
 //!   `POST /admin/apps/{app_id}/delete`;
-//! - `GET /admin/deliveries?app_id=&repository_id=&status=&event=&limit=`: the delivery history;
+//! - `GET /admin/deliveries?app_id=&repository_id=&status=&event=&path=&id=&since=&until=&before=&limit=`:
+//!   the delivery history (delivery id, response code, duration, a failure's reason; cursor
+//!   paging); `GET /admin/deliveries/{event_id}`: one delivery with every attempt, and
+//!   `POST /admin/deliveries/{event_id}/redeliver`;
+//! - any other `/admin/…` page: the console's 404 page;
 //! - `GET /admin/failed`: failed links with their failed deliveries, each with a retry button
 //!   (`POST /admin/apps/{app_id}/repositories/{repository_id}/retry`);
 //! - `GET /admin/queue`: scans due, running and blocked by an open circuit; deliveries pending,
@@ -46,17 +50,21 @@ const CONTENT_SECURITY_POLICY: &str =
 const LOGIN_CSRF_COOKIE: &str = "docora_login_csrf";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin", web::get().to(apps_page))
+    cfg.route("/admin", web::get().to(overview_page))
         .service(web::resource("/admin/login").route(web::get().to(login_page)).route(web::post().to(login)))
         .route("/admin/logout", web::post().to(logout))
-        .route("/admin/apps", web::post().to(onboard))
+        .service(web::resource("/admin/apps").route(web::get().to(apps_page)).route(web::post().to(onboard)))
         .route("/admin/apps/{app_id}/token", web::post().to(regenerate_token))
         .route("/admin/apps/{app_id}/delete", web::post().to(delete_app))
         .route("/admin/apps/{app_id}/breaker/reset", web::post().to(reset_breaker))
         .route("/admin/apps/{app_id}/repositories/{repository_id}/retry", web::post().to(retry))
         .route("/admin/deliveries", web::get().to(deliveries_page))
+        .route("/admin/deliveries/{event_id}", web::get().to(delivery_page))
+        .route("/admin/deliveries/{event_id}/redeliver", web::post().to(redeliver))
         .route("/admin/failed", web::get().to(failed_page))
-        .route("/admin/queue", web::get().to(queue_page));
+        .route("/admin/queue", web::get().to(queue_page))
+        // Last: any other console URL gets the console's 404 page (the JSON API's, JSON).
+        .route("/admin/{tail:.*}", web::route().to(unknown_page));
 }
 
 // ---- responses and errors ----
@@ -304,6 +312,9 @@ impl Notice {
         match self.notice.as_deref()? {
             "deleted" => Some("The app was deleted, with its links and delivery history."),
             "retried" => Some("The failed deliveries are back in the queue."),
+            "redelivery" => Some(
+                "Redelivery queued: this new event goes after the link's other events, with the original's delivery id and X-Docora-Redelivery: true.",
+            ),
             "breaker_closed" => Some("The delivery breaker is closed: waiting deliveries go out now."),
             _ => None,
         }
@@ -322,7 +333,23 @@ async fn apps_page(
     let body = html! {
         @if let Some(message) = notice.message() { p.notice #notice role="status" { (message) } }
         h1 { "Apps" }
+        p { a href="#onboard" { "Onboard an app ↓" } }
         @if apps.is_empty() { p #no-apps { "No app is onboarded yet." } }
+        @else {
+            table #app-index {
+                thead { tr { th { "App" } th { "Repositories" } th { "Failing" } th { "Delivery breaker" } } }
+                tbody {
+                    @for app in &apps {
+                        tr {
+                            td.clip { a href=(format!("#app-{}", app.app_id)) { (app.app_name) } }
+                            td { (app.repositories.len()) }
+                            td { (app.repositories.iter().filter(|r| r.status == "failed").count()) }
+                            td { (app.delivery_breaker.status) }
+                        }
+                    }
+                }
+            }
+        }
         @for app in &apps { (app_section(&admin, app, now)) }
         (onboard_form(&admin, &OnboardForm::default(), None))
     };
@@ -363,7 +390,10 @@ fn app_section(admin: &Admin, app: &AppView, now: OffsetDateTime) -> Markup {
                 p { "Watches no repository." }
             } @else {
                 table.repositories {
-                    thead { tr { th { "Repository" } th { "Status" } th { "Last scan" } th { "Error" } th { "Circuit" } } }
+                    thead {
+                        tr { th rowspan="2" { "Repository" } th colspan="2" { "Delivery to this app" } th colspan="3" { "Sync (scans of the repository)" } }
+                        tr { th { "Status" } th { "Error" } th { "Last successful scan" } th { "Scan error" } th { "Circuit" } }
+                    }
                     tbody {
                         @for repo in &app.repositories {
                             tr #(format!("link-{}-{}", app.app_id, repo.repository_id)) {
@@ -376,8 +406,11 @@ fn app_section(admin: &Admin, app: &AppView, now: OffsetDateTime) -> Markup {
                                     (repo.status)
                                     @if repo.needs_full_sync { " (full sync next)" }
                                 }
+                                // A delivery error belongs to a failed link; a scan error to the
+                                // failing scans (cleared by the next success).
+                                td.error { @if repo.status == "failed" { (repo.last_error.as_deref().unwrap_or("")) } }
                                 td { (when(repo.last_scan_at)) }
-                                td.error { (repo.last_error.as_deref().unwrap_or("")) }
+                                td.error.scan-error { (repo.scan_error.as_deref().unwrap_or("")) }
                                 td.circuit {
                                     @match repo.circuit_open_until {
                                         Some(until) if until > now => { "open until " (when(Some(until))) }
@@ -490,7 +523,7 @@ fn token_page(admin: &Admin, title: &str, app_id: &str, token: &str) -> Markup {
         p { "Its token, shown this once (the app sends it as " code { "Authorization: Bearer …" } "):" }
         p { code #token { (token) } }
         p { "Copy it now: only its digest is kept, so nobody can show it again." }
-        p { a href="/admin" { "Back to the apps" } }
+        p { a href="/admin/apps" { "Back to the apps" } }
     };
     layout(title, Some(admin), body)
 }
@@ -512,7 +545,7 @@ async fn reset_breaker(
 ) -> Result<HttpResponse, PageError> {
     let mut conn = db::conn(&state.pool).await?;
     admin_api::close_breaker(&mut conn, &id).await?;
-    Ok(see_other("/admin?notice=breaker_closed").finish())
+    Ok(see_other("/admin/apps?notice=breaker_closed").finish())
 }
 
 async fn delete_app(
@@ -526,7 +559,7 @@ async fn delete_app(
     for repository_id in orphans {
         crate::repositories::remove_clone(&state, &repository_id).await;
     }
-    Ok(see_other("/admin?notice=deleted").finish())
+    Ok(see_other("/admin/apps?notice=deleted").finish())
 }
 
 // ---- deliveries ----
@@ -538,7 +571,24 @@ struct DeliveryQuery {
     repository_id: Option<String>,
     status: Option<String>,
     event: Option<String>,
+    /// A path prefix.
+    path: Option<String>,
+    /// A delivery id (`X-Docora-Delivery`).
+    id: Option<String>,
+    /// Created from / before (RFC 3339, or `YYYY-MM-DDTHH:MM` in UTC as a browser's
+    /// `datetime-local` sends it).
+    since: Option<String>,
+    until: Option<String>,
+    before: Option<String>,
     limit: Option<String>,
+}
+
+/// A time from the filter form: RFC 3339, or a browser's `datetime-local` taken as UTC.
+fn parse_time(name: &str, text: &str) -> Result<OffsetDateTime, String> {
+    domain::timestamp::parse_rfc3339(text)
+        .or_else(|_| domain::timestamp::parse_rfc3339(&format!("{text}:00Z")))
+        .or_else(|_| domain::timestamp::parse_rfc3339(&format!("{text}Z")))
+        .map_err(|_| format!("{name} must be a time such as 2026-12-07T17:00 (UTC)"))
 }
 
 /// App names and repository URLs by id, for people to read.
@@ -582,23 +632,50 @@ async fn deliveries_page(
         repository_id: given(&query.repository_id),
         status: given(&query.status),
         event: given(&query.event),
-        limit: None,
+        path_prefix: given(&query.path),
+        ..DeliveryFilter::default()
     };
     // A filter the history refuses is shown with the form, like any refused form.
-    let found = match given(&query.limit).map(|l| l.parse::<i64>()).transpose() {
-        Err(_) => Err("limit must be a whole number".to_owned()),
-        Ok(limit) => {
-            filter.limit = limit;
-            match admin_api::deliveries(&mut conn, &filter).await {
-                Ok(items) => Ok(items),
-                Err(ApiError::Invalid(why)) => Err(why),
-                Err(e) => return Err(e.into()),
-            }
-        }
+    let parsed = (|| -> Result<(), String> {
+        filter.limit =
+            given(&query.limit).map(|l| l.parse::<i64>()).transpose().map_err(|_| "limit must be a whole number")?;
+        filter.before =
+            given(&query.before).map(|l| l.parse::<i64>()).transpose().map_err(|_| "before must be a whole number")?;
+        filter.delivery_id = given(&query.id)
+            .map(|id| uuid::Uuid::parse_str(&id))
+            .transpose()
+            .map_err(|_| "a delivery id is a UUID, as in X-Docora-Delivery")?;
+        filter.since = given(&query.since).map(|t| parse_time("from", &t)).transpose()?;
+        filter.until = given(&query.until).map(|t| parse_time("to", &t)).transpose()?;
+        Ok(())
+    })();
+    let found = match parsed {
+        Err(why) => Err(why),
+        Ok(()) => match admin_api::deliveries_page(&mut conn, &filter).await {
+            Ok(page) => Ok(page),
+            Err(ApiError::Invalid(why)) => Err(why),
+            Err(e) => return Err(e.into()),
+        },
     };
     drop(conn);
     let names = Names::of(&apps);
     let selected = |value: &Option<String>, option: &str| value.as_deref() == Some(option);
+    // The next page keeps the filters.
+    let next_link = |before: i64| {
+        let mut pairs = url_pairs(&[
+            ("app_id", given(&query.app_id)),
+            ("repository_id", given(&query.repository_id)),
+            ("status", given(&query.status)),
+            ("event", given(&query.event)),
+            ("path", given(&query.path)),
+            ("id", given(&query.id)),
+            ("since", given(&query.since)),
+            ("until", given(&query.until)),
+            ("limit", given(&query.limit)),
+        ]);
+        pairs.push_str(&format!("{}before={before}", if pairs.is_empty() { "" } else { "&" }));
+        format!("/admin/deliveries?{pairs}")
+    };
     let body = html! {
         h1 { "Deliveries" }
         form #filters method="get" action="/admin/deliveries" {
@@ -634,47 +711,285 @@ async fn deliveries_page(
                     }
                 }
             }
-            label { "At most " input type="number" name="limit" min="1" max="1000" placeholder="100" value=[given(&query.limit)]; }
+            label { "Path starts with " input type="text" name="path" size="16" value=[given(&query.path)]; }
+            label { "Delivery id " input type="text" name="id" size="20" placeholder="X-Docora-Delivery" value=[given(&query.id)]; }
+            label { "From " input type="datetime-local" name="since" value=[given(&query.since)]; }
+            label { "To " input type="datetime-local" name="until" value=[given(&query.until)]; }
+            label { "Per page " input type="number" name="limit" min="1" max="1000" placeholder="100" value=[given(&query.limit)]; }
             button type="submit" { "Filter" }
+            " " a href="/admin/deliveries" { "Clear" }
         }
         @match &found {
             Err(why) => p.error #filter-error role="alert" { (why) },
-            Ok(items) if items.is_empty() => p #no-deliveries { "No delivery matches." },
-            Ok(items) => (deliveries_table(&names, items)),
+            Ok((items, _)) if items.is_empty() => p #no-deliveries { "No delivery matches." },
+            Ok((items, next)) => {
+                (deliveries_table(&names, items))
+                @if let Some(before) = next {
+                    p { a #next-page href=(next_link(*before)) { "Older →" } }
+                }
+            }
         }
     };
     let status = if found.is_ok() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     Ok(page(status, layout("Deliveries", Some(&admin), body)))
 }
 
+/// `name=value&…` of the given pairs, encoded.
+fn url_pairs(pairs: &[(&str, Option<String>)]) -> String {
+    pairs
+        .iter()
+        .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name}={}", encode(v))))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A delivery's status, with the reason when it is not delivered (or is a `sync_failed`).
+fn status_cell(d: &DeliveryView) -> Markup {
+    let why = match d.status.as_str() {
+        "delivered" => None,
+        _ => d.last_error.as_deref(),
+    };
+    html! {
+        span class=(format!("badge {}", d.status)) { (d.status) }
+        @if d.status == "pending" && d.attempts > 0 { " · retry " (when(Some(d.next_attempt_at))) }
+        @if let Some(why) = why { div.why title=(why) { (why) } }
+        @if let Some(reason) = d.reason.as_deref() { div.why title=(reason) { "sync failed: " (reason) } }
+    }
+}
+
 fn deliveries_table(names: &Names, items: &[DeliveryView]) -> Markup {
     html! {
-        table #deliveries {
+        table #deliveries.fixed {
+            colgroup {
+                col style="width:9.5rem"; col style="width:6.5rem"; col style="width:15rem"; col style="width:6.5rem";
+                col; col style="width:12rem"; col style="width:4.5rem"; col style="width:5rem"; col style="width:3.5rem";
+            }
             thead {
                 tr {
-                    th { "Created" } th { "App" } th { "Repository" } th { "Event" } th { "Path" } th { "Commit" }
-                    th { "Status" } th { "Attempts" } th { "Last error" } th { "Next attempt" } th { "Delivered" }
+                    th { "Delivery" } th { "Created" } th { "App / repository" } th { "Event" } th { "Path" }
+                    th { "Status" } th { "Code" } th { "Duration" } th title="Attempts" { "Tries" }
                 }
             }
             tbody {
                 @for d in items {
                     tr.delivery #(format!("delivery-{}", d.id)) {
-                        td { (when(Some(d.created_at))) }
-                        td { (names.app(&d.app_id)) }
-                        td { (names.repository(&d.repository_id)) }
+                        td.id {
+                            a href=(format!("/admin/deliveries/{}", d.id)) title=(d.delivery_id) {
+                                // Ids are UUIDv7: their first digits are a time, their last are
+                                // what tells them apart.
+                                code { "…" (d.delivery_id.to_string().get(24..).unwrap_or_default()) }
+                            }
+                            @if d.redelivery_of.is_some() { " " span.badge.redelivery title="a redelivery" { "redelivery" } }
+                        }
+                        td { (short_time(d.created_at)) }
+                        td.clip {
+                            div title=(names.app(&d.app_id)) { (names.app(&d.app_id)) }
+                            div.muted title=(names.repository(&d.repository_id)) { (names.repository(&d.repository_id)) }
+                        }
                         td.event { (d.event) }
-                        td.path { (d.path.as_deref().unwrap_or("")) }
-                        td { code { (d.commit_sha.as_deref().map_or("", |sha| sha.get(..12).unwrap_or(sha))) } }
-                        td.status { (d.status) }
+                        td.path.clip title=(d.path.as_deref().unwrap_or("")) { (d.path.as_deref().unwrap_or("")) }
+                        td.status.clip { (status_cell(d)) }
+                        td.code { @if let Some(code) = d.response_status { (code) } }
+                        td { @if let Some(ms) = d.duration_ms { (ms) " ms" } }
                         td { (d.attempts) }
-                        td.error { (d.last_error.as_deref().unwrap_or("")) }
-                        td { @if d.status == "pending" { (when(Some(d.next_attempt_at))) } }
-                        td { (when(d.delivered_at)) }
                     }
                 }
             }
         }
     }
+}
+
+/// `2026-12-07 17:45:03` (UTC).
+fn short_time(at: OffsetDateTime) -> String {
+    let text = domain::timestamp::format_rfc3339(at);
+    text.trim_end_matches('Z').replacen('T', " ", 1).chars().take(19).collect()
+}
+
+async fn delivery_page(
+    PageAdmin(admin): PageAdmin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    notice: web::Query<Notice>,
+) -> Result<HttpResponse, PageError> {
+    let Ok(id) = uuid::Uuid::parse_str(&path.into_inner()) else {
+        return Ok(not_found_page(Some(&admin)));
+    };
+    let mut conn = db::conn(&state.pool).await?;
+    let detail = match admin_api::delivery_detail(&mut conn, id).await {
+        Ok(detail) => detail,
+        Err(ApiError::NotFound(_)) => return Ok(not_found_page(Some(&admin))),
+        Err(e) => return Err(e.into()),
+    };
+    let apps = admin_api::app_views(&mut conn).await?;
+    drop(conn);
+    let names = Names::of(&apps);
+    let d = &detail.delivery;
+    let body = html! {
+        p { a href="/admin/deliveries" { "← Deliveries" } }
+        h1 { (d.event) " " (d.path.as_deref().unwrap_or("")) }
+        @if let Some(text) = notice.message() { p.notice #notice role="status" { (text) } }
+        dl #summary {
+            dt { "Delivery id" } dd { code #delivery-id { (d.delivery_id) } @if d.redelivery_of.is_some() { " (redelivery; event " code { (d.id) } ")" } }
+            dt { "App" } dd { (names.app(&d.app_id)) " " code.muted { (d.app_id) } }
+            dt { "Repository" } dd { (names.repository(&d.repository_id)) " " code.muted { (d.repository_id) } }
+            dt { "Status" } dd #delivery-status { (status_cell(d)) }
+            dt { "Commit" } dd { code { (d.commit_sha.as_deref().unwrap_or("")) } }
+            dt { "Created" } dd { (when(Some(d.created_at))) }
+            dt { "Delivered" } dd { (when(d.delivered_at)) }
+            dt { "Attempts" } dd { (d.attempts) }
+        }
+        @if d.status != "pending" {
+            form #redeliver method="post" action=(format!("/admin/deliveries/{}/redeliver", d.id)) {
+                (csrf_field(&admin))
+                button type="submit" { @if d.status == "failed" { "Retry this delivery" } @else { "Redeliver" } }
+                span.muted { @if d.status == "failed" { " sends it again now, with the link's later events behind it" }
+                             @else { " queues a copy after the link's other events, sent with the same delivery id and X-Docora-Redelivery: true" } }
+            }
+        }
+        @if !detail.redeliveries.is_empty() {
+            h2 { "Redeliveries" }
+            (deliveries_table(&names, &detail.redeliveries))
+        }
+        h2 { "Attempts" }
+        @if detail.attempts.is_empty() { p #no-attempts { "No attempt recorded (yet, or pruned after the retention period)." } }
+        @for a in &detail.attempts {
+            section.attempt {
+                h3 {
+                    "Attempt " (a.attempt) " · " (when(Some(a.started_at))) " · " (a.duration_ms) " ms · "
+                    @match a.response_status { Some(code) => span.code { (code) }, None => span.error { "no response" } }
+                }
+                @if let Some(error) = a.error.as_deref() { p.error { (error) } }
+                div.exchange {
+                    div {
+                        h4 { "Request" }
+                        @if let Some(url) = a.request_url.as_deref() { p { code { "POST " (url) } } }
+                        @if let Some(headers) = a.request_headers.as_ref() { pre.headers { (headers_text(headers)) } }
+                        @if let Some(body) = a.request_body.as_deref() {
+                            @let bytes = a.request_body_bytes.unwrap_or(0);
+                            @if usize::try_from(bytes).unwrap_or(0) > body.len() { p.muted { "First " (body.len()) " of " (bytes) " bytes (file content can be rebuilt from git)." } }
+                            pre.body { (body) }
+                        }
+                    }
+                    div {
+                        h4 { "Response" }
+                        @if let Some(headers) = a.response_headers.as_ref() { pre.headers { (headers_text(headers)) } }
+                        @if let Some(body) = a.response_body.as_deref() {
+                            @if a.response_body_truncated { p.muted { "First 8 KiB." } }
+                            pre.body { (body) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(StatusCode::OK, layout("Delivery", Some(&admin), body)))
+}
+
+fn headers_text(headers: &serde_json::Value) -> String {
+    headers
+        .as_object()
+        .map(|o| {
+            o.iter().map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join("\n")
+        })
+        .unwrap_or_default()
+}
+
+async fn redeliver(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    _posted: AdminForm<Button>,
+) -> Result<HttpResponse, PageError> {
+    let Ok(id) = uuid::Uuid::parse_str(&path.into_inner()) else {
+        return Err(ApiError::NotFound("no such delivery".into()).into());
+    };
+    let mut conn = db::conn(&state.pool).await?;
+    let done = admin_api::redeliver(&mut conn, id).await?;
+    Ok(see_other(&format!(
+        "/admin/deliveries/{}?notice={}",
+        done.event_id,
+        if done.redelivery { "redelivery" } else { "retried" }
+    ))
+    .finish())
+}
+
+// ---- overview ----
+
+fn rate(succeeded: i64, attempts: i64) -> Markup {
+    html! {
+        @if attempts == 0 { span.muted { "no attempts" } }
+        @else {
+            @let percent = succeeded * 1000 / attempts;
+            span class=(if succeeded == attempts { "ok" } else { "error" }) {
+                (percent / 10) "." (percent % 10) " %"
+            }
+            span.muted { " of " (attempts) }
+        }
+    }
+}
+
+async fn overview_page(PageAdmin(admin): PageAdmin, state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let overview = admin_api::overview(&mut conn).await?;
+    drop(conn);
+    let q = &overview.queue;
+    let body = html! {
+        h1 { "Overview" }
+        p #queue-summary {
+            (q.deliveries_pending) " deliveries waiting · " (q.deliveries_running) " links delivering · "
+            a href="/admin/failed" { (q.deliveries_failed) " failed" } " · "
+            (q.scans_due) " scans due · " (q.scans_running) " running · " (q.circuits_open) " circuits open"
+        }
+        h2 { "Apps" }
+        @if overview.apps.is_empty() { p #no-apps { "No app is onboarded yet." } }
+        @else {
+            table #app-health.fixed {
+                colgroup { col; col style="width:9rem"; col style="width:9rem"; col style="width:8rem"; col style="width:9rem"; col style="width:14rem"; }
+                thead { tr { th { "App" } th { "Success, 1 h" } th { "Success, 24 h" } th { "Failing links" } th { "Delivery breaker" } th { "Oldest waiting event" } } }
+                tbody {
+                    @for a in &overview.apps {
+                        tr #(format!("health-{}", a.app_id)) {
+                            td.clip title=(a.app_name) { a href=(format!("/admin/deliveries?app_id={}", a.app_id)) { (a.app_name) } }
+                            td { (rate(a.succeeded_hour, a.attempts_hour)) }
+                            td { (rate(a.succeeded_day, a.attempts_day)) }
+                            td { @if a.failing_links > 0 { a.error href="/admin/failed" { (a.failing_links) " of " (a.links) } } @else { span.ok { "0" } span.muted { " of " (a.links) } } }
+                            td { span class=(if a.delivery_breaker.status == "closed" { "ok" } else { "error" }) { (a.delivery_breaker.status.replace('_', "-")) } }
+                            td { @if let Some(at) = a.oldest_pending_at { (short_time(at)) } @else { span.muted { "none" } } }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Repositories that need a look" }
+        @if overview.repositories.is_empty() { p #all-scanning-well { "Every repository is scanning well." } }
+        @else {
+            table #repository-health.fixed {
+                colgroup { col style="width:22rem"; col style="width:8rem"; col; col style="width:11rem"; }
+                thead { tr { th { "Repository" } th { "State" } th { "Why" } th { "Last successful scan" } } }
+                tbody {
+                    @for r in &overview.repositories {
+                        tr #(format!("repository-health-{}", r.repository_id)) {
+                            td.clip title=(r.github_url) { (r.github_url) div.muted { code { (r.repository_id) } } }
+                            td.state { (r.state.replace('_', " ")) }
+                            td.why { (r.reason) }
+                            td { @if let Some(at) = r.last_scan_at { (short_time(at)) } @else { "never" } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(StatusCode::OK, layout("Overview", Some(&admin), body)))
 }
 
 // ---- failed deliveries ----
@@ -875,15 +1190,22 @@ fn when(at: Option<OffsetDateTime>) -> String {
     at.map_or_else(|| "never".to_owned(), domain::timestamp::format_rfc3339)
 }
 
-const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:72rem;padding:0 1rem 3rem;color:#222}\
+const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:84rem;padding:0 1rem 3rem;color:#222}\
 nav{display:flex;gap:1rem;align-items:center;padding:.8rem 0;border-bottom:1px solid #ccc}\
 nav form{margin-left:auto}\
 table{border-collapse:collapse;margin:.5rem 0;width:100%}\
 th,td{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}\
 section.app,section.failed-link{border:1px solid #ccc;border-radius:6px;padding:0 1rem 1rem;margin:1rem 0}\
 dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dd{margin:0}\
-label{display:block;margin:.4rem 0}form#filters label{display:inline-block;margin-right:.8rem}\
-.error{color:#a00}.notice{background:#eef7ee;padding:.5rem}\
+label{display:block;margin:.4rem 0}form#filters label{display:inline-block;margin-right:.8rem}form#filters{font-size:.93em}form#filters select{max-width:15rem}\
+.error{color:#a00}.muted{color:#666}.ok{color:#070}td.why{white-space:normal}\
+table.fixed{table-layout:fixed}td.clip,td.clip div{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}\
+td .why{color:#a00;font-size:.85em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}\
+.badge{display:inline-block;padding:0 .35rem;border-radius:4px;font-size:.85em;background:#eee}\
+.badge.delivered{background:#e3f4e3}.badge.failed{background:#fbe3e3}.badge.pending{background:#fff4d6}.badge.redelivery{background:#e6ecfb}\
+section.attempt{border:1px solid #ccc;border-radius:6px;padding:0 1rem .5rem;margin:1rem 0}\
+div.exchange{display:grid;grid-template-columns:1fr 1fr;gap:1rem}div.exchange>div{min-width:0}\
+pre{background:#f6f6f6;padding:.5rem;overflow:auto;max-height:24rem;white-space:pre-wrap;word-break:break-all;font-size:.85em}.notice{background:#eef7ee;padding:.5rem}\
 code#token{font-size:1.1rem;background:#ffd;padding:.2rem .4rem;word-break:break-all}";
 
 fn layout(title: &str, admin: Option<&Admin>, body: Markup) -> Markup {
@@ -899,7 +1221,8 @@ fn layout(title: &str, admin: Option<&Admin>, body: Markup) -> Markup {
             body {
                 @if let Some(admin) = admin {
                     nav {
-                        a href="/admin" { "Apps" }
+                        a href="/admin" { "Overview" }
+                        a href="/admin/apps" { "Apps" }
                         a href="/admin/deliveries" { "Deliveries" }
                         a href="/admin/failed" { "Failed" }
                         a href="/admin/queue" { "Queue" }
@@ -914,6 +1237,26 @@ fn layout(title: &str, admin: Option<&Admin>, body: Markup) -> Markup {
             }
         }
     }
+}
+
+/// The console's 404: any other `/admin/…` URL (not the JSON API's).
+fn not_found_page(admin: Option<&Admin>) -> HttpResponse {
+    let body = html! {
+        h1 { "404 Not Found" }
+        p.error #message { "There is no such page in the console." }
+        p { a href="/admin" { "Back to the dashboard" } " · " a href="/admin/deliveries" { "Deliveries" } }
+    };
+    page(StatusCode::NOT_FOUND, layout("Not found", admin, body))
+}
+
+/// Unknown console URLs: the 404 page (with the navigation when logged in).
+async fn unknown_page(req: HttpRequest) -> Result<HttpResponse, PageError> {
+    if req.path().starts_with("/admin/api/") {
+        return Ok(service_kit::http::error_response(StatusCode::NOT_FOUND, "no such endpoint"));
+    }
+    let state = state_of(&req)?;
+    let admin = admin_api::session(&state, &req).await?;
+    Ok(not_found_page(admin.as_ref()))
 }
 
 /// A page that only says what went wrong.

@@ -10,8 +10,11 @@
 //!   recorded at once and ends the batch.
 //! - Each attempt is signed afresh: `X-Docora-Signature: sha256=<hex HMAC-SHA256 of
 //!   "{timestamp}.{body}">` with the app's `client_auth_key`, plus `X-Docora-App-Id`,
-//!   `X-Docora-Timestamp`, `X-Docora-Delivery` (the event id, stable across retries) and
-//!   `X-Docora-Event`.
+//!   `X-Docora-Timestamp`, `X-Docora-Delivery` (the event id, stable across retries; a
+//!   redelivery's is its original's, with `X-Docora-Redelivery: true`) and `X-Docora-Event`.
+//! - Each attempt goes to the attempt log (`docora.delivery_attempts`: the last request's
+//!   headers and first 64 KiB of body, the response's status, headers and first 8 KiB), written
+//!   by the statement that records the batch's outcomes, never in a transaction of its own.
 //! - Text files go whole as UTF-8; binary files as base64, and over 1 MiB in pieces of 524,288
 //!   base64 characters (one request each, `file.chunk = {id, index, total}`), read from the clone
 //!   as they are sent.
@@ -92,10 +95,93 @@ pub struct Deliverer {
     /// this often (and every [`RECORD_EVERY`] events, and when the batch ends).
     pub record_interval: Duration,
     pub reader: BlobReader,
+    /// What the attempt under way sent and got back (for the attempt log).
+    pub exchange: ExchangeLog,
+    /// `ATTEMPT_LOG_REQUEST_BYTES`, default [`LOGGED_REQUEST_BYTES`]: how much of each request
+    /// body the attempt log keeps.
+    pub log_request_bytes: usize,
+}
+
+/// The first bytes of a request body the attempt log keeps by default
+/// (`ATTEMPT_LOG_REQUEST_BYTES`).
+pub const LOGGED_REQUEST_BYTES: usize = 64 * 1024;
+/// The first bytes of a response body the attempt log keeps.
+pub const LOGGED_RESPONSE_BYTES: usize = 8 * 1024;
+
+/// The last request of an attempt and its response, bounded ([`LOGGED_REQUEST_BYTES`],
+/// [`LOGGED_RESPONSE_BYTES`]): what the attempt log records. Headers are the ones sent (the
+/// signature, never the key).
+#[derive(Debug, Clone, Default)]
+pub struct Exchange {
+    url: String,
+    request_headers: Value,
+    request_body: String,
+    request_body_bytes: i64,
+    response_status: Option<i32>,
+    response_headers: Option<Value>,
+    response_body: Option<String>,
+    response_body_truncated: bool,
+}
+
+/// The worker's [`Exchange`] under way (each worker has its own [`Deliverer`]).
+#[derive(Clone, Default)]
+pub struct ExchangeLog(Arc<std::sync::Mutex<Option<Exchange>>>);
+
+impl ExchangeLog {
+    fn set(&self, exchange: Exchange) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(exchange);
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Exchange)) {
+        if let Some(e) = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
+            f(e);
+        }
+    }
+
+    fn take(&self) -> Option<Exchange> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
+}
+
+/// The first `max` bytes of `bytes` as text (cut at a character's boundary when it is UTF-8;
+/// NUL, which PostgreSQL's text refuses, replaced).
+fn head_text(bytes: &[u8], max: usize) -> String {
+    let head = &bytes[..bytes.len().min(max)];
+    let text = match std::str::from_utf8(head) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(e) if e.error_len().is_none() => String::from_utf8_lossy(&head[..e.valid_up_to()]),
+        Err(_) => String::from_utf8_lossy(head),
+    };
+    text.replace('\0', "\u{fffd}")
+}
+
+/// Deletes attempt-log rows older than `retention`, at most `batch` per statement, until none is
+/// left; returns how many went. Run in the background (one short statement at a time).
+pub async fn prune_attempts(pool: &db::Pool, retention: Duration, batch: i64) -> Result<usize, ApiError> {
+    let before = OffsetDateTime::now_utc() - retention;
+    let mut total = 0;
+    loop {
+        let mut conn = db::conn(pool).await?;
+        let n = diesel::sql_query(
+            "DELETE FROM docora.delivery_attempts WHERE ctid = ANY (ARRAY( \
+               SELECT ctid FROM docora.delivery_attempts WHERE started_at < $1 LIMIT $2))",
+        )
+        .bind::<diesel::sql_types::Timestamptz, _>(before)
+        .bind::<diesel::sql_types::BigInt, _>(batch)
+        .execute(&mut conn)
+        .await?;
+        total += n;
+        if i64::try_from(n).unwrap_or(0) < batch {
+            return Ok(total);
+        }
+    }
 }
 
 /// Delivered events are recorded together at least every this many.
 pub const RECORD_EVERY: usize = 64;
+/// ... and once the attempt log they carry holds this many bytes of bodies, so the recording
+/// statement (and the connection's buffers, which keep their size) stays small.
+pub const RECORD_LOG_BYTES: usize = 256 << 10;
 
 /// The batch a worker holds: one link's events from `from_seq` to `to_seq`, those not recorded
 /// yet under `lease` (every event of the batch has the same lease, which identifies the holder).
@@ -118,16 +204,19 @@ struct Attempt {
     started_at: OffsetDateTime,
     ended_at: OffsetDateTime,
     error: Option<String>,
+    /// What was sent and received (none when no request went out).
+    exchange: Option<Exchange>,
 }
 
 impl Attempt {
-    fn new(event: &Taken, started_at: OffsetDateTime, error: Option<String>) -> Self {
+    fn new(event: &Taken, started_at: OffsetDateTime, error: Option<String>, exchange: Option<Exchange>) -> Self {
         Attempt {
             event_id: event.id,
             attempts: event.attempts + 1,
             started_at,
             ended_at: OffsetDateTime::now_utc(),
             error,
+            exchange,
         }
     }
 }
@@ -181,6 +270,9 @@ pub struct Taken {
     /// The lease taken (the batch's); it identifies the holder.
     #[diesel(sql_type = diesel::sql_types::Timestamptz)]
     pub lease_until: OffsetDateTime,
+    /// A redelivery: the event it copies (its `X-Docora-Delivery` is that one's).
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+    pub redelivery_of: Option<Uuid>,
     /// The app's webhook base URL.
     #[diesel(sql_type = diesel::sql_types::Text)]
     base_url: String,
@@ -304,7 +396,7 @@ pub const TAKE_SQL: &str = "WITH heads AS ( \
      WHERE e.id = b.id AND a.id = e.app_id AND r.id = e.repository_id \
        AND e.status = 'pending' AND (e.lease_until IS NULL OR e.lease_until <= now()) \
      RETURNING e.id, e.seq, e.app_id, e.repository_id, e.event, e.path, e.payload, e.commit_sha, e.attempts, \
-               b.trial, e.lease_until, a.base_url, a.client_auth_key_enc, r.owner, r.name, r.default_branch";
+               b.trial, e.lease_until, e.redelivery_of, a.base_url, a.client_auth_key_enc, r.owner, r.name, r.default_branch";
 
 impl Deliverer {
     /// Takes one deliverable event (a batch of one; see [`Deliverer::take_batch`]).
@@ -383,6 +475,8 @@ impl Deliverer {
         // Delivered, not recorded yet.
         let mut unrecorded: Vec<Attempt> = Vec::new();
         let mut recorded_at = std::time::Instant::now();
+        // Bytes of bodies the unrecorded attempts carry for the attempt log.
+        let mut logged = 0;
         for event in batch {
             if stopping() {
                 break;
@@ -392,12 +486,20 @@ impl Deliverer {
                 return Ok(lease_lost(outcomes, unrecorded.len()));
             }
             let started = OffsetDateTime::now_utc();
+            self.exchange.take();
             let outcome = self.send(event, &mut held).await;
+            let exchange = self.exchange.take();
             let (error, app_side) = match outcome {
                 Ok(()) => {
-                    unrecorded.push(Attempt::new(event, started, None));
+                    logged += exchange
+                        .as_ref()
+                        .map_or(0, |e| e.request_body.len() + e.response_body.as_ref().map_or(0, String::len));
+                    unrecorded.push(Attempt::new(event, started, None, exchange));
                     outcomes.push(Delivered::Ok);
-                    if unrecorded.len() >= RECORD_EVERY || recorded_at.elapsed() >= self.record_interval {
+                    if unrecorded.len() >= RECORD_EVERY
+                        || logged >= RECORD_LOG_BYTES
+                        || recorded_at.elapsed() >= self.record_interval
+                    {
                         let next = lease_at(OffsetDateTime::now_utc() + self.lease);
                         let mut conn = db::conn(&self.pool).await?;
                         if !record(&mut conn, &held, &unrecorded, Some(next)).await? {
@@ -405,6 +507,7 @@ impl Deliverer {
                         }
                         held.lease = next;
                         unrecorded.clear();
+                        logged = 0;
                         recorded_at = std::time::Instant::now();
                     }
                     continue;
@@ -419,7 +522,7 @@ impl Deliverer {
                     return Ok(lease_lost(outcomes, unrecorded.len()));
                 }
             };
-            let failed = Attempt::new(event, started, Some(error));
+            let failed = Attempt::new(event, started, Some(error), exchange);
             let outcome = self.record_failure(&held, event, &unrecorded, failed, app_side).await?;
             if outcome == Delivered::LeaseLost {
                 outcomes.push(outcome);
@@ -707,7 +810,8 @@ impl Deliverer {
         let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
         let timestamp = OffsetDateTime::now_utc().unix_timestamp();
         let signature = signature(key, timestamp, &body);
-        self.send_signed(url, app_id, event, timestamp, &signature, None, body.into()).await
+        let logged = (head_text(&body, self.log_request_bytes), body.len());
+        self.send_signed(url, app_id, event, timestamp, &signature, None, logged, body.into()).await
     }
 
     /// Posts a text file's event whose content streams from the clone twice, never held whole:
@@ -741,14 +845,21 @@ impl Deliverer {
         let mut length = prefix.len() + suffix.len();
         let mut content = Content::open(&self.git, &event.repository_id, blob, size)?;
         let mut escaped = Vec::new();
+        // The attempt log's copy: the body's first bytes only.
+        let mut head = prefix.to_vec();
         while let Some(piece) = content.next_piece().await? {
             escaped.clear();
             escape_json(&piece, &mut escaped);
             mac.update(&escaped);
             length += escaped.len();
+            let room = self.log_request_bytes.saturating_sub(head.len());
+            head.extend_from_slice(&escaped[..escaped.len().min(room)]);
         }
         content.finish().await?;
         mac.update(&suffix);
+        let room = self.log_request_bytes.saturating_sub(head.len());
+        head.extend_from_slice(&suffix[..suffix.len().min(room)]);
+        let logged = (head_text(&head, self.log_request_bytes), length);
         let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
 
         enum Part {
@@ -779,7 +890,7 @@ impl Deliverer {
             }
         });
         let body = reqwest::Body::wrap_stream(stream);
-        Ok(self.send_signed(url, &event.app_id, event, timestamp, &signature, Some(length), body).await?)
+        Ok(self.send_signed(url, &event.app_id, event, timestamp, &signature, Some(length), logged, body).await?)
     }
 
     /// Sends a signed body to the webhook (a streamed one of `length` bytes).
@@ -792,30 +903,61 @@ impl Deliverer {
         timestamp: i64,
         signature: &str,
         length: Option<usize>,
+        (logged_body, body_bytes): (String, usize),
         body: reqwest::Body,
     ) -> Result<(), String> {
+        let mut headers: Vec<(&str, String)> = vec![
+            ("Content-Type", "application/json".to_owned()),
+            ("X-Docora-App-Id", app_id.to_owned()),
+            ("X-Docora-Timestamp", timestamp.to_string()),
+            ("X-Docora-Signature", signature.to_owned()),
+            // A redelivery keeps the original's delivery id and says it is one.
+            ("X-Docora-Delivery", event.redelivery_of.unwrap_or(event.id).to_string()),
+            ("X-Docora-Event", event.event.clone()),
+        ];
+        if event.redelivery_of.is_some() {
+            headers.push(("X-Docora-Redelivery", "true".to_owned()));
+        }
         let mut request = self.http.post(url);
         if let Some(length) = length {
             request = request.header("Content-Length", length.to_string());
         }
-        let response = request
-            .header("Content-Type", "application/json")
-            .header("X-Docora-App-Id", app_id)
-            .header("X-Docora-Timestamp", timestamp.to_string())
-            .header("X-Docora-Signature", signature)
-            .header("X-Docora-Delivery", event.id.to_string())
-            .header("X-Docora-Event", &event.event)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    "the webhook timed out".to_owned()
-                } else {
-                    format!("cannot reach the webhook: {e}")
-                }
-            })?;
+        for (name, value) in &headers {
+            request = request.header(*name, value);
+        }
+        self.exchange.set(Exchange {
+            url: url.to_owned(),
+            request_headers: Value::Object(headers.iter().map(|(n, v)| ((*n).to_owned(), json!(v))).collect()),
+            request_body: logged_body,
+            request_body_bytes: i64::try_from(body_bytes).unwrap_or(i64::MAX),
+            ..Exchange::default()
+        });
+        let mut response = request.body(body).send().await.map_err(|e| {
+            if e.is_timeout() { "the webhook timed out".to_owned() } else { format!("cannot reach the webhook: {e}") }
+        })?;
         let status = response.status();
+        let response_headers: serde_json::Map<String, Value> = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), json!(head_text(v.as_bytes(), LOGGED_RESPONSE_BYTES))))
+            .collect();
+        // The body's first bytes only; the rest is not read (nor kept).
+        let mut head = Vec::new();
+        let mut truncated = false;
+        while let Ok(Some(chunk)) = response.chunk().await {
+            let room = LOGGED_RESPONSE_BYTES.saturating_sub(head.len());
+            head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if chunk.len() > room {
+                truncated = true;
+                break;
+            }
+        }
+        self.exchange.update(|e| {
+            e.response_status = Some(i32::from(status.as_u16()));
+            e.response_headers = Some(Value::Object(response_headers));
+            e.response_body = Some(head_text(&head, LOGGED_RESPONSE_BYTES));
+            e.response_body_truncated = truncated;
+        });
         if status.is_success() { Ok(()) } else { Err(format!("the webhook answered {}", status.as_u16())) }
     }
 }
@@ -898,10 +1040,10 @@ impl Content {
 
 /// Records a batch's attempts in one statement: the delivered events (their link's
 /// `delivered_seq` moved up to the last of them, the link `synced` when no event follows it, the
-/// app's breaker closed, with no write when it already is), and the lease of the batch's other
+/// app's breaker closed, with no write when it already is), every attempt written to the
+/// attempt log (the failed one, and the successes this statement records), and the lease of the batch's other
 /// events renewed until `next_lease`, or let go when None. A failed attempt among `attempts` is
-/// written by the caller in the same transaction; the statement takes every attempt, so that
-/// an attempt log is one more CTE over `tried`. False when another worker holds the events now
+/// written by the caller in the same transaction (it is logged here). False when another worker holds the events now
 /// (nothing of theirs is recorded).
 async fn record(
     conn: &mut db::Conn,
@@ -920,16 +1062,43 @@ async fn record(
     let started: Vec<OffsetDateTime> = attempts.iter().map(|a| a.started_at).collect();
     let ended: Vec<OffsetDateTime> = attempts.iter().map(|a| a.ended_at).collect();
     let errors: Vec<Option<String>> = attempts.iter().map(|a| a.error.clone()).collect();
+    let ex = |f: &dyn Fn(&Exchange) -> Option<Value>| -> Vec<Option<Value>> {
+        attempts.iter().map(|a| a.exchange.as_ref().and_then(f)).collect()
+    };
+    let urls: Vec<Option<&str>> = attempts.iter().map(|a| a.exchange.as_ref().map(|e| e.url.as_str())).collect();
+    let request_headers = ex(&|e| Some(e.request_headers.clone()));
+    let request_bodies: Vec<Option<&str>> =
+        attempts.iter().map(|a| a.exchange.as_ref().map(|e| e.request_body.as_str())).collect();
+    let request_bytes: Vec<Option<i64>> =
+        attempts.iter().map(|a| a.exchange.as_ref().map(|e| e.request_body_bytes)).collect();
+    let statuses: Vec<Option<i32>> =
+        attempts.iter().map(|a| a.exchange.as_ref().and_then(|e| e.response_status)).collect();
+    let response_headers = ex(&|e| e.response_headers.clone());
+    let response_bodies: Vec<Option<&str>> =
+        attempts.iter().map(|a| a.exchange.as_ref().and_then(|e| e.response_body.as_deref())).collect();
+    let cut: Vec<bool> =
+        attempts.iter().map(|a| a.exchange.as_ref().is_some_and(|e| e.response_body_truncated)).collect();
     let delivered = attempts.iter().filter(|a| a.error.is_none()).count();
     let recorded = diesel::sql_query(
         "WITH tried AS ( \
-           SELECT * FROM unnest($1::uuid[], $2::int4[], $3::timestamptz[], $4::timestamptz[], $5::text[]) \
-                  AS t(event_id, attempts, started_at, ended_at, error)), \
+           SELECT * FROM unnest($1::uuid[], $2::int4[], $3::timestamptz[], $4::timestamptz[], $5::text[], \
+                                $12::text[], $13::jsonb[], $14::text[], $15::int8[], $16::int4[], $17::jsonb[], \
+                                $18::text[], $19::bool[]) \
+                  AS t(event_id, attempts, started_at, ended_at, error, url, request_headers, request_body, \
+                       request_body_bytes, response_status, response_headers, response_body, response_cut)), \
          done AS ( \
            UPDATE docora.events e SET status = 'delivered', delivered_at = t.ended_at, attempts = t.attempts, \
                   lease_until = NULL, last_error = NULL \
            FROM tried t WHERE t.error IS NULL AND e.id = t.event_id AND e.status = 'pending' AND e.lease_until = $6 \
-           RETURNING e.seq), \
+           RETURNING e.id, e.seq), \
+         logged AS ( \
+           INSERT INTO docora.delivery_attempts (event_id, attempt, started_at, ended_at, request_url, \
+                  request_headers, request_body, request_body_bytes, response_status, response_headers, \
+                  response_body, response_body_truncated, error) \
+           SELECT t.event_id, t.attempts, t.started_at, t.ended_at, t.url, t.request_headers, t.request_body, \
+                  t.request_body_bytes, t.response_status, t.response_headers, t.response_body, t.response_cut, t.error \
+           FROM tried t WHERE t.error IS NOT NULL OR t.event_id IN (SELECT id FROM done) \
+           ON CONFLICT DO NOTHING), \
          rest AS ( \
            UPDATE docora.events e SET lease_until = $7 \
            WHERE e.app_id = $8 AND e.repository_id = $9 AND e.seq BETWEEN $10 AND $11 \
@@ -961,6 +1130,14 @@ async fn record(
     .bind::<Text, _>(&held.repository_id)
     .bind::<BigInt, _>(held.from_seq)
     .bind::<BigInt, _>(held.to_seq)
+    .bind::<Array<Nullable<Text>>, _>(&urls)
+    .bind::<Array<Nullable<diesel::sql_types::Jsonb>>, _>(&request_headers)
+    .bind::<Array<Nullable<Text>>, _>(&request_bodies)
+    .bind::<Array<Nullable<BigInt>>, _>(&request_bytes)
+    .bind::<Array<Nullable<Integer>>, _>(&statuses)
+    .bind::<Array<Nullable<diesel::sql_types::Jsonb>>, _>(&response_headers)
+    .bind::<Array<Nullable<Text>>, _>(&response_bodies)
+    .bind::<Array<diesel::sql_types::Bool>, _>(&cut)
     .get_result::<Recorded>(conn)
     .await?;
     Ok(usize::try_from(recorded.n).is_ok_and(|n| n == delivered))

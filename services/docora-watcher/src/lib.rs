@@ -100,6 +100,12 @@ pub struct Settings {
     /// `DELIVERY_BREAKER_COOLDOWN_SECS`, default 60: how long an open delivery breaker sends the
     /// app nothing before one trial attempt.
     pub delivery_breaker_cooldown: Duration,
+    /// `ATTEMPT_RETENTION_DAYS`, default 14: how long the attempt log keeps an attempt (pruned in
+    /// the background, in batches).
+    pub attempt_retention: Duration,
+    /// `ATTEMPT_LOG_REQUEST_BYTES`, default 65536: how much of each request body the attempt log
+    /// keeps (the bytes written per attempt are most of its cost to the database).
+    pub attempt_log_request_bytes: usize,
     /// `SCAN_WORKERS`, default 2: scans running at once in this replica (0: none).
     pub scan_workers: usize,
     /// `DELIVERY_WORKERS`, default 4: deliveries running at once in this replica (0: none).
@@ -153,6 +159,14 @@ impl Settings {
             )?),
             delivery_breaker_threshold: env.number_or("DELIVERY_BREAKER_THRESHOLD", 10, 1..=10_000)?,
             delivery_breaker_cooldown: env.seconds_or("DELIVERY_BREAKER_COOLDOWN_SECS", 60)?,
+            attempt_retention: Duration::from_secs(
+                env.number_or::<u64>("ATTEMPT_RETENTION_DAYS", 14, 1..=3650)? * 86_400,
+            ),
+            attempt_log_request_bytes: env.number_or(
+                "ATTEMPT_LOG_REQUEST_BYTES",
+                deliver::LOGGED_REQUEST_BYTES,
+                0..=1 << 20,
+            )?,
             scan_workers: env.number_or("SCAN_WORKERS", 2, 0..=64)?,
             delivery_workers: env.number_or("DELIVERY_WORKERS", 4, 0..=256)?,
             worker_poll: Duration::from_millis(env.number_or("WORKER_POLL_MILLIS", 1000, 10..=60_000)?),
@@ -225,6 +239,8 @@ impl Settings {
             batch_size: self.delivery_batch_size,
             record_interval: self.delivery_record_interval,
             reader: deliver::BlobReader::default(),
+            exchange: deliver::ExchangeLog::default(),
+            log_request_bytes: self.attempt_log_request_bytes,
         })
     }
 
@@ -336,6 +352,19 @@ fn spawn_workers(settings: &Settings, pool: &db::Pool, background: &Background) 
             }
         });
     }
+    // The attempt log's pruner: every ten minutes (and at start), the rows past the retention,
+    // a few thousand per statement.
+    let (pruning, retention, stop) = (pool.clone(), settings.attempt_retention, background.clone());
+    background.spawn("attempt log pruner".to_owned(), async move {
+        while !stop.is_stopping() {
+            match deliver::prune_attempts(&pruning, retention, 5000).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "attempt log pruned"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune the attempt log"),
+            }
+            stop.unless_stopped(tokio::time::sleep(Duration::from_secs(600))).await;
+        }
+    });
     for i in 0..settings.delivery_workers {
         let deliverer = settings.deliverer(pool.clone())?;
         let stop = background.clone();
@@ -376,7 +405,8 @@ fn spawn_workers(settings: &Settings, pool: &db::Pool, background: &Background) 
         repositories::register, repositories::unwatch, repositories::update_token, push::push,
         admin_api::login, admin_api::logout, admin_api::list_apps, admin_api::create_app,
         admin_api::regenerate_token, admin_api::delete_app, admin_api::reset_breaker, admin_api::list_deliveries,
-        admin_api::retry,
+        admin_api::retry, admin_api::get_delivery, admin_api::redeliver_one,
+        admin_api::get_overview,
         admin_api::get_queue,
     ),
     modifiers(&BEARER)

@@ -92,6 +92,25 @@ pub mod docora {
             created_at -> Timestamptz,
             delivered_at -> Nullable<Timestamptz>,
             lease_until -> Nullable<Timestamptz>,
+            redelivery_of -> Nullable<Uuid>,
+        }
+    }
+
+    diesel::table! {
+        docora.delivery_attempts (event_id, started_at) {
+            event_id -> Uuid,
+            attempt -> Int4,
+            started_at -> Timestamptz,
+            ended_at -> Timestamptz,
+            request_url -> Nullable<Text>,
+            request_headers -> Nullable<Jsonb>,
+            request_body -> Nullable<Text>,
+            request_body_bytes -> Nullable<Int8>,
+            response_status -> Nullable<Int4>,
+            response_headers -> Nullable<Jsonb>,
+            response_body -> Nullable<Text>,
+            response_body_truncated -> Bool,
+            error -> Nullable<Text>,
         }
     }
 
@@ -99,11 +118,13 @@ pub mod docora {
     diesel::joinable!(app_repositories -> repositories (repository_id));
 
     diesel::joinable!(repository_files -> repositories (repository_id));
+    diesel::joinable!(delivery_attempts -> events (event_id));
 
     diesel::allow_tables_to_appear_in_same_query!(
         admin_sessions,
         app_repositories,
         apps,
+        delivery_attempts,
         events,
         repositories,
         repository_files,

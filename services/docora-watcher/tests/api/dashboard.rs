@@ -106,6 +106,7 @@ impl Browser {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
+            "--window-size=1440,900",
         ]
         .map(str::to_owned)
         .into_iter()
@@ -188,6 +189,21 @@ impl Browser {
         self.click("#login button[type=submit]", shown).await;
     }
 
+    /// Saves a screenshot of the page as `target/screenshots/{name}.png` (for a person to look
+    /// at the layout; nothing is asserted on it).
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("screenshot");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+        std::fs::create_dir_all(&dir).expect("screenshot folder");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("screenshot written");
+    }
+
+    /// The page's width in CSS pixels (wider than the window: it scrolls sideways).
+    async fn page_width(&self) -> i64 {
+        let width = self.client.execute("return document.documentElement.scrollWidth", vec![]).await.expect("width");
+        width.as_i64().unwrap_or(i64::MAX)
+    }
+
     async fn close(self) {
         self.client.close().await.expect("the browser closes");
     }
@@ -240,6 +256,7 @@ async fn apps_are_onboarded_rekeyed_and_deleted_in_a_browser() {
     let register = json!({"github_url": "https://github.com/octo/docs"});
     let browser = Browser::start(&app).await;
     browser.log_in("root", PASSWORD, "#who").await;
+    browser.goto("/admin/apps").await;
 
     // Refused by the server (plain HTTP): the form comes back with the reason and the values.
     let name = "Reader <b>one</b>";
@@ -265,7 +282,7 @@ async fn apps_are_onboarded_rekeyed_and_deleted_in_a_browser() {
     assert_eq!(app.as_token(&token).post_json("/api/repositories", &register).await.status, 201, "the token works");
 
     // Never again: the apps page shows the app and its repository, not the token.
-    browser.goto("/admin").await;
+    browser.goto("/admin/apps").await;
     assert!(!browser.source().await.contains(&token[7..]), "the token is not on the apps page");
     let section = format!("#app-{app_id}");
     assert_eq!(browser.text(&format!("{section} h2")).await, name, "shown as text, not markup");
@@ -280,10 +297,10 @@ async fn apps_are_onboarded_rekeyed_and_deleted_in_a_browser() {
     assert_eq!(app.as_token(&token).post_json("/api/repositories", &register).await.status, 401, "the old one stopped");
     assert_eq!(app.as_token(&new_token).post_json("/api/repositories", &register).await.status, 201);
 
-    browser.goto("/admin").await;
+    browser.goto("/admin/apps").await;
     browser.find(&format!("{section} details.delete summary")).await.click().await.expect("opens");
     browser.click(&format!("{section} button.delete"), "#notice").await;
-    assert_eq!(browser.location().await, "/admin?notice=deleted");
+    assert_eq!(browser.location().await, "/admin/apps?notice=deleted");
     assert!(!browser.exists(&section).await);
     assert!(browser.exists("#no-apps").await);
     assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.apps").await, 0);
@@ -319,7 +336,7 @@ async fn a_failed_delivery_is_seen_and_retried_and_the_queue_shows_due_scans_in_
     }
     assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.events WHERE status = 'failed'").await, 1);
 
-    browser.goto("/admin").await;
+    browser.goto("/admin/apps").await;
     let row = browser.text(&format!("#link-{}-{}", f.app_id, f.repository_id)).await;
     assert!(row.contains("failed") && row.contains("503"), "{row}");
 
@@ -358,7 +375,7 @@ async fn a_failed_delivery_is_seen_and_retried_and_the_queue_shows_due_scans_in_
         delivered += 1;
     }
     assert_eq!(delivered, 3);
-    browser.goto("/admin").await;
+    browser.goto("/admin/apps").await;
     let row = browser.text(&format!("#link-{}-{} .status", f.app_id, f.repository_id)).await;
     assert_eq!(row, "synced");
     browser.close().await;
@@ -501,7 +518,7 @@ async fn forms_without_the_csrf_token_are_refused_and_pages_are_guarded() {
     // out ends the session.
     execute(&app.db, "UPDATE docora.apps SET delivery_failures = 12, breaker_open_until = now() + interval '1 minute'")
         .await;
-    let page = admin.get(format!("{base}/admin")).send().await.expect("answers").text().await.expect("body");
+    let page = admin.get(format!("{base}/admin/apps")).send().await.expect("answers").text().await.expect("body");
     assert!(page.contains("open until") && page.contains("12 failures in a row") && page.contains("reset-breaker"));
     let res = admin
         .post(format!("{base}/admin/apps/{app_id}/breaker/reset"))
@@ -510,10 +527,10 @@ async fn forms_without_the_csrf_token_are_refused_and_pages_are_guarded() {
         .await
         .expect("answers");
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert_eq!(res.headers()["location"], "/admin?notice=breaker_closed");
+    assert_eq!(res.headers()["location"], "/admin/apps?notice=breaker_closed");
     let closed = "SELECT count(*) AS n FROM docora.apps WHERE delivery_failures = 0 AND breaker_open_until IS NULL";
     assert_eq!(count(&app.db, closed).await, 1);
-    let page = admin.get(format!("{base}/admin")).send().await.expect("answers").text().await.expect("body");
+    let page = admin.get(format!("{base}/admin/apps")).send().await.expect("answers").text().await.expect("body");
     assert!(!page.contains("reset-breaker"), "no button on a closed breaker");
     let res = admin
         .post(format!("{base}/admin/apps/app_nope/delete"))
@@ -529,4 +546,93 @@ async fn forms_without_the_csrf_token_are_refused_and_pages_are_guarded() {
     assert_eq!(count(&app.db, "SELECT count(*) AS n FROM docora.admin_sessions").await, 0);
     let res = admin.get(format!("{base}/admin")).send().await.expect("answers");
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn an_operator_follows_a_file_to_its_attempts_and_redelivers_it_in_a_browser() {
+    let sink = WebhookSink::start().expect("sink");
+    let f = fixture_with("5", &format!("{}/hooks", sink.url())).await;
+    let deliverer =
+        f.app.settings.deliverer(service_kit::db::pool(&f.app.settings.database).expect("pool")).expect("deliverer");
+    // Many apps with long names, and a deep path.
+    for i in 0..8 {
+        f.app
+            .app_at(&format!("A rather long application name, number {i}, as operators write them"), &sink.url())
+            .await;
+    }
+    f.repo
+        .write("docs/reference/api/v2/endpoints/a-very-long-file-name-for-the-console.md", b"x")
+        .commit("deep")
+        .expect("commit");
+    f.scan_now().await;
+    sink.set_mode(SinkMode::FailNext(1, 503));
+    for _ in 0..2 {
+        execute(&f.app.db, "UPDATE docora.events SET next_attempt_at = now()").await;
+        while let Some(event) = deliverer.take().await.expect("take") {
+            deliverer.deliver(&event).await.expect("deliver");
+        }
+    }
+    let readme: String = sink
+        .received()
+        .iter()
+        .find(|r| r.json()["file"]["path"] == "README.md")
+        .and_then(|r| r.delivery().map(str::to_owned))
+        .expect("README delivered");
+
+    let browser = Browser::start(&f.app).await;
+    browser.log_in("root", PASSWORD, "#who").await;
+    browser.goto("/admin/deliveries").await;
+    assert_eq!(browser.client.find_all(Locator::Css("tr.delivery")).await.expect("rows").len(), 4);
+    let row = browser.text(&format!("#delivery-{readme}")).await;
+    assert!(row.contains(&readme[24..]) && row.contains("200") && row.contains("delivered"), "{row}");
+    assert!(browser.page_width().await <= 1440, "the table fits 1440 px");
+    browser.screenshot("deliveries").await;
+    // The delivery id a receiver logged finds it.
+    browser.fill("#filters input[name=id]", &readme).await;
+    browser.click_to("#filters button[type=submit]", "id=").await;
+    assert_eq!(browser.client.find_all(Locator::Css("tr.delivery")).await.expect("rows").len(), 1);
+
+    browser.click(&format!("#delivery-{readme} td.id a"), "#delivery-id").await;
+    assert_eq!(browser.text("#delivery-id").await, readme);
+    let attempts = browser.client.find_all(Locator::Css("section.attempt")).await.expect("attempts");
+    assert_eq!(attempts.len(), 2);
+    let failed = attempts[1].text().await.expect("text");
+    assert!(failed.contains("503") && failed.contains("X-Docora-Signature"), "{failed}");
+    assert!(!browser.source().await.contains(crate::SIGNING_KEY), "the key is never shown");
+    browser.screenshot("delivery").await;
+
+    browser.click("#redeliver button[type=submit]", "#notice").await;
+    assert!(browser.text("#delivery-status").await.contains("pending"));
+    assert!(browser.text("#delivery-id").await.starts_with(&readme));
+    while let Some(event) = deliverer.take().await.expect("take") {
+        deliverer.deliver(&event).await.expect("deliver");
+    }
+    let last = sink.received().pop().expect("redelivered");
+    assert_eq!(last.delivery(), Some(readme.as_str()));
+    assert_eq!(last.header("x-docora-redelivery"), Some("true"));
+    browser.goto(&format!("/admin/deliveries?id={readme}")).await;
+    assert_eq!(browser.client.find_all(Locator::Css("tr.delivery")).await.expect("rows").len(), 2);
+    assert!(browser.exists(".badge.redelivery").await);
+
+    // Paging keeps the filters.
+    browser.goto(&format!("/admin/deliveries?app_id={}&limit=2", f.app_id)).await;
+    browser.click_to("#next-page", "before=").await;
+    assert!(browser.location().await.contains(&format!("app_id={}", f.app_id)));
+    assert_eq!(browser.client.find_all(Locator::Css("tr.delivery")).await.expect("rows").len(), 2);
+
+    // An unknown console URL: the console's 404 page, not JSON.
+    browser.goto("/admin/no/such/page").await;
+    assert_eq!(browser.text("h1").await, "404 Not Found");
+    assert!(browser.exists("#who").await, "with the navigation");
+    browser.screenshot("not-found").await;
+    browser.goto("/admin").await;
+    let health = browser.text(&format!("#health-{}", f.app_id)).await;
+    assert!(health.contains("%") && health.contains("closed"), "{health}");
+    browser.screenshot("overview").await;
+    browser.goto("/admin/apps").await;
+    browser.screenshot("apps").await;
+    browser.close().await;
+    let res = reqwest::get(format!("{}/admin/nothing", f.app.server.url())).await.expect("get");
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert!(res.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/html"));
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod binary;
+mod console;
 mod dashboard;
 mod delivery;
 mod git;

@@ -363,7 +363,7 @@ async fn after_the_cooldown_one_trial_scan_runs_and_its_failure_opens_the_circui
         assert!(f.scanner.claim().await.expect("claim").is_none());
         // The cooldown ends: one trial (a second claim finds it taken), which fails.
         execute(&f.app.db, "UPDATE docora.repositories SET circuit_open_until = now() - interval '1 second'").await;
-        let page = admin.get("/admin").await;
+        let page = admin.get("/admin/apps").await;
         assert!(page.text.contains("half-open: one trial scan next"), "{}", page.text);
         let trial = f.scanner.claim().await.expect("claim").expect("the trial");
         assert!(f.scanner.claim().await.expect("claim").is_none(), "one trial at a time");
@@ -401,7 +401,7 @@ async fn a_links_error_goes_with_the_next_successful_sync() {
     let seen = admin_view(&f, &admin).await;
     assert_eq!(seen["last_error"], Value::Null, "{seen}");
     assert_eq!(seen["consecutive_failures"], 0);
-    let page = admin.get("/admin").await;
+    let page = admin.get("/admin/apps").await;
     assert_eq!(page.status, 200);
     assert!(!page.text.contains("git failed"), "the dashboard shows no error: {}", page.text);
 }
