@@ -727,7 +727,7 @@ pub struct AttemptView {
     /// The headers sent (the signature included; the app's key is never sent nor kept).
     #[schema(value_type = Option<Object>)]
     pub request_headers: Option<serde_json::Value>,
-    /// The body's first 64 KiB.
+    /// The body's first 64 KiB (`ATTEMPT_LOG_REQUEST_BYTES`), or 2 KiB when the app acknowledged it.
     pub request_body: Option<String>,
     /// The body's whole length: more than `request_body` holds when it was cut.
     pub request_body_bytes: Option<i64>,

@@ -107,6 +107,11 @@ pub struct Deliverer {
 pub const LOGGED_REQUEST_BYTES: usize = 64 * 1024;
 /// The first bytes of a response body the attempt log keeps.
 pub const LOGGED_RESPONSE_BYTES: usize = 8 * 1024;
+/// The first bytes of the request body kept for an attempt the app acknowledged: the envelope
+/// and the start of the content (the file itself can always be rebuilt from git). Failed
+/// attempts keep `ATTEMPT_LOG_REQUEST_BYTES`. Writing every delivered body whole into the log
+/// cost more PostgreSQL CPU than the rest of delivery (`bench/RESULTS.md`).
+pub const DELIVERED_REQUEST_BYTES: usize = 2 * 1024;
 
 /// The last request of an attempt and its response, bounded ([`LOGGED_REQUEST_BYTES`],
 /// [`LOGGED_RESPONSE_BYTES`]): what the attempt log records. Headers are the ones sent (the
@@ -121,6 +126,22 @@ pub struct Exchange {
     response_headers: Option<Value>,
     response_body: Option<String>,
     response_body_truncated: bool,
+}
+
+impl Exchange {
+    /// What the log keeps of an acknowledged attempt: the request body cut to
+    /// [`DELIVERED_REQUEST_BYTES`] (on a character boundary; its whole length stays recorded).
+    fn delivered(mut self) -> Self {
+        if self.request_body.len() > DELIVERED_REQUEST_BYTES {
+            let mut end = DELIVERED_REQUEST_BYTES;
+            while !self.request_body.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.request_body.truncate(end);
+            self.request_body.shrink_to_fit();
+        }
+        self
+    }
 }
 
 /// The worker's [`Exchange`] under way (each worker has its own [`Deliverer`]).
@@ -491,6 +512,7 @@ impl Deliverer {
             let exchange = self.exchange.take();
             let (error, app_side) = match outcome {
                 Ok(()) => {
+                    let exchange = exchange.map(Exchange::delivered);
                     logged += exchange
                         .as_ref()
                         .map_or(0, |e| e.request_body.len() + e.response_body.as_ref().map_or(0, String::len));

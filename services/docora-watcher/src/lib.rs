@@ -103,8 +103,8 @@ pub struct Settings {
     /// `ATTEMPT_RETENTION_DAYS`, default 14: how long the attempt log keeps an attempt (pruned in
     /// the background, in batches).
     pub attempt_retention: Duration,
-    /// `ATTEMPT_LOG_REQUEST_BYTES`, default 65536: how much of each request body the attempt log
-    /// keeps (the bytes written per attempt are most of its cost to the database).
+    /// `ATTEMPT_LOG_REQUEST_BYTES`, default 65536: how much of a failed attempt's request body the
+    /// attempt log keeps (an acknowledged one keeps `deliver::DELIVERED_REQUEST_BYTES`) (the bytes written per attempt are most of its cost to the database).
     pub attempt_log_request_bytes: usize,
     /// `SCAN_WORKERS`, default 2: scans running at once in this replica (0: none).
     pub scan_workers: usize,
