@@ -35,3 +35,21 @@ async fn a_connection_outlives_the_runtime_that_opened_it() {
     assert_eq!(diesel::sql_query("SELECT 1").execute(&mut again).await.map_err(|e| e.to_string()), Ok(1));
     assert_eq!(pool.status().size, 1, "one connection, reused");
 }
+
+/// Pooled connections run with JIT off: the services' short statements would otherwise pay
+/// tens of milliseconds of compilation whenever the planner's estimate crosses `jit_above_cost`
+/// (docora-watcher's take did).
+#[tokio::test]
+async fn pooled_connections_have_jit_off() {
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        jit: String,
+    }
+    let test_db = TestDb::new("kit_pool_jit", |_| async { Ok(()) }).await.expect("test database");
+    let env = Env::default().with("DATABASE_URL", &test_db.url);
+    let pool = db::pool(&DatabaseSettings::from_env(&env).expect("settings")).expect("pool");
+    let mut conn = db::conn(&pool).await.expect("a connection");
+    let setting: Setting = diesel::sql_query("SHOW jit").get_result(&mut conn).await.expect("SHOW jit");
+    assert_eq!(setting.jit, "off");
+}

@@ -6,27 +6,9 @@ use serde_json::Value;
 use testkit::{SinkMode, WebhookSink};
 
 use crate::admin::logged_in;
-use crate::scan::{Fixture, fixture_with};
+use crate::delivery::{drain_batches as drain, setup};
 use crate::{SIGNING_KEY, count, execute};
-use docora_watcher::deliver::{Delivered, Deliverer};
-
-async fn setup(sink: &WebhookSink) -> (Fixture, Deliverer) {
-    let f = fixture_with("5", &format!("{}/hooks", sink.url())).await;
-    let deliverer =
-        f.app.settings.deliverer(service_kit::db::pool(&f.app.settings.database).expect("pool")).expect("deliverer");
-    (f, deliverer)
-}
-
-async fn drain(deliverer: &Deliverer) -> Vec<Delivered> {
-    let mut outcomes = Vec::new();
-    loop {
-        let batch = deliverer.take_batch().await.expect("take");
-        if batch.is_empty() {
-            return outcomes;
-        }
-        outcomes.extend(deliverer.deliver_batch(&batch, || false).await.expect("deliver"));
-    }
-}
+use docora_watcher::deliver::Delivered;
 
 #[tokio::test]
 async fn every_attempt_is_logged_with_what_was_sent_and_what_came_back() {

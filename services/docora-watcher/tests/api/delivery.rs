@@ -11,20 +11,32 @@ use crate::scan::{Fixture, fixture_env, fixture_with};
 use crate::{SIGNING_KEY, count, execute};
 use docora_watcher::deliver::{Delivered, Deliverer};
 
-async fn setup(sink: &WebhookSink) -> (Fixture, Deliverer) {
+pub(crate) async fn setup(sink: &WebhookSink) -> (Fixture, Deliverer) {
     let f = fixture_with("5", &format!("{}/hooks", sink.url())).await;
     let deliverer =
         f.app.settings.deliverer(service_kit::db::pool(&f.app.settings.database).expect("pool")).expect("deliverer");
     (f, deliverer)
 }
 
-/// Delivers everything deliverable now; returns the outcomes.
-async fn drain(deliverer: &Deliverer) -> Vec<Delivered> {
+/// Delivers everything deliverable now, one event per take; returns the outcomes.
+pub(crate) async fn drain(deliverer: &Deliverer) -> Vec<Delivered> {
     let mut outcomes = Vec::new();
     while let Some(event) = deliverer.take().await.expect("take") {
         outcomes.push(deliverer.deliver(&event).await.expect("deliver"));
     }
     outcomes
+}
+
+/// Delivers everything deliverable now, a batch per take, as the workers do.
+pub(crate) async fn drain_batches(deliverer: &Deliverer) -> Vec<Delivered> {
+    let mut outcomes = Vec::new();
+    loop {
+        let batch = deliverer.take_batch().await.expect("take");
+        if batch.is_empty() {
+            return outcomes;
+        }
+        outcomes.extend(deliverer.deliver_batch(&batch, || false).await.expect("deliver"));
+    }
 }
 
 fn sha(bytes: &[u8]) -> String {

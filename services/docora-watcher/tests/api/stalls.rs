@@ -9,9 +9,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use testkit::{Client, WebhookSink};
 
+use crate::delivery::drain;
 use crate::scan::{Fixture, fixture, fixture_with};
 use crate::{count, execute, str_of};
-use docora_watcher::deliver::{Delivered, Deliverer};
+use docora_watcher::deliver::Delivered;
 use docora_watcher::scan::ScanOutcome;
 
 fn sha(bytes: &[u8]) -> String {
@@ -29,14 +30,6 @@ fn write_raw(f: &Fixture, name: &[u8], content: &[u8]) {
         std::fs::create_dir_all(parent).expect("folder");
     }
     std::fs::write(path, content).expect("write");
-}
-
-async fn drain(deliverer: &Deliverer) -> Vec<Delivered> {
-    let mut outcomes = Vec::new();
-    while let Some(event) = deliverer.take().await.expect("take") {
-        outcomes.push(deliverer.deliver(&event).await.expect("deliver"));
-    }
-    outcomes
 }
 
 /// Scans the repository `id` now (and nothing else).

@@ -53,7 +53,8 @@ async fn embedding_status(stack: &Stack) -> Value {
     res.body
 }
 
-async fn garage(org: &Org) -> String {
+/// A repository `garage` with a file about cars and one about bicycles, uploaded (not processed).
+pub(crate) async fn garage(org: &Org) -> String {
     let repo = org.repository("garage", &[]).await;
     org.upload(
         &repo,

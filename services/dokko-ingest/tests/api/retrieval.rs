@@ -4,6 +4,7 @@
 
 use serde_json::json;
 
+use crate::embedding::garage;
 use crate::{Stack, str_of};
 
 #[tokio::test]
@@ -133,12 +134,7 @@ async fn vector_search_finds_what_keywords_cannot_and_fuses_with_them() {
     // The test server's vectors treat "automobile" as "car".
     embeddings.synonyms("automobile", "car");
     let org = stack.org("acme").await;
-    let repo = org.repository("garage", &[]).await;
-    org.upload(
-        &repo,
-        &[("car.txt", b"Car maintenance every spring."), ("bike.txt", b"Bicycle maintenance every autumn.")],
-    )
-    .await;
+    garage(&org).await;
     org.process().await;
     org.wait_embedded().await;
     assert!(embeddings.inputs() >= 2, "chunks were embedded");
@@ -341,12 +337,7 @@ async fn search_type_chooses_keyword_semantic_or_both() {
     let embeddings = stack.embeddings.as_ref().expect("embeddings server");
     embeddings.synonyms("automobile", "car");
     let org = stack.org("acme").await;
-    let repo = org.repository("garage", &[]).await;
-    org.upload(
-        &repo,
-        &[("car.txt", b"Car maintenance every spring."), ("bike.txt", b"Bicycle maintenance every autumn.")],
-    )
-    .await;
+    garage(&org).await;
     org.process().await;
     org.wait_embedded().await;
     let search = |search_type: &str| json!({"query": "automobile", "search_type": search_type});
