@@ -12,11 +12,14 @@
 //! - [`http`]: a small JSON client for tests.
 //! - [`webhook_sink`]: a recording webhook receiver (a Docora app's endpoints) that checks
 //!   signatures and can be told to fail, hang or answer slowly.
+//! - [`browser`] (feature `browser`): headless Chromium through chromedriver, for page tests.
 //! - [`embeddings`]: an OpenAI-compatible embeddings endpoint with deterministic bag-of-words
 //!   vectors, for dokko-ingest's vector search.
 //! - [`git_server`]: real git repositories served over smart HTTP like GitHub, with token checks
 //!   for private ones, and work trees tests commit in.
 
+#[cfg(feature = "browser")]
+pub mod browser;
 pub mod embeddings;
 pub mod git_server;
 pub mod github;

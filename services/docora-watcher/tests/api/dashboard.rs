@@ -2,221 +2,41 @@
 //! chromedriver (WebDriver), and what a browser would not do (forged or missing CSRF tokens,
 //! headers) over plain HTTP.
 
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use reqwest::StatusCode;
 use serde_json::json;
+use testkit::browser::Browser;
 use testkit::{SinkMode, WebhookSink};
 
 use crate::admin::PASSWORD;
 use crate::scan::fixture_with;
 use crate::{TestApp, count, execute};
 
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
-/// How long a page may take to show what a step waits for.
-const PAGE_WAIT: Duration = Duration::from_secs(15);
-
 async fn with_admin() -> TestApp {
     let hash = auth::password::hash(PASSWORD).expect("hash");
     TestApp::spawn_with(move |env| env.with("ADMIN_USERNAME", "root").with("ADMIN_PASSWORD_HASH", hash)).await
 }
 
-/// chromedriver on a free loopback port, in a process group of its own with the Chromium it
-/// starts; dropping it ends the group and removes the browser profile.
-struct Chromedriver {
-    child: Child,
-    port: u16,
-    profile: PathBuf,
+/// A browser on the dashboard, at the width of an operator's laptop.
+async fn browser(app: &TestApp) -> Browser {
+    Browser::start(&app.server.url(), 1440, 900).await
 }
 
-impl Chromedriver {
-    fn start() -> Chromedriver {
-        assert!(
-            std::path::Path::new(CHROMEDRIVER).exists(),
-            "the dashboard tests need Chromium and chromedriver: apt-get install chromium chromium-driver"
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let profile = std::env::temp_dir().join(format!("docora-chromium-{}", uuid::Uuid::new_v4().simple()));
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("chromedriver starts");
-        Chromedriver { child, port, profile }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    async fn wait_ready(&self) {
-        let status = format!("{}/status", self.url());
-        for _ in 0..100 {
-            if reqwest::get(&status).await.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("chromedriver did not answer on {status}");
-    }
-}
-
-impl Drop for Chromedriver {
-    fn drop(&mut self) {
-        // The group is chromedriver's and the browser's it started (a failed test may leave one).
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // The browser's processes may take a moment to go, writing to the profile until then.
-        for _ in 0..50 {
-            if std::fs::remove_dir_all(&self.profile).is_ok() || !self.profile.exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-/// A headless Chromium session on the app under test.
-struct Browser {
-    client: Client,
-    base: String,
-    _driver: Chromedriver,
-}
-
-impl Browser {
-    async fn start(app: &TestApp) -> Browser {
-        let driver = Chromedriver::start();
-        driver.wait_ready().await;
-        let args = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--window-size=1440,900",
-        ]
-        .map(str::to_owned)
-        .into_iter()
-        .chain([format!("--user-data-dir={}", driver.profile.display())])
-        .collect::<Vec<_>>();
-        let capabilities = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
-        });
-        let serde_json::Value::Object(capabilities) = capabilities else { unreachable!("an object") };
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&driver.url())
-            .await
-            .expect("a Chromium session");
-        Browser { client, base: app.server.url().to_owned(), _driver: driver }
-    }
-
-    async fn goto(&self, path: &str) {
-        self.client.goto(&format!("{}{path}", self.base)).await.expect("navigates");
-    }
-
-    /// The path and query of the page shown.
-    async fn location(&self) -> String {
-        let url = self.client.current_url().await.expect("current url");
-        match url.query() {
-            Some(query) => format!("{}?{query}", url.path()),
-            None => url.path().to_owned(),
-        }
-    }
-
-    async fn source(&self) -> String {
-        self.client.source().await.expect("page source")
-    }
-
-    async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.expect("text")
-    }
-
-    async fn find(&self, css: &str) -> fantoccini::elements::Element {
-        match self.client.find(Locator::Css(css)).await {
-            Ok(element) => element,
-            Err(e) => panic!("{css} on {}: {e}", self.location().await),
-        }
-    }
-
-    async fn exists(&self, css: &str) -> bool {
-        !self.client.find_all(Locator::Css(css)).await.expect("find").is_empty()
-    }
-
-    async fn fill(&self, css: &str, text: &str) {
-        let field = self.find(css).await;
-        field.clear().await.expect("clears");
-        field.send_keys(text).await.expect("types");
-    }
-
-    /// Clicks `css`, then waits for `shown` (something only the next page has).
-    async fn click(&self, css: &str, shown: &str) {
-        self.find(css).await.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
-        if let Err(e) = self.client.wait().at_most(PAGE_WAIT).for_element(Locator::Css(shown)).await {
-            panic!("{shown} after clicking {css}, on {}: {e}\n{}", self.location().await, self.source().await);
-        }
-    }
-
-    /// Clicks `css`, then waits until the location has `fragment` (for a page that has the same
-    /// elements before and after, such as a filtered list).
-    async fn click_to(&self, css: &str, fragment: &str) {
-        self.find(css).await.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
-        let started = std::time::Instant::now();
-        while !self.location().await.contains(fragment) {
-            assert!(started.elapsed() < PAGE_WAIT, "{fragment} after clicking {css}: at {}", self.location().await);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn log_in(&self, username: &str, password: &str, shown: &str) {
-        self.goto("/admin/login").await;
-        self.fill("#login input[name=username]", username).await;
-        self.fill("#login input[name=password]", password).await;
-        self.click("#login button[type=submit]", shown).await;
-    }
-
-    /// Saves a screenshot of the page as `target/screenshots/{name}.png` (for a person to look
-    /// at the layout; nothing is asserted on it).
-    async fn screenshot(&self, name: &str) {
-        let png = self.client.screenshot().await.expect("screenshot");
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
-        std::fs::create_dir_all(&dir).expect("screenshot folder");
-        std::fs::write(dir.join(format!("{name}.png")), png).expect("screenshot written");
-    }
-
-    /// The page's width in CSS pixels (wider than the window: it scrolls sideways).
-    async fn page_width(&self) -> i64 {
-        let width = self.client.execute("return document.documentElement.scrollWidth", vec![]).await.expect("width");
-        width.as_i64().unwrap_or(i64::MAX)
-    }
-
-    async fn close(self) {
-        self.client.close().await.expect("the browser closes");
-    }
+async fn log_in(browser: &Browser, username: &str, password: &str, shown: &str) {
+    browser.goto("/admin/login").await;
+    browser.fill("#login input[name=username]", username).await;
+    browser.fill("#login input[name=password]", password).await;
+    browser.click("#login button[type=submit]", shown).await;
 }
 
 #[tokio::test]
 async fn the_admin_logs_in_and_out_in_a_browser() {
     let app = with_admin().await;
-    let browser = Browser::start(&app).await;
+    let browser = browser(&app).await;
     browser.goto("/admin").await;
     assert_eq!(browser.location().await, "/admin/login", "no session: to the login page");
 
-    browser.log_in("root", "not the password", "#login-error").await;
+    log_in(&browser, "root", "not the password", "#login-error").await;
     assert_eq!(browser.text("#login-error").await, "Wrong username or password.");
     assert_eq!(
         browser.find("#login input[name=username]").await.prop("value").await.expect("value").as_deref(),
@@ -228,7 +48,7 @@ async fn the_admin_logs_in_and_out_in_a_browser() {
     browser.goto("/admin").await;
     assert_eq!(browser.location().await, "/admin/login");
 
-    browser.log_in("root", PASSWORD, "#who").await;
+    log_in(&browser, "root", PASSWORD, "#who").await;
     assert_eq!(browser.location().await, "/admin");
     assert_eq!(browser.text("#who").await, "root");
     assert!(browser.exists("#no-apps").await);
@@ -254,8 +74,8 @@ async fn apps_are_onboarded_rekeyed_and_deleted_in_a_browser() {
     let (owner_id, _) = app.github.add_user("octo");
     app.github.add_repo(owner_id, "docs", false);
     let register = json!({"github_url": "https://github.com/octo/docs"});
-    let browser = Browser::start(&app).await;
-    browser.log_in("root", PASSWORD, "#who").await;
+    let browser = browser(&app).await;
+    log_in(&browser, "root", PASSWORD, "#who").await;
     browser.goto("/admin/apps").await;
 
     // Refused by the server (plain HTTP): the form comes back with the reason and the values.
@@ -315,8 +135,8 @@ async fn a_failed_delivery_is_seen_and_retried_and_the_queue_shows_due_scans_in_
     let f = fixture_with("5", &format!("{}/hooks", sink.url())).await;
     let deliverer =
         f.app.settings.deliverer(service_kit::db::pool(&f.app.settings.database).expect("pool")).expect("deliverer");
-    let browser = Browser::start(&f.app).await;
-    browser.log_in("root", PASSWORD, "#who").await;
+    let browser = browser(&f.app).await;
+    log_in(&browser, "root", PASSWORD, "#who").await;
 
     // Just registered: due for its first scan.
     browser.goto("/admin/queue").await;
@@ -579,8 +399,8 @@ async fn an_operator_follows_a_file_to_its_attempts_and_redelivers_it_in_a_brows
         .and_then(|r| r.delivery().map(str::to_owned))
         .expect("README delivered");
 
-    let browser = Browser::start(&f.app).await;
-    browser.log_in("root", PASSWORD, "#who").await;
+    let browser = browser(&f.app).await;
+    log_in(&browser, "root", PASSWORD, "#who").await;
     browser.goto("/admin/deliveries").await;
     assert_eq!(browser.client.find_all(Locator::Css("tr.delivery")).await.expect("rows").len(), 4);
     let row = browser.text(&format!("#delivery-{readme}")).await;
