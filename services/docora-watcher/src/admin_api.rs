@@ -1066,27 +1066,10 @@ pub struct AppHealth {
     pub oldest_pending_at: Option<OffsetDateTime>,
 }
 
-/// A repository that needs a look: its scans fail, its circuit is open, it was never scanned,
-/// or it is overdue with no scan running (stuck).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RepositoryHealth {
-    pub repository_id: String,
-    pub github_url: String,
-    /// `circuit_open`, `failing`, `stuck`, `never_scanned` or `scanning`.
-    pub state: String,
-    /// Why, in words.
-    pub reason: String,
-    #[serde(with = "domain::timestamp::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub last_scan_at: Option<OffsetDateTime>,
-    pub consecutive_failures: i32,
-    pub last_error: Option<String>,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Overview {
     pub apps: Vec<AppHealth>,
-    pub repositories: Vec<RepositoryHealth>,
+    pub repositories: Vec<crate::repository_admin::RepositoryHealth>,
     pub queue: Queue,
 }
 
@@ -1118,31 +1101,6 @@ struct AppHealthRow {
     succeeded_day: i64,
 }
 
-#[derive(QueryableByName)]
-struct RepositoryHealthRow {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    id: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    owner: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    name: String,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
-    last_scan_at: Option<OffsetDateTime>,
-    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
-    next_scan_at: OffsetDateTime,
-    #[diesel(sql_type = diesel::sql_types::Integer)]
-    consecutive_failures: i32,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
-    circuit_open_until: Option<OffsetDateTime>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    last_error: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
-    scan_lease_until: Option<OffsetDateTime>,
-}
-
-/// How long a repository may be overdue, with no scan running, before it counts as stuck.
-const STUCK_AFTER: time::Duration = time::Duration::minutes(5);
-
 /// What is healthy and what is not: per app, and the repositories that need a look.
 pub async fn overview(conn: &mut db::Conn) -> Result<Overview, ApiError> {
     let now = OffsetDateTime::now_utc();
@@ -1164,57 +1122,8 @@ pub async fn overview(conn: &mut db::Conn) -> Result<Overview, ApiError> {
     )
     .load(conn)
     .await?;
-    let repositories: Vec<RepositoryHealthRow> = diesel::sql_query(
-        "SELECT id, owner, name, last_scan_at, next_scan_at, consecutive_failures, circuit_open_until, last_error, \
-                scan_lease_until \
-         FROM docora.repositories \
-         WHERE consecutive_failures > 0 OR circuit_open_until IS NOT NULL OR last_scan_at IS NULL \
-            OR (next_scan_at < $1 AND (scan_lease_until IS NULL OR scan_lease_until <= now())) \
-         ORDER BY owner, name",
-    )
-    .bind::<diesel::sql_types::Timestamptz, _>(now - STUCK_AFTER)
-    .load(conn)
-    .await?;
+    let repositories = crate::repository_admin::needing_a_look(conn).await?;
     let queue = queue(conn).await?;
-    let at = |t: OffsetDateTime| domain::timestamp::format_rfc3339(t);
-    let repositories = repositories
-        .into_iter()
-        .map(|r| {
-            let running = r.scan_lease_until.is_some_and(|until| until > now);
-            let error = r.last_error.clone().unwrap_or_else(|| "no error recorded".to_owned());
-            let (state, reason) = match r.circuit_open_until {
-                Some(until) if until > now => (
-                    "circuit_open",
-                    format!("circuit open until {} after {} failed scans: {error}", at(until), r.consecutive_failures),
-                ),
-                _ if r.consecutive_failures > 0 => {
-                    ("failing", format!("the last {} scans failed: {error}", r.consecutive_failures))
-                }
-                _ if running => (
-                    "scanning",
-                    format!("a scan is running (its lease ends {})", at(r.scan_lease_until.unwrap_or(now))),
-                ),
-                _ if r.next_scan_at < now - STUCK_AFTER => (
-                    "stuck",
-                    format!(
-                        "{} due since {} and no scan is running: are the scan workers up (SCAN_WORKERS)?",
-                        if r.last_scan_at.is_none() { "never scanned;" } else { "overdue;" },
-                        at(r.next_scan_at)
-                    ),
-                ),
-                _ => ("never_scanned", format!("never scanned yet; due {}", at(r.next_scan_at))),
-            };
-            RepositoryHealth {
-                repository_id: r.id,
-                github_url: format!("https://github.com/{}/{}", r.owner, r.name),
-                state: state.to_owned(),
-                reason,
-                last_scan_at: r.last_scan_at,
-                consecutive_failures: r.consecutive_failures,
-                last_error: r.last_error,
-            }
-        })
-        .collect();
     let apps = apps
         .into_iter()
         .map(|a| AppHealth {

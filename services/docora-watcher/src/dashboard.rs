@@ -7,6 +7,9 @@
 //!   app a new token and deletion; `POST /admin/apps` (onboard) and
 //!   `POST /admin/apps/{app_id}/token` answer with the token, shown this once;
 //!   `POST /admin/apps/{app_id}/delete`;
+//! - `GET /admin/apps/{app_id}`: one app with its repositories; `GET /admin/repositories/{id}`:
+//!   a repository's sync state (last scan attempt and its outcome, last successful scan, current
+//!   commit, circuit, the last scans) apart from each watching app's deliveries;
 //! - `GET /admin/deliveries?app_id=&repository_id=&status=&event=&path=&id=&since=&until=&before=&limit=`:
 //!   the delivery history (delivery id, response code, duration, a failure's reason; cursor
 //!   paging); `GET /admin/deliveries/{event_id}`: one delivery with every attempt, and
@@ -41,6 +44,7 @@ use crate::AppState;
 use crate::admin_api::{self, Admin, AppView, DeliveryFilter, DeliveryView};
 use crate::apps::{self, NewApp};
 use crate::error::ApiError;
+use crate::repository_admin::{self, RepositoryHealth};
 use crate::schema::docora::repositories;
 
 /// No scripts, no frames, nothing loaded from elsewhere; forms post to this origin only.
@@ -54,6 +58,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/login").route(web::get().to(login_page)).route(web::post().to(login)))
         .route("/admin/logout", web::post().to(logout))
         .service(web::resource("/admin/apps").route(web::get().to(apps_page)).route(web::post().to(onboard)))
+        .route("/admin/apps/{app_id}", web::get().to(app_page))
+        .route("/admin/repositories/{repository_id}", web::get().to(repository_page))
         .route("/admin/apps/{app_id}/token", web::post().to(regenerate_token))
         .route("/admin/apps/{app_id}/delete", web::post().to(delete_app))
         .route("/admin/apps/{app_id}/breaker/reset", web::post().to(reset_breaker))
@@ -341,7 +347,7 @@ async fn apps_page(
                 tbody {
                     @for app in &apps {
                         tr {
-                            td.clip { a href=(format!("#app-{}", app.app_id)) { (app.app_name) } }
+                            td.clip title=(app.app_name) { a href=(format!("/admin/apps/{}", app.app_id)) { (app.app_name) } }
                             td { (app.repositories.len()) }
                             td { (app.repositories.iter().filter(|r| r.status == "failed").count()) }
                             td { (app.delivery_breaker.status) }
@@ -398,12 +404,16 @@ fn app_section(admin: &Admin, app: &AppView, now: OffsetDateTime) -> Markup {
                         @for repo in &app.repositories {
                             tr #(format!("link-{}-{}", app.app_id, repo.repository_id)) {
                                 td {
-                                    (repo.github_url)
+                                    a.repository href=(format!("/admin/repositories/{}", repo.repository_id)) { (repo.github_url) }
                                     @if repo.is_private { " (private)" }
                                     br; small { code { (repo.repository_id) } }
                                 }
                                 td.status {
-                                    (repo.status)
+                                    // Delivered all it knows, but its scans fail (a repository
+                                    // gone from GitHub, say): not `synced`.
+                                    @if repo.status == "synced" && repo.consecutive_failures > 0 {
+                                        "delivered up to the last good scan"
+                                    } @else { (repo.status) }
                                     @if repo.needs_full_sync { " (full sync next)" }
                                 }
                                 // A delivery error belongs to a failed link; a scan error to the
@@ -430,7 +440,8 @@ fn app_section(admin: &Admin, app: &AppView, now: OffsetDateTime) -> Markup {
                 }
             }
             p {
-                a href=(format!("/admin/deliveries?app_id={}", app.app_id)) { "Deliveries" }
+                a href=(format!("/admin/deliveries?app_id={}", app.app_id)) { "Deliveries" } " · "
+                a href=(format!("/admin/deliveries?app_id={}&status=failed", app.app_id)) { "failed ones" }
             }
             details.regenerate {
                 summary { "New token…" }
@@ -450,6 +461,175 @@ fn app_section(admin: &Admin, app: &AppView, now: OffsetDateTime) -> Markup {
             }
         }
     }
+}
+
+/// One app: its repositories with delivery and sync state, its token and deletion.
+async fn app_page(
+    PageAdmin(admin): PageAdmin,
+    state: web::Data<AppState>,
+    app_id: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let apps = admin_api::app_views(&mut conn).await?;
+    drop(conn);
+    let Some(app) = apps.iter().find(|a| a.app_id == *app_id) else {
+        return Ok(not_found_page(Some(&admin)));
+    };
+    let body = html! {
+        p { a href="/admin/apps" { "← Apps" } }
+        (app_section(&admin, app, OffsetDateTime::now_utc()))
+    };
+    Ok(page(StatusCode::OK, layout(&app.app_name, Some(&admin), body)))
+}
+
+/// A link's delivery state in words.
+fn delivery_state_text(state: &str) -> &str {
+    match state {
+        "up_to_date" => "up to date",
+        "delivering" => "delivering",
+        "retrying" => "retrying",
+        "failed" => "failed",
+        "full_sync_next" => "full sync next",
+        other => other,
+    }
+}
+
+/// A repository: its sync state (scans) apart from each watching app's deliveries.
+async fn repository_page(
+    PageAdmin(admin): PageAdmin,
+    state: web::Data<AppState>,
+    repository_id: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let mut conn = db::conn(&state.pool).await?;
+    let detail = match repository_admin::repository_detail(&mut conn, &repository_id).await {
+        Ok(detail) => detail,
+        Err(ApiError::NotFound(_)) => return Ok(not_found_page(Some(&admin))),
+        Err(e) => return Err(e.into()),
+    };
+    drop(conn);
+    let sync = &detail.sync;
+    let healthy = matches!(sync.state.as_str(), "ok" | "scanning");
+    let body = html! {
+        p { a href="/admin" { "← Overview" } }
+        h1 #repository-url { (detail.github_url) @if detail.is_private { " (private)" } }
+        p.muted { code { (detail.repository_id) } }
+        h2 { "Sync (scans of the repository)" }
+        dl #sync {
+            dt { "State" }
+            dd #sync-state {
+                span class=(if healthy { "badge delivered" } else { "badge failed" }) { (sync.state.replace('_', " ")) }
+                " " span #sync-reason class=(if healthy { "muted" } else { "error" }) { (sync.reason) }
+            }
+            dt { "Last scan attempt" }
+            dd #last-attempt {
+                @match &sync.last_attempt {
+                    Some(scan) => {
+                        (short_time(scan.started_at)) " · "
+                        span class=(if scan.outcome == "failed" { "error" } else { "ok" }) { (scan.outcome) }
+                        @if let Some(error) = scan.error.as_deref() { ": " span.error { (error) } }
+                    }
+                    None => "none recorded",
+                }
+            }
+            dt { "Last successful scan" } dd #last-success { (when(sync.last_success_at)) }
+            dt { "Current commit" }
+            dd #current-commit {
+                @match sync.current_commit.as_deref() { Some(c) => code { (c) }, None => span.muted { "none yet" } }
+                " on " code { (sync.default_branch) }
+            }
+            dt { "Circuit" }
+            dd #circuit {
+                @match sync.circuit.as_str() {
+                    "open" => span.error { "open until " (when(sync.circuit_open_until)) },
+                    "half_open" => span.error { "half-open: one trial scan next" },
+                    _ => "closed",
+                }
+                @if sync.consecutive_failures > 0 { " (" (sync.consecutive_failures) " failed scans in a row)" }
+            }
+            dt { "Next scan due" } dd { (when(Some(sync.next_scan_at))) }
+            @if let Some(started) = sync.scan_started_at {
+                dt { "Scan running" } dd { "since " (when(Some(started))) ", lease until " (when(sync.scan_lease_until)) }
+            }
+        }
+        h2 { "Delivery to each app" }
+        @if !healthy {
+            p.error #deliveries-stale { "Its scans are not current: what the apps have is the repository as of the last successful scan." }
+        }
+        @if detail.links.is_empty() { p { "No app watches it." } }
+        @else {
+            table #links.fixed {
+                colgroup { col style="width:16rem"; col style="width:8rem"; col style="width:17rem"; col style="width:9rem"; col; }
+                thead { tr { th { "App" } th { "Delivery" } th { "Delivered up to" } th { "Waiting" } th { "Last delivery error" } } }
+                tbody {
+                    @for l in &detail.links {
+                        tr.link #(format!("link-{}", l.app_id)) {
+                            td.clip title=(l.app_name) {
+                                a href=(format!("/admin/apps/{}", l.app_id)) { (l.app_name) }
+                                div.muted { a.muted href=(format!("/admin/deliveries?app_id={}&repository_id={}", l.app_id, detail.repository_id)) { "its deliveries →" } }
+                            }
+                            td.delivery-state {
+                                span class=(format!("badge {}", match l.delivery_state.as_str() { "up_to_date" => "delivered", "failed" | "retrying" => "failed", _ => "pending" })) {
+                                    (delivery_state_text(&l.delivery_state))
+                                }
+                            }
+                            td.clip {
+                                @match &l.delivered_up_to {
+                                    Some(d) => {
+                                        div title=(d.path.as_deref().unwrap_or(&d.event)) {
+                                            a href=(format!("/admin/deliveries/{}", d.event_id)) { (d.event) " " (d.path.as_deref().unwrap_or("")) }
+                                        }
+                                        div.muted { "created " (short_time(d.created_at)) }
+                                    }
+                                    None => span.muted { "nothing yet" },
+                                }
+                            }
+                            td {
+                                (l.pending) " pending"
+                                @if l.failed > 0 { br; a.error href=(format!("/admin/deliveries?app_id={}&repository_id={}&status=failed", l.app_id, detail.repository_id)) { (l.failed) " failed" } }
+                                @if let Some(at) = l.oldest_pending_at { div.muted { "since " (short_time(at)) } }
+                            }
+                            td.why {
+                                @match (&l.last_delivery_error, l.next_event_id) {
+                                    (Some(error), Some(id)) => { a.error href=(format!("/admin/deliveries/{id}")) { (error) } }
+                                    (Some(error), None) => { span.error { (error) } }
+                                    _ => span.muted { "none" },
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        form #find-file method="get" action="/admin/deliveries" {
+            input type="hidden" name="repository_id" value=(detail.repository_id);
+            label { "Find a file's deliveries: path starts with " input type="text" name="path" size="30" required; }
+            " " button type="submit" { "Find" }
+        }
+        h2 { "Last scans" }
+        @if detail.scans.is_empty() { p #no-scans { "No scan recorded yet." } }
+        @else {
+            table #scans.fixed {
+                colgroup { col style="width:11rem"; col style="width:6rem"; col style="width:7rem"; col style="width:7rem"; col style="width:5rem"; col; }
+                thead { tr { th { "Started" } th { "Took" } th { "Outcome" } th { "Commit" } th { "Events" } th { "Error" } } }
+                tbody {
+                    @for scan in &detail.scans {
+                        tr.scan {
+                            td { (short_time(scan.started_at)) }
+                            td { (scan.duration_ms) " ms" }
+                            td.outcome { span class=(if scan.outcome == "failed" { "error" } else { "ok" }) { (scan.outcome) } }
+                            td { @if let Some(c) = scan.commit_sha.as_deref() { code title=(c) { (c.get(..8).unwrap_or(c)) } } }
+                            td { (scan.events) }
+                            td.why {
+                                @if let Some(error) = scan.error.as_deref() { span.error { (error) } }
+                                @if scan.circuit_opened { " " span.badge.failed { "circuit opened" } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(StatusCode::OK, layout("Repository", Some(&admin), body)))
 }
 
 /// What the onboarding form posts (and shows again, bar the key, when it is refused).
@@ -794,8 +974,10 @@ fn deliveries_table(names: &Names, items: &[DeliveryView]) -> Markup {
                         }
                         td { (short_time(d.created_at)) }
                         td.clip {
-                            div title=(names.app(&d.app_id)) { (names.app(&d.app_id)) }
-                            div.muted title=(names.repository(&d.repository_id)) { (names.repository(&d.repository_id)) }
+                            div title=(names.app(&d.app_id)) { a href=(format!("/admin/apps/{}", d.app_id)) { (names.app(&d.app_id)) } }
+                            div.muted title=(names.repository(&d.repository_id)) {
+                                a.muted href=(format!("/admin/repositories/{}", d.repository_id)) { (names.repository(&d.repository_id)) }
+                            }
                         }
                         td.event { (d.event) }
                         td.path.clip title=(d.path.as_deref().unwrap_or("")) { (d.path.as_deref().unwrap_or("")) }
@@ -841,8 +1023,8 @@ async fn delivery_page(
         @if let Some(text) = notice.message() { p.notice #notice role="status" { (text) } }
         dl #summary {
             dt { "Delivery id" } dd { code #delivery-id { (d.delivery_id) } @if d.redelivery_of.is_some() { " (redelivery; event " code { (d.id) } ")" } }
-            dt { "App" } dd { (names.app(&d.app_id)) " " code.muted { (d.app_id) } }
-            dt { "Repository" } dd { (names.repository(&d.repository_id)) " " code.muted { (d.repository_id) } }
+            dt { "App" } dd { a #delivery-app href=(format!("/admin/apps/{}", d.app_id)) { (names.app(&d.app_id)) } " " code.muted { (d.app_id) } }
+            dt { "Repository" } dd { a #delivery-repository href=(format!("/admin/repositories/{}", d.repository_id)) { (names.repository(&d.repository_id)) } " " code.muted { (d.repository_id) } }
             dt { "Status" } dd #delivery-status { (status_cell(d)) }
             dt { "Commit" } dd { code { (d.commit_sha.as_deref().unwrap_or("")) } }
             dt { "Created" } dd { (when(Some(d.created_at))) }
@@ -959,7 +1141,7 @@ async fn overview_page(PageAdmin(admin): PageAdmin, state: web::Data<AppState>) 
                 tbody {
                     @for a in &overview.apps {
                         tr #(format!("health-{}", a.app_id)) {
-                            td.clip title=(a.app_name) { a href=(format!("/admin/deliveries?app_id={}", a.app_id)) { (a.app_name) } }
+                            td.clip title=(a.app_name) { a href=(format!("/admin/apps/{}", a.app_id)) { (a.app_name) } }
                             td { (rate(a.succeeded_hour, a.attempts_hour)) }
                             td { (rate(a.succeeded_day, a.attempts_day)) }
                             td { @if a.failing_links > 0 { a.error href="/admin/failed" { (a.failing_links) " of " (a.links) } } @else { span.ok { "0" } span.muted { " of " (a.links) } } }
@@ -970,17 +1152,28 @@ async fn overview_page(PageAdmin(admin): PageAdmin, state: web::Data<AppState>) 
                 }
             }
         }
+        (health_table(&overview.repositories))
+    };
+    Ok(page(StatusCode::OK, layout("Overview", Some(&admin), body)))
+}
+
+/// The repositories that need a look, with the reason (the overview's and the queue's).
+fn health_table(repositories: &[RepositoryHealth]) -> Markup {
+    html! {
         h2 { "Repositories that need a look" }
-        @if overview.repositories.is_empty() { p #all-scanning-well { "Every repository is scanning well." } }
+        @if repositories.is_empty() { p #all-scanning-well { "Every repository is scanning well." } }
         @else {
             table #repository-health.fixed {
                 colgroup { col style="width:22rem"; col style="width:8rem"; col; col style="width:11rem"; }
                 thead { tr { th { "Repository" } th { "State" } th { "Why" } th { "Last successful scan" } } }
                 tbody {
-                    @for r in &overview.repositories {
+                    @for r in repositories {
                         tr #(format!("repository-health-{}", r.repository_id)) {
-                            td.clip title=(r.github_url) { (r.github_url) div.muted { code { (r.repository_id) } } }
-                            td.state { (r.state.replace('_', " ")) }
+                            td.clip title=(r.github_url) {
+                                a href=(format!("/admin/repositories/{}", r.repository_id)) { (r.github_url) }
+                                div.muted { code { (r.repository_id) } }
+                            }
+                            td.state { span.error { (r.state.replace('_', " ")) } }
                             td.why { (r.reason) }
                             td { @if let Some(at) = r.last_scan_at { (short_time(at)) } @else { "never" } }
                         }
@@ -988,8 +1181,7 @@ async fn overview_page(PageAdmin(admin): PageAdmin, state: web::Data<AppState>) 
                 }
             }
         }
-    };
-    Ok(page(StatusCode::OK, layout("Overview", Some(&admin), body)))
+    }
 }
 
 // ---- failed deliveries ----
@@ -1023,7 +1215,10 @@ async fn failed_page(
         @if links.is_empty() { p #no-failures { "No failed delivery." } }
         @for (app, repo, events) in &links {
             section.failed-link #(format!("failed-{}-{}", app.app_id, repo.repository_id)) {
-                h2 { (app.app_name) " ← " (repo.github_url) }
+                h2 {
+                    a href=(format!("/admin/apps/{}", app.app_id)) { (app.app_name) } " ← "
+                    a href=(format!("/admin/repositories/{}", repo.repository_id)) { (repo.github_url) }
+                }
                 @if let Some(error) = &repo.last_error { p.error { (error) } }
                 @if !events.is_empty() {
                     table {
@@ -1127,6 +1322,7 @@ async fn queue_page(PageAdmin(admin): PageAdmin, state: web::Data<AppState>) -> 
     let due = scan_queue(&mut conn, ScanState::Due).await?;
     let running = scan_queue(&mut conn, ScanState::Running).await?;
     let blocked = scan_queue(&mut conn, ScanState::Blocked).await?;
+    let looks = repository_admin::needing_a_look(&mut conn).await?;
     drop(conn);
     let body = html! {
         h1 { "Queue" }
@@ -1140,6 +1336,7 @@ async fn queue_page(PageAdmin(admin): PageAdmin, state: web::Data<AppState>) -> 
                 tr { th { a href="/admin/failed" { "Deliveries failed" } } td #deliveries-failed-count { (counts.deliveries_failed) } }
             }
         }
+        (health_table(&looks))
         (queued_table("scans-due", "Scans due", &due))
         (queued_table("scans-running", "Scans running", &running))
         (queued_table("circuits-open", "Circuits open", &blocked))
@@ -1164,7 +1361,7 @@ fn queued_table(id: &str, title: &str, rows: &[Queued]) -> Markup {
                     tbody {
                         @for r in rows {
                             tr.queued {
-                                td { "https://github.com/" (r.owner) "/" (r.name) }
+                                td { a href=(format!("/admin/repositories/{}", r.id)) { "https://github.com/" (r.owner) "/" (r.name) } }
                                 td { code { (r.id) } }
                                 td { (when(Some(r.next_scan_at))) }
                                 td { (when(r.last_scan_at)) }

@@ -5,7 +5,8 @@
 //! Where things are:
 //! - the repository API of apps: [`repositories`]; GitHub's push webhook: [`push`];
 //! - apps, their tokens and onboarding: [`apps`]; the operator's commands: [`admin`];
-//! - the admin login and JSON API: [`admin_api`]; the dashboard's HTML pages: [`dashboard`];
+//! - the admin login and JSON API: [`admin_api`]; a repository's sync health, scan history and
+//!   deliveries as the admin sees them: [`repository_admin`]; the dashboard's HTML pages: [`dashboard`];
 //! - secrets at rest (GitHub tokens, signing keys): [`crypto`];
 //! - git (clone, fetch, list and read a commit's files): [`git`]; scans and the outbox: [`scan`];
 //!   webhook delivery from the outbox: [`deliver`];
@@ -22,6 +23,7 @@ pub mod error;
 pub mod git;
 pub mod push;
 pub mod repositories;
+pub mod repository_admin;
 pub mod scan;
 pub mod schema;
 
@@ -277,6 +279,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.configure(repositories::configure)
         .configure(push::configure)
         .configure(admin_api::configure)
+        .configure(repository_admin::configure)
         .configure(dashboard::configure);
 }
 
@@ -407,7 +410,7 @@ fn spawn_workers(settings: &Settings, pool: &db::Pool, background: &Background) 
         admin_api::regenerate_token, admin_api::delete_app, admin_api::reset_breaker, admin_api::list_deliveries,
         admin_api::retry, admin_api::get_delivery, admin_api::redeliver_one,
         admin_api::get_overview,
-        admin_api::get_queue,
+        admin_api::get_queue, repository_admin::get_repository,
     ),
     modifiers(&BEARER)
 )]

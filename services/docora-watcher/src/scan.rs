@@ -66,7 +66,12 @@ pub struct Claimed {
     pub last_commit_sha: Option<String>,
     /// When a scan last asked the repository for its default branch.
     pub branch_checked_at: Option<OffsetDateTime>,
+    /// When this scan claimed it (its row of the scan history).
+    pub started_at: OffsetDateTime,
 }
+
+/// How many scans of each repository the scan history keeps (older ones go as new ones come).
+pub const SCAN_HISTORY_KEPT: i64 = 20;
 
 /// What a scan did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,13 +196,13 @@ impl Scanner {
         let mut conn = db::conn(&self.pool).await?;
         let lease_until = OffsetDateTime::now_utc() + self.lease;
         let claimed = diesel::sql_query(
-            "UPDATE docora.repositories SET scan_lease_until = $1 WHERE id = ( \
+            "UPDATE docora.repositories SET scan_lease_until = $1, scan_started_at = now() WHERE id = ( \
                SELECT id FROM docora.repositories \
                WHERE next_scan_at <= now() \
                  AND (circuit_open_until IS NULL OR circuit_open_until <= now()) \
                  AND (scan_lease_until IS NULL OR scan_lease_until <= now()) \
                ORDER BY next_scan_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, owner, name, default_branch, last_commit_sha, branch_checked_at",
+             RETURNING id, owner, name, default_branch, last_commit_sha, branch_checked_at, scan_started_at",
         )
         .bind::<diesel::sql_types::Timestamptz, _>(lease_until)
         .get_result::<ClaimedRow>(&mut conn)
@@ -210,6 +215,7 @@ impl Scanner {
             default_branch: r.default_branch,
             last_commit_sha: r.last_commit_sha,
             branch_checked_at: r.branch_checked_at,
+            started_at: r.scan_started_at,
         }))
     }
 
@@ -301,7 +307,8 @@ impl Scanner {
             .await?;
         drop(conn);
         if repo.last_commit_sha == commit && !links.iter().any(|(_, full)| *full) {
-            self.finish(repo, commit.as_deref()).await?;
+            let outcome = if commit.is_some() { "unchanged" } else { "empty" };
+            self.finish(repo, commit.as_deref(), outcome, 0).await?;
             return Ok(commit.map_or(ScanOutcome::Empty, |commit| ScanOutcome::Unchanged { commit }));
         }
 
@@ -456,7 +463,8 @@ impl Scanner {
         })
         .await?;
         drop(conn);
-        self.finish(repo, commit.as_deref()).await?;
+        let outcome = if commit.is_some() { "scanned" } else { "empty" };
+        self.finish(repo, commit.as_deref(), outcome, event_count).await?;
         let Some(commit) = commit else {
             return Ok(ScanOutcome::Empty);
         };
@@ -472,8 +480,9 @@ impl Scanner {
     /// A successful scan (`commit` is `None` for an empty repository): the circuit closes, the
     /// lease goes, the next scan is scheduled, the branch followed is recorded, and the links'
     /// errors of an earlier failure go (a link whose deliveries failed keeps its own until the
-    /// admin retries them); a link still `pending` with nothing left to deliver is `synced`.
-    async fn finish(&self, repo: &Claimed, commit: Option<&str>) -> Result<(), ApiError> {
+    /// admin retries them); a link still `pending` with nothing left to deliver is `synced`. The
+    /// scan goes into the history as `outcome` (`unchanged`, `scanned` or `empty`).
+    async fn finish(&self, repo: &Claimed, commit: Option<&str>, outcome: &str, events: usize) -> Result<(), ApiError> {
         let mut conn = db::conn(&self.pool).await?;
         let next = OffsetDateTime::now_utc() + self.interval;
         conn.transaction::<_, ApiError, _>(async |conn| {
@@ -485,6 +494,7 @@ impl Scanner {
                     repositories::last_scan_at.eq(diesel::dsl::now),
                     repositories::next_scan_at.eq(next),
                     repositories::scan_lease_until.eq(None::<OffsetDateTime>),
+                    repositories::scan_started_at.eq(None::<OffsetDateTime>),
                     repositories::consecutive_failures.eq(0),
                     repositories::circuit_open_until.eq(None::<OffsetDateTime>),
                     repositories::last_error.eq(None::<String>),
@@ -505,7 +515,8 @@ impl Scanner {
             .bind::<diesel::sql_types::Text, _>(&repo.id)
             .execute(conn)
             .await?;
-            Ok(())
+            let recorded = ScanRecord { outcome, commit, events, error: None, circuit_opened: false };
+            record_scan(conn, repo, &recorded).await
         })
         .await
     }
@@ -521,17 +532,27 @@ impl Scanner {
         let mut conn = db::conn(&self.pool).await?;
         let opened = conn
             .transaction::<_, ApiError, _>(async |conn| {
-                let failures: i32 = diesel::update(repositories::table.filter(repositories::id.eq(&repo.id)))
+                let failures = diesel::update(repositories::table.filter(repositories::id.eq(&repo.id)))
                     .set((
                         repositories::consecutive_failures.eq(repositories::consecutive_failures + 1),
                         repositories::last_error.eq(message),
                         repositories::scan_lease_until.eq(None::<OffsetDateTime>),
+                        repositories::scan_started_at.eq(None::<OffsetDateTime>),
                         repositories::next_scan_at.eq(OffsetDateTime::now_utc() + interval),
                     ))
-                    .returning(repositories::consecutive_failures)
-                    .get_result(conn)
+                    .returning((repositories::consecutive_failures, repositories::last_commit_sha))
+                    .get_result::<(i32, Option<String>)>(conn)
                     .await?;
+                let (failures, commit) = failures;
+                let failed = |events: usize, opened: bool| ScanRecord {
+                    outcome: "failed",
+                    commit: commit.as_deref(),
+                    events,
+                    error: Some(message.as_str()),
+                    circuit_opened: opened,
+                };
                 if failures < threshold {
+                    record_scan(conn, repo, &failed(0, false)).await?;
                     return Ok(false);
                 }
                 let until = OffsetDateTime::now_utc() + cooldown;
@@ -544,6 +565,7 @@ impl Scanner {
                     .execute(conn)
                     .await?;
                 if failures > threshold {
+                    record_scan(conn, repo, &failed(0, true)).await?;
                     return Ok(true);
                 }
                 let apps: Vec<String> = app_repositories::table
@@ -556,6 +578,7 @@ impl Scanner {
                     "circuit_breaker": {"status": "open", "consecutive_failures": failures, "threshold": threshold,
                                         "cooldown_until": domain::timestamp::format_rfc3339(until)},
                 });
+                record_scan(conn, repo, &failed(apps.len(), true)).await?;
                 for app_id in apps {
                     diesel::insert_into(events::table)
                         .values((
@@ -573,6 +596,45 @@ impl Scanner {
             .await?;
         Ok(ScanOutcome::Failed { error: message.clone(), circuit_opened: opened })
     }
+}
+
+/// A scan's row of the scan history.
+struct ScanRecord<'a> {
+    outcome: &'a str,
+    commit: Option<&'a str>,
+    events: usize,
+    error: Option<&'a str>,
+    circuit_opened: bool,
+}
+
+/// Adds a scan to the repository's history, in the transaction that records its outcome, and
+/// drops the repository's scans past the last [`SCAN_HISTORY_KEPT`].
+async fn record_scan(conn: &mut db::Conn, repo: &Claimed, scan: &ScanRecord<'_>) -> Result<(), ApiError> {
+    use crate::schema::docora::scan_attempts;
+    diesel::insert_into(scan_attempts::table)
+        .values((
+            scan_attempts::repository_id.eq(&repo.id),
+            scan_attempts::started_at.eq(repo.started_at),
+            scan_attempts::ended_at.eq(diesel::dsl::now),
+            scan_attempts::outcome.eq(scan.outcome),
+            scan_attempts::commit_sha.eq(scan.commit),
+            scan_attempts::events.eq(i32::try_from(scan.events).unwrap_or(i32::MAX)),
+            scan_attempts::error.eq(scan.error),
+            scan_attempts::circuit_opened.eq(scan.circuit_opened),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    diesel::sql_query(
+        "DELETE FROM docora.scan_attempts WHERE repository_id = $1 AND started_at < ( \
+           SELECT started_at FROM docora.scan_attempts WHERE repository_id = $1 \
+           ORDER BY started_at DESC OFFSET $2 LIMIT 1)",
+    )
+    .bind::<diesel::sql_types::Text, _>(&repo.id)
+    .bind::<diesel::sql_types::BigInt, _>(SCAN_HISTORY_KEPT - 1)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Follows `branch`, the default branch as GitHub reports it, when it is a new one; returns
@@ -638,6 +700,8 @@ struct ClaimedRow {
     last_commit_sha: Option<String>,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
     branch_checked_at: Option<OffsetDateTime>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    scan_started_at: OffsetDateTime,
 }
 
 #[cfg(test)]

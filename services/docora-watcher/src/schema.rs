@@ -60,6 +60,7 @@ pub mod docora {
             created_at -> Timestamptz,
             scan_lease_until -> Nullable<Timestamptz>,
             branch_checked_at -> Nullable<Timestamptz>,
+            scan_started_at -> Nullable<Timestamptz>,
         }
     }
 
@@ -72,6 +73,19 @@ pub mod docora {
             size -> Int8,
             is_binary -> Bool,
             path_raw -> Bytea,
+        }
+    }
+
+    diesel::table! {
+        docora.scan_attempts (repository_id, started_at) {
+            repository_id -> Text,
+            started_at -> Timestamptz,
+            ended_at -> Timestamptz,
+            outcome -> Text,
+            commit_sha -> Nullable<Text>,
+            events -> Int4,
+            error -> Nullable<Text>,
+            circuit_opened -> Bool,
         }
     }
 
@@ -118,6 +132,7 @@ pub mod docora {
     diesel::joinable!(app_repositories -> repositories (repository_id));
 
     diesel::joinable!(repository_files -> repositories (repository_id));
+    diesel::joinable!(scan_attempts -> repositories (repository_id));
     diesel::joinable!(delivery_attempts -> events (event_id));
 
     diesel::allow_tables_to_appear_in_same_query!(
@@ -128,5 +143,6 @@ pub mod docora {
         events,
         repositories,
         repository_files,
+        scan_attempts,
     );
 }

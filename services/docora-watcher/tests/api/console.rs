@@ -208,3 +208,87 @@ async fn the_overview_shows_stuck_and_failing_repositories_with_the_reason() {
     let page = admin.get("/admin/apps").await;
     assert!(page.text.contains("git said: repository not found"));
 }
+
+#[tokio::test]
+async fn a_repository_keeps_each_scans_error_with_that_scan_and_its_sync_apart_from_deliveries() {
+    let sink = WebhookSink::start().expect("sink");
+    let (f, deliverer) = setup(&sink).await;
+    let (admin, _) = logged_in(&f.app).await;
+    let path = format!("/admin/api/repositories/{}", f.repository_id);
+    assert!(matches!(f.scan_now().await, docora_watcher::scan::ScanOutcome::Scanned { .. }));
+    let seen = admin.get(&path).await;
+    assert_eq!(seen.status, 200, "{}", seen.text);
+    assert_eq!(seen.body["sync"]["state"], "ok", "{}", seen.text);
+    assert_eq!(seen.body["sync"]["last_attempt"]["outcome"], "scanned");
+    assert_eq!(seen.body["sync"]["last_attempt"]["events"], 3);
+    assert_eq!(seen.body["sync"]["current_commit"], f.repo.head().as_str());
+    let link = &seen.body["links"][0];
+    assert_eq!(
+        (link["app_id"].as_str(), link["delivery_state"].as_str()),
+        (Some(f.app_id.as_str()), Some("delivering"))
+    );
+    assert_eq!(link["pending"], 3);
+    assert!(link["delivered_up_to"].is_null());
+
+    // git fails: the attempt has the error, the repository reads failing, the link's delivery
+    // state is its own (no delivery error).
+    f.git.set_failing(true);
+    assert!(matches!(f.scan_now().await, docora_watcher::scan::ScanOutcome::Failed { .. }));
+    let seen = admin.get(&path).await;
+    let sync = &seen.body["sync"];
+    assert_eq!(sync["state"], "failing", "{}", seen.text);
+    assert_eq!(sync["last_attempt"]["outcome"], "failed");
+    let error = sync["last_attempt"]["error"].as_str().unwrap_or_default().to_owned();
+    assert!(!error.is_empty() && sync["error"] == error.as_str(), "{sync}");
+    assert!(sync["last_success_at"].is_string(), "the last success stays: {sync}");
+    assert_eq!(sync["consecutive_failures"], 1);
+    assert!(seen.body["links"][0]["last_delivery_error"].is_null(), "a scan's error is not the link's");
+
+    // Delivered, then git is back: the repository reads ok, the error stays with the scan that
+    // had it.
+    assert_eq!(drain(&deliverer).await, vec![Delivered::Ok; 3]);
+    f.git.set_failing(false);
+    assert!(matches!(f.scan_now().await, docora_watcher::scan::ScanOutcome::Unchanged { .. }));
+    let seen = admin.get(&path).await;
+    let sync = &seen.body["sync"];
+    assert_eq!((sync["state"].as_str(), sync["consecutive_failures"].as_i64()), (Some("ok"), Some(0)), "{sync}");
+    assert!(sync["error"].is_null());
+    let scans = seen.body["scans"].as_array().cloned().unwrap_or_default();
+    let outcomes: Vec<&str> = scans.iter().map(|s| s["outcome"].as_str().unwrap_or_default()).collect();
+    assert_eq!(outcomes, ["unchanged", "failed", "scanned"]);
+    assert!(scans[0]["error"].is_null() && scans[1]["error"] == error.as_str() && scans[2]["error"].is_null());
+    let link = &seen.body["links"][0];
+    assert_eq!((link["delivery_state"].as_str(), link["pending"].as_i64()), (Some("up_to_date"), Some(0)), "{link}");
+    assert!(link["delivered_up_to"]["delivered_at"].is_string(), "{link}");
+
+    // The history keeps the last 20 scans of each repository.
+    for _ in 0..20 {
+        f.scan_now().await;
+    }
+    let kept = format!("SELECT count(*) AS n FROM docora.scan_attempts WHERE repository_id = '{}'", f.repository_id);
+    assert_eq!(count(&f.app.db, &kept).await, docora_watcher::scan::SCAN_HISTORY_KEPT);
+    assert_eq!(admin.get(&path).await.body["scans"].as_array().map(Vec::len), Some(20));
+    assert_eq!(admin.get("/admin/api/repositories/repo_000000000000000000000000").await.status, 404);
+
+    // A scan abandoned past its lease (its worker died): stuck, with the reason, until a worker
+    // takes it again.
+    execute(&f.app.db, "UPDATE docora.repositories SET next_scan_at = now()").await;
+    let claimed = f.scanner.claim().await.expect("claim").expect("due");
+    execute(&f.app.db, "UPDATE docora.repositories SET scan_lease_until = now() - interval '1 minute'").await;
+    let stuck = admin.get("/admin/api/overview").await.body["repositories"][0].clone();
+    assert_eq!(stuck["state"], "stuck", "{stuck}");
+    assert!(stuck["reason"].as_str().unwrap_or_default().contains("lease ran out"), "{stuck}");
+    assert_eq!(admin.get(&path).await.body["sync"]["state"], "stuck");
+    let again = f.scanner.claim().await.expect("claim").expect("taken again");
+    assert!(again.started_at > claimed.started_at);
+    f.scanner.scan(&again).await.expect("scan");
+    assert_eq!(admin.get("/admin/api/overview").await.body["repositories"], serde_json::json!([]));
+
+    // Documented for automation.
+    let openapi = f.app.anonymous().get("/openapi.json").await.body;
+    assert!(openapi["paths"]["/admin/api/repositories/{repository_id}"]["get"].is_object());
+    let documented = &openapi["components"]["schemas"]["SyncState"]["properties"];
+    for field in ["state", "reason", "last_attempt", "last_success_at", "current_commit", "circuit"] {
+        assert!(documented[field].is_object(), "{field} in {documented}");
+    }
+}

@@ -456,3 +456,156 @@ async fn an_operator_follows_a_file_to_its_attempts_and_redelivers_it_in_a_brows
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert!(res.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/html"));
 }
+
+/// A browser at 1280 px, the narrowest laptop an operator uses.
+async fn narrow_browser(app: &TestApp) -> Browser {
+    Browser::start(&app.server.url(), 1280, 900).await
+}
+
+#[tokio::test]
+async fn an_operator_finds_why_a_file_did_not_reach_an_app_from_the_overview_in_a_browser() {
+    // Nine apps with long names watch one repository of thirty files: a few hundred deliveries.
+    // The first app's receiver answers 503, so its first event gives up and the rest wait.
+    let good = WebhookSink::start().expect("sink");
+    let bad = WebhookSink::start().expect("sink");
+    bad.set_mode(SinkMode::Fail(503));
+    let f = fixture_with("5", &format!("{}/hooks", bad.url())).await;
+    let deliverer =
+        f.app.settings.deliverer(service_kit::db::pool(&f.app.settings.database).expect("pool")).expect("deliverer");
+    let register = json!({"github_url": "https://github.com/octo/docs"});
+    for i in 1..9 {
+        let name = format!("Knowledge base indexer for the documentation portal of team number {i}");
+        let (_, client) = f.app.app_at(&name, &format!("{}/hooks", good.url())).await;
+        assert_eq!(client.post_json("/api/repositories", &register).await.status, 201);
+    }
+    for i in 0..27 {
+        f.repo.write(&format!("docs/reference/api/v2/section-{i:02}/a-rather-long-file-name-{i}.md"), b"x");
+    }
+    f.repo.commit("many").expect("commit");
+    f.scan_now().await;
+    for _ in 0..3 {
+        execute(&f.app.db, "UPDATE docora.events SET next_attempt_at = now()").await;
+        while let Some(event) = deliverer.take().await.expect("take") {
+            deliverer.deliver(&event).await.expect("deliver");
+        }
+    }
+    assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.events WHERE status = 'delivered'").await, 8 * 30);
+    assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.events WHERE status = 'failed'").await, 1);
+    // A second repository nobody has scanned for a long while: no scan worker runs.
+    let (owner_id, _) = f.app.github.add_user("acme");
+    f.app.github.add_repo(owner_id, "handbook", false);
+    f.git.create_repo("acme", "handbook").expect("repo");
+    let handbook =
+        f.client.post_json("/api/repositories", &json!({"github_url": "https://github.com/acme/handbook"})).await;
+    assert_eq!(handbook.status, 201, "{}", handbook.text);
+    let handbook_id = handbook.body["repository_id"].as_str().expect("an id").to_owned();
+    execute(
+        &f.app.db,
+        &format!("UPDATE docora.repositories SET next_scan_at = now() - interval '2 hours' WHERE id = '{handbook_id}'"),
+    )
+    .await;
+
+    let browser = narrow_browser(&f.app).await;
+    log_in(&browser, "root", PASSWORD, "#who").await;
+    // The overview: the app with a failing link, and the stuck repository with the reason.
+    let health = browser.text(&format!("#health-{}", f.app_id)).await;
+    assert!(health.contains("1 of 2"), "{health}");
+    let stuck = browser.text(&format!("#repository-health-{handbook_id}")).await;
+    assert!(stuck.contains("stuck") && stuck.contains("never scanned") && stuck.contains("SCAN_WORKERS"), "{stuck}");
+    assert!(browser.page_width().await <= 1280, "the overview fits 1280 px");
+    browser.screenshot("console-overview").await;
+
+    // Overview → app → repository.
+    browser.click(&format!("#health-{} a", f.app_id), "section.app").await;
+    assert_eq!(browser.location().await, format!("/admin/apps/{}", f.app_id));
+    browser.screenshot("console-app").await;
+    browser.click(&format!("#link-{}-{} a.repository", f.app_id, f.repository_id), "#sync").await;
+    assert_eq!(browser.location().await, format!("/admin/repositories/{}", f.repository_id));
+    assert!(browser.text("#sync-state").await.starts_with("ok"));
+    assert!(browser.text("#last-attempt").await.contains("scanned"));
+    assert_eq!(browser.text("#current-commit code").await, f.repo.head());
+    assert_eq!(browser.client.find_all(Locator::Css("tr.link")).await.expect("links").len(), 9);
+    let link = browser.text(&format!("#link-{}", f.app_id)).await;
+    assert!(link.contains("failed") && link.contains("503") && link.contains("29 pending"), "{link}");
+    let other = browser.client.find_all(Locator::Css("tr.link td.delivery-state")).await.expect("cells");
+    let mut states = Vec::new();
+    for cell in other {
+        states.push(cell.text().await.expect("text"));
+    }
+    assert_eq!(states.iter().filter(|s| *s == "up to date").count(), 8, "{states:?}");
+    assert!(browser.page_width().await <= 1280, "the repository page fits 1280 px");
+    browser.screenshot("console-repository").await;
+
+    // Repository → the failed delivery → its attempts.
+    browser.click(&format!("#link-{} td.why a", f.app_id), "#delivery-id").await;
+    let attempts = browser.client.find_all(Locator::Css("section.attempt")).await.expect("attempts");
+    assert_eq!(attempts.len(), 3);
+    assert!(attempts[0].text().await.expect("text").contains("503"));
+    assert!(browser.text("#delivery-status").await.contains("failed"));
+    browser.click("#delivery-repository", "#sync").await;
+
+    // The file's deliveries, found from the repository page.
+    browser.fill("#find-file input[name=path]", "docs/reference/api/v2/section-07/").await;
+    browser.click_to("#find-file button[type=submit]", "path=").await;
+    let rows = browser.client.find_all(Locator::Css("tr.delivery")).await.expect("rows");
+    assert_eq!(rows.len(), 9, "one per app");
+
+    // The whole history at 1280 px: long names are cut with their full text in the title.
+    browser.goto("/admin/deliveries?limit=300").await;
+    assert_eq!(browser.client.find_all(Locator::Css("tr.delivery")).await.expect("rows").len(), 9 * 30);
+    assert!(browser.page_width().await <= 1280, "the history fits 1280 px");
+    browser.screenshot("console-deliveries").await;
+    browser.goto("/admin/queue").await;
+    assert!(browser.text(&format!("#repository-health-{handbook_id}")).await.contains("never scanned"));
+    assert!(browser.page_width().await <= 1280, "the queue fits 1280 px");
+    browser.screenshot("console-queue").await;
+    browser.goto("/admin/apps").await;
+    browser.screenshot("console-apps").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_repository_whose_scans_fail_or_stall_is_flagged_with_the_reason_in_a_browser() {
+    let f = fixture_with("2", "https://hooks.example.com/docora").await;
+    f.scan_now().await;
+    let browser = narrow_browser(&f.app).await;
+    log_in(&browser, "root", PASSWORD, "#who").await;
+    assert!(browser.exists("#all-scanning-well").await);
+
+    // Its repository is gone from GitHub: failing, and the link does not read synced.
+    execute(&f.app.db, "UPDATE docora.app_repositories SET status = 'synced'").await;
+    f.git.set_failing(true);
+    f.scan_now().await;
+    browser.goto("/admin").await;
+    let flagged = browser.text(&format!("#repository-health-{}", f.repository_id)).await;
+    assert!(flagged.contains("failing") && flagged.contains("git failed"), "{flagged}");
+    browser.goto(&format!("/admin/apps/{}", f.app_id)).await;
+    let status = browser.text(&format!("#link-{}-{} .status", f.app_id, f.repository_id)).await;
+    assert_ne!(status, "synced");
+    browser.goto(&format!("/admin/repositories/{}", f.repository_id)).await;
+    assert!(browser.text("#sync-state").await.starts_with("failing"));
+    assert!(browser.exists("#deliveries-stale").await);
+    let scans = browser.client.find_all(Locator::Css("tr.scan")).await.expect("scans");
+    assert_eq!(scans.len(), 2);
+    assert!(scans[0].text().await.expect("text").contains("git failed"));
+    assert!(!scans[1].text().await.expect("text").contains("git failed"), "the first scan had no error");
+
+    // A second failure opens the circuit; then a scan is abandoned past its lease: stuck.
+    f.scan_now().await;
+    browser.goto("/admin/queue").await;
+    let flagged = browser.text(&format!("#repository-health-{}", f.repository_id)).await;
+    assert!(flagged.contains("circuit open"), "{flagged}");
+    f.git.set_failing(false);
+    execute(&f.app.db, "UPDATE docora.repositories SET circuit_open_until = now() - interval '1 second'").await;
+    f.scan_now().await;
+    execute(&f.app.db, "UPDATE docora.repositories SET next_scan_at = now()").await;
+    f.scanner.claim().await.expect("claim").expect("due");
+    execute(&f.app.db, "UPDATE docora.repositories SET scan_lease_until = now() - interval '1 minute'").await;
+    browser.goto("/admin/queue").await;
+    let flagged = browser.text(&format!("#repository-health-{}", f.repository_id)).await;
+    assert!(flagged.contains("stuck") && flagged.contains("lease ran out"), "{flagged}");
+    browser.screenshot("console-stuck").await;
+    browser.goto("/admin/repositories/repo_000000000000000000000000").await;
+    assert_eq!(browser.text("h1").await, "404 Not Found");
+    browser.close().await;
+}

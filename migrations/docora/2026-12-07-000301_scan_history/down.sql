@@ -1,0 +1,2 @@
+ALTER TABLE docora.repositories DROP COLUMN scan_started_at;
+DROP TABLE docora.scan_attempts;
