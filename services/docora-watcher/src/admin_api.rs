@@ -265,6 +265,8 @@ pub struct AppRepository {
     #[serde(with = "domain::timestamp::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub circuit_open_until: Option<OffsetDateTime>,
+    /// The repository's sync health, apart from the link's delivery state.
+    pub sync: crate::repository_admin::SyncHealth,
 }
 
 /// An app as the admin sees it (never its token or key).
@@ -311,6 +313,7 @@ type LinkRow = (
     i32,
     Option<OffsetDateTime>,
     Option<String>,
+    (OffsetDateTime, Option<OffsetDateTime>, Option<OffsetDateTime>),
 );
 
 /// Every app with its repositories and their sync state, oldest app first.
@@ -346,6 +349,7 @@ pub async fn app_views(conn: &mut db::Conn) -> Result<Vec<AppView>, ApiError> {
             repositories::consecutive_failures,
             repositories::circuit_open_until,
             repositories::last_error,
+            (repositories::next_scan_at, repositories::scan_lease_until, repositories::scan_started_at),
         ))
         .load(conn)
         .await?;
@@ -366,6 +370,17 @@ pub async fn app_views(conn: &mut db::Conn) -> Result<Vec<AppView>, ApiError> {
                     consecutive_failures: l.9,
                     circuit_open_until: l.10,
                     scan_error: l.11.clone().filter(|_| l.9 > 0),
+                    sync: crate::repository_admin::SyncFacts {
+                        last_scan_at: l.8,
+                        next_scan_at: l.12.0,
+                        consecutive_failures: l.9,
+                        circuit_open_until: l.10,
+                        last_error: l.11.clone(),
+                        scan_lease_until: l.12.1,
+                        scan_started_at: l.12.2,
+                    }
+                    .health(now)
+                    .into(),
                 })
                 .collect();
             let delivery_breaker = crate::deliver::DeliveryBreaker::new(breaker.0, breaker.1, breaker.2, now);

@@ -347,7 +347,7 @@ async fn apps_page(
                 tbody {
                     @for app in &apps {
                         tr {
-                            td.clip title=(app.app_name) { a href=(format!("/admin/apps/{}", app.app_id)) { (app.app_name) } }
+                            td.clip title=(app.app_name) { a href=(format!("/admin/apps/{}", app.app_id)) { (middle(&app.app_name, 80)) } }
                             td { (app.repositories.len()) }
                             td { (app.repositories.iter().filter(|r| r.status == "failed").count()) }
                             td { (app.delivery_breaker.status) }
@@ -398,7 +398,7 @@ fn app_section(admin: &Admin, app: &AppView, now: OffsetDateTime) -> Markup {
                 table.repositories {
                     thead {
                         tr { th rowspan="2" { "Repository" } th colspan="2" { "Delivery to this app" } th colspan="3" { "Sync (scans of the repository)" } }
-                        tr { th { "Status" } th { "Error" } th { "Last successful scan" } th { "Scan error" } th { "Circuit" } }
+                        tr { th { "Status" } th { "Error" } th { "State" } th { "Last successful scan" } th { "Circuit" } }
                     }
                     tbody {
                         @for repo in &app.repositories {
@@ -419,8 +419,12 @@ fn app_section(admin: &Admin, app: &AppView, now: OffsetDateTime) -> Markup {
                                 // A delivery error belongs to a failed link; a scan error to the
                                 // failing scans (cleared by the next success).
                                 td.error { @if repo.status == "failed" { (repo.last_error.as_deref().unwrap_or("")) } }
-                                td { (when(repo.last_scan_at)) }
-                                td.error.scan-error { (repo.scan_error.as_deref().unwrap_or("")) }
+                                td.sync-state {
+                                    @let healthy = matches!(repo.sync.state.as_str(), "ok" | "scanning");
+                                    span class=(if healthy { "ok" } else { "error" }) { (repo.sync.state.replace('_', " ")) }
+                                    @if !healthy { div.why-text { (repo.sync.reason) } }
+                                }
+                                td { (short_or_never(repo.last_scan_at)) }
                                 td.circuit {
                                     @match repo.circuit_open_until {
                                         Some(until) if until > now => { "open until " (when(Some(until))) }
@@ -531,7 +535,7 @@ async fn repository_page(
                     None => "none recorded",
                 }
             }
-            dt { "Last successful scan" } dd #last-success { (when(sync.last_success_at)) }
+            dt { "Last successful scan" } dd #last-success { (short_or_never(sync.last_success_at)) }
             dt { "Current commit" }
             dd #current-commit {
                 @match sync.current_commit.as_deref() { Some(c) => code { (c) }, None => span.muted { "none yet" } }
@@ -540,15 +544,15 @@ async fn repository_page(
             dt { "Circuit" }
             dd #circuit {
                 @match sync.circuit.as_str() {
-                    "open" => span.error { "open until " (when(sync.circuit_open_until)) },
+                    "open" => span.error { "open until " (short_or_never(sync.circuit_open_until)) },
                     "half_open" => span.error { "half-open: one trial scan next" },
                     _ => "closed",
                 }
                 @if sync.consecutive_failures > 0 { " (" (sync.consecutive_failures) " failed scans in a row)" }
             }
-            dt { "Next scan due" } dd { (when(Some(sync.next_scan_at))) }
+            dt { "Next scan due" } dd { (short_time(sync.next_scan_at)) }
             @if let Some(started) = sync.scan_started_at {
-                dt { "Scan running" } dd { "since " (when(Some(started))) ", lease until " (when(sync.scan_lease_until)) }
+                dt { "Scan running" } dd { "since " (short_time(started)) ", lease until " (short_or_never(sync.scan_lease_until)) }
             }
         }
         h2 { "Delivery to each app" }
@@ -564,7 +568,7 @@ async fn repository_page(
                     @for l in &detail.links {
                         tr.link #(format!("link-{}", l.app_id)) {
                             td.clip title=(l.app_name) {
-                                a href=(format!("/admin/apps/{}", l.app_id)) { (l.app_name) }
+                                a href=(format!("/admin/apps/{}", l.app_id)) { (middle(&l.app_name, 28)) }
                                 div.muted { a.muted href=(format!("/admin/deliveries?app_id={}&repository_id={}", l.app_id, detail.repository_id)) { "its deliveries →" } }
                             }
                             td.delivery-state {
@@ -576,7 +580,7 @@ async fn repository_page(
                                 @match &l.delivered_up_to {
                                     Some(d) => {
                                         div title=(d.path.as_deref().unwrap_or(&d.event)) {
-                                            a href=(format!("/admin/deliveries/{}", d.event_id)) { (d.event) " " (d.path.as_deref().unwrap_or("")) }
+                                            a href=(format!("/admin/deliveries/{}", d.event_id)) { (d.event) " " (middle(d.path.as_deref().unwrap_or(""), 26)) }
                                         }
                                         div.muted { "created " (short_time(d.created_at)) }
                                     }
@@ -863,7 +867,7 @@ async fn deliveries_page(
                 select name="app_id" {
                     option value="" { "any" }
                     @for (id, name) in &names.apps {
-                        option value=(id) selected[selected(&filter.app_id, id)] { (name) }
+                        option value=(id) selected[selected(&filter.app_id, id)] { (middle(name, 40)) }
                     }
                 }
             }
@@ -950,10 +954,10 @@ fn status_cell(d: &DeliveryView) -> Markup {
 
 fn deliveries_table(names: &Names, items: &[DeliveryView]) -> Markup {
     html! {
-        table #deliveries.fixed {
+        table #deliveries.fixed style="font-size:.93em" {
             colgroup {
-                col style="width:9.5rem"; col style="width:6.5rem"; col style="width:15rem"; col style="width:6.5rem";
-                col; col style="width:12rem"; col style="width:4.5rem"; col style="width:5rem"; col style="width:3.5rem";
+                col style="width:8.5rem"; col style="width:6.5rem"; col style="width:15rem"; col style="width:6rem";
+                col; col style="width:10rem"; col style="width:3.5rem"; col style="width:5rem"; col style="width:3rem";
             }
             thead {
                 tr {
@@ -974,13 +978,13 @@ fn deliveries_table(names: &Names, items: &[DeliveryView]) -> Markup {
                         }
                         td { (short_time(d.created_at)) }
                         td.clip {
-                            div title=(names.app(&d.app_id)) { a href=(format!("/admin/apps/{}", d.app_id)) { (names.app(&d.app_id)) } }
+                            div title=(names.app(&d.app_id)) { a href=(format!("/admin/apps/{}", d.app_id)) { (middle(names.app(&d.app_id), 27)) } }
                             div.muted title=(names.repository(&d.repository_id)) {
                                 a.muted href=(format!("/admin/repositories/{}", d.repository_id)) { (names.repository(&d.repository_id)) }
                             }
                         }
                         td.event { (d.event) }
-                        td.path.clip title=(d.path.as_deref().unwrap_or("")) { (d.path.as_deref().unwrap_or("")) }
+                        td.path.clip title=(d.path.as_deref().unwrap_or("")) { (middle(d.path.as_deref().unwrap_or(""), 34)) }
                         td.status.clip { (status_cell(d)) }
                         td.code { @if let Some(code) = d.response_status { (code) } }
                         td { @if let Some(ms) = d.duration_ms { (ms) " ms" } }
@@ -990,6 +994,25 @@ fn deliveries_table(names: &Names, items: &[DeliveryView]) -> Markup {
             }
         }
     }
+}
+
+/// [`short_time`], or `never`.
+fn short_or_never(at: Option<OffsetDateTime>) -> String {
+    at.map_or_else(|| "never".to_owned(), short_time)
+}
+
+/// `text` cut in the middle to at most `max` characters: app names and paths that share a long
+/// beginning differ at their end, which must stay visible (the whole text goes in a `title`).
+fn middle(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if count <= max || max < 8 {
+        return text.to_owned();
+    }
+    let head = (max - 1) / 3;
+    let tail = max - 1 - head;
+    let start: String = text.chars().take(head).collect();
+    let end: String = text.chars().skip(count - tail).collect();
+    format!("{}…{}", start.trim_end(), end.trim_start())
 }
 
 /// `2026-12-07 17:45:03` (UTC).
@@ -1141,7 +1164,7 @@ async fn overview_page(PageAdmin(admin): PageAdmin, state: web::Data<AppState>) 
                 tbody {
                     @for a in &overview.apps {
                         tr #(format!("health-{}", a.app_id)) {
-                            td.clip title=(a.app_name) { a href=(format!("/admin/apps/{}", a.app_id)) { (a.app_name) } }
+                            td.clip title=(a.app_name) { a href=(format!("/admin/apps/{}", a.app_id)) { (middle(&a.app_name, 56)) } }
                             td { (rate(a.succeeded_hour, a.attempts_hour)) }
                             td { (rate(a.succeeded_day, a.attempts_day)) }
                             td { @if a.failing_links > 0 { a.error href="/admin/failed" { (a.failing_links) " of " (a.links) } } @else { span.ok { "0" } span.muted { " of " (a.links) } } }
@@ -1326,7 +1349,7 @@ async fn queue_page(PageAdmin(admin): PageAdmin, state: web::Data<AppState>) -> 
     drop(conn);
     let body = html! {
         h1 { "Queue" }
-        table #counts {
+        table #counts style="width:auto" {
             tbody {
                 tr { th { "Scans due" } td #scans-due-count { (counts.scans_due) } }
                 tr { th { "Scans running" } td { (counts.scans_running) } }
@@ -1351,23 +1374,26 @@ fn queued_table(id: &str, title: &str, rows: &[Queued]) -> Markup {
             @if rows.is_empty() {
                 p { "None." }
             } @else {
-                table {
+                table.fixed {
+                    colgroup { col style="width:22rem"; col style="width:10rem"; col style="width:10rem"; col style="width:6rem"; col style="width:12rem"; col; }
                     thead {
                         tr {
-                            th { "Repository" } th { "Id" } th { "Scan due" } th { "Last scan" }
-                            th { "Failures in a row" } th { "Circuit open until" } th { "Last error" }
+                            th { "Repository" } th { "Scan due" } th { "Last successful scan" }
+                            th { "Failed in a row" } th { "Circuit" } th { "Last error" }
                         }
                     }
                     tbody {
                         @for r in rows {
                             tr.queued {
-                                td { a href=(format!("/admin/repositories/{}", r.id)) { "https://github.com/" (r.owner) "/" (r.name) } }
-                                td { code { (r.id) } }
-                                td { (when(Some(r.next_scan_at))) }
-                                td { (when(r.last_scan_at)) }
+                                td.clip {
+                                    a href=(format!("/admin/repositories/{}", r.id)) { "https://github.com/" (r.owner) "/" (r.name) }
+                                    div.muted { code { (r.id) } }
+                                }
+                                td { (short_time(r.next_scan_at)) }
+                                td { (short_or_never(r.last_scan_at)) }
                                 td { (r.consecutive_failures) }
-                                td { (when(r.circuit_open_until)) }
-                                td.error { (r.last_error.as_deref().unwrap_or("")) }
+                                td { @match r.circuit_open_until { Some(until) => { "open until " (short_time(until)) }, None => "closed" } }
+                                td.error.why { (r.last_error.as_deref().unwrap_or("")) }
                             }
                         }
                     }
@@ -1395,7 +1421,7 @@ th,td{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-
 section.app,section.failed-link{border:1px solid #ccc;border-radius:6px;padding:0 1rem 1rem;margin:1rem 0}\
 dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dd{margin:0}\
 label{display:block;margin:.4rem 0}form#filters label{display:inline-block;margin-right:.8rem}form#filters{font-size:.93em}form#filters select{max-width:15rem}\
-.error{color:#a00}.muted{color:#666}.ok{color:#070}td.why{white-space:normal}\
+.error{color:#a00}.muted{color:#666}.ok{color:#070}td.why{white-space:normal}.why-text{color:#666;font-size:.85em}\
 table.fixed{table-layout:fixed}td.clip,td.clip div{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}\
 td .why{color:#a00;font-size:.85em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}\
 .badge{display:inline-block;padding:0 .35rem;border-radius:4px;font-size:.85em;background:#eee}\
@@ -1464,4 +1490,19 @@ fn message_page(status: StatusCode, message: &str) -> Markup {
         p { a href="/admin" { "Back to the dashboard" } }
     };
     layout(status.canonical_reason().unwrap_or("Error"), None, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::middle;
+
+    #[test]
+    fn long_names_are_cut_in_the_middle_so_their_ends_stay_apart() {
+        assert_eq!(middle("reader", 27), "reader");
+        let a = middle("Knowledge base indexer for the documentation portal of team number 3", 27);
+        let b = middle("Knowledge base indexer for the documentation portal of team number 4", 27);
+        assert!(a.chars().count() <= 27 && a.starts_with("Knowledg") && a.ends_with("team number 3"), "{a}");
+        assert_ne!(a, b);
+        assert_eq!(middle("éééééééééééééééééééé", 10).chars().count(), 10, "characters, not bytes");
+    }
 }

@@ -65,6 +65,43 @@ impl SyncRow {
         format!("https://github.com/{}/{}", self.owner, self.name)
     }
 
+    /// The repository's sync state and why (see [`SyncFacts::health`]).
+    pub fn health(&self, now: OffsetDateTime) -> (&'static str, String) {
+        SyncFacts {
+            last_scan_at: self.last_scan_at,
+            next_scan_at: self.next_scan_at,
+            consecutive_failures: self.consecutive_failures,
+            circuit_open_until: self.circuit_open_until,
+            last_error: self.last_error.clone(),
+            scan_lease_until: self.scan_lease_until,
+            scan_started_at: self.scan_started_at,
+        }
+        .health(now)
+    }
+
+    /// The circuit: `closed`, `open` (no scan before `circuit_open_until`) or `half_open` (one
+    /// trial scan next).
+    pub fn circuit(&self, now: OffsetDateTime) -> &'static str {
+        match self.circuit_open_until {
+            Some(until) if until > now => "open",
+            Some(_) => "half_open",
+            None => "closed",
+        }
+    }
+}
+
+/// What a repository's sync health is read from.
+pub struct SyncFacts {
+    pub last_scan_at: Option<OffsetDateTime>,
+    pub next_scan_at: OffsetDateTime,
+    pub consecutive_failures: i32,
+    pub circuit_open_until: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+    pub scan_lease_until: Option<OffsetDateTime>,
+    pub scan_started_at: Option<OffsetDateTime>,
+}
+
+impl SyncFacts {
     /// The repository's sync state and why, in words: `circuit_open`, `failing`, `stuck` (a scan
     /// abandoned past its lease, or overdue with none running), `scanning`, `never_scanned` or
     /// `ok`.
@@ -111,15 +148,20 @@ impl SyncRow {
             _ => ("ok", format!("scanning well; next scan due {}", at(self.next_scan_at))),
         }
     }
+}
 
-    /// The circuit: `closed`, `open` (no scan before `circuit_open_until`) or `half_open` (one
-    /// trial scan next).
-    pub fn circuit(&self, now: OffsetDateTime) -> &'static str {
-        match self.circuit_open_until {
-            Some(until) if until > now => "open",
-            Some(_) => "half_open",
-            None => "closed",
-        }
+/// A repository's sync health in short.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SyncHealth {
+    /// `ok`, `scanning`, `never_scanned`, `stuck`, `failing` or `circuit_open`.
+    pub state: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl From<(&'static str, String)> for SyncHealth {
+    fn from((state, reason): (&'static str, String)) -> Self {
+        SyncHealth { state: state.to_owned(), reason }
     }
 }
 

@@ -535,6 +535,8 @@ async fn an_operator_finds_why_a_file_did_not_reach_an_app_from_the_overview_in_
     assert_eq!(states.iter().filter(|s| *s == "up to date").count(), 8, "{states:?}");
     assert!(browser.page_width().await <= 1280, "the repository page fits 1280 px");
     browser.screenshot("console-repository").await;
+    browser.client.execute("window.scrollTo(0, document.body.scrollHeight)", vec![]).await.expect("scrolls");
+    browser.screenshot("console-repository-end").await;
 
     // Repository → the failed delivery → its attempts.
     browser.click(&format!("#link-{} td.why a", f.app_id), "#delivery-id").await;
@@ -542,6 +544,7 @@ async fn an_operator_finds_why_a_file_did_not_reach_an_app_from_the_overview_in_
     assert_eq!(attempts.len(), 3);
     assert!(attempts[0].text().await.expect("text").contains("503"));
     assert!(browser.text("#delivery-status").await.contains("failed"));
+    browser.screenshot("console-delivery-failed").await;
     browser.click("#delivery-repository", "#sync").await;
 
     // The file's deliveries, found from the repository page.
@@ -595,6 +598,11 @@ async fn a_repository_whose_scans_fail_or_stall_is_flagged_with_the_reason_in_a_
     browser.goto("/admin/queue").await;
     let flagged = browser.text(&format!("#repository-health-{}", f.repository_id)).await;
     assert!(flagged.contains("circuit open"), "{flagged}");
+    // The apps were told: the sync_failed delivery shows its reason in the history.
+    browser.goto("/admin/deliveries?event=sync_failed").await;
+    let row = browser.text("tr.delivery").await;
+    assert!(row.contains("sync_failed") && row.contains("sync failed: git failed"), "{row}");
+    browser.screenshot("console-sync-failed").await;
     f.git.set_failing(false);
     execute(&f.app.db, "UPDATE docora.repositories SET circuit_open_until = now() - interval '1 second'").await;
     f.scan_now().await;
