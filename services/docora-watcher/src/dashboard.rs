@@ -562,7 +562,7 @@ async fn repository_page(
         @if detail.links.is_empty() { p { "No app watches it." } }
         @else {
             table #links.fixed {
-                colgroup { col style="width:16rem"; col style="width:8rem"; col style="width:17rem"; col style="width:9rem"; col; }
+                colgroup { col style="width:16rem"; col style="width:8rem"; col style="width:17rem"; col style="width:11rem"; col; }
                 thead { tr { th { "App" } th { "Delivery" } th { "Delivered up to" } th { "Waiting" } th { "Last delivery error" } } }
                 tbody {
                     @for l in &detail.links {
@@ -939,16 +939,17 @@ fn encode(value: &str) -> String {
 }
 
 /// A delivery's status, with the reason when it is not delivered (or is a `sync_failed`).
-fn status_cell(d: &DeliveryView) -> Markup {
+/// `with_reason`: a `sync_failed`'s reason too (the history shows it in the path's place).
+fn status_cell(d: &DeliveryView, with_reason: bool) -> Markup {
     let why = match d.status.as_str() {
         "delivered" => None,
         _ => d.last_error.as_deref(),
     };
     html! {
         span class=(format!("badge {}", d.status)) { (d.status) }
-        @if d.status == "pending" && d.attempts > 0 { " · retry " (when(Some(d.next_attempt_at))) }
+        @if d.status == "pending" && d.attempts > 0 { " · retry " (short_time(d.next_attempt_at)) }
         @if let Some(why) = why { div.why title=(why) { (why) } }
-        @if let Some(reason) = d.reason.as_deref() { div.why title=(reason) { "sync failed: " (reason) } }
+        @if with_reason && let Some(reason) = d.reason.as_deref() { div.why title=(reason) { "sync failed: " (reason) } }
     }
 }
 
@@ -984,8 +985,12 @@ fn deliveries_table(names: &Names, items: &[DeliveryView]) -> Markup {
                             }
                         }
                         td.event { (d.event) }
-                        td.path.clip title=(d.path.as_deref().unwrap_or("")) { (middle(d.path.as_deref().unwrap_or(""), 34)) }
-                        td.status.clip { (status_cell(d)) }
+                        @match (d.path.as_deref(), d.reason.as_deref()) {
+                            // A sync_failed is about no file: its reason, whole, in the path's place.
+                            (None, Some(reason)) => td.path.reason { span.error { "sync failed: " (reason) } },
+                            (path, _) => td.path.clip title=(path.unwrap_or("")) { (middle(path.unwrap_or(""), 34)) },
+                        }
+                        td.status.clip { (status_cell(d, false)) }
                         td.code { @if let Some(code) = d.response_status { (code) } }
                         td { @if let Some(ms) = d.duration_ms { (ms) " ms" } }
                         td { (d.attempts) }
@@ -1048,7 +1053,7 @@ async fn delivery_page(
             dt { "Delivery id" } dd { code #delivery-id { (d.delivery_id) } @if d.redelivery_of.is_some() { " (redelivery; event " code { (d.id) } ")" } }
             dt { "App" } dd { a #delivery-app href=(format!("/admin/apps/{}", d.app_id)) { (names.app(&d.app_id)) } " " code.muted { (d.app_id) } }
             dt { "Repository" } dd { a #delivery-repository href=(format!("/admin/repositories/{}", d.repository_id)) { (names.repository(&d.repository_id)) } " " code.muted { (d.repository_id) } }
-            dt { "Status" } dd #delivery-status { (status_cell(d)) }
+            dt { "Status" } dd #delivery-status { (status_cell(d, true)) }
             dt { "Commit" } dd { code { (d.commit_sha.as_deref().unwrap_or("")) } }
             dt { "Created" } dd { (when(Some(d.created_at))) }
             dt { "Delivered" } dd { (when(d.delivered_at)) }
@@ -1421,7 +1426,7 @@ th,td{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-
 section.app,section.failed-link{border:1px solid #ccc;border-radius:6px;padding:0 1rem 1rem;margin:1rem 0}\
 dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dd{margin:0}\
 label{display:block;margin:.4rem 0}form#filters label{display:inline-block;margin-right:.8rem}form#filters{font-size:.93em}form#filters select{max-width:15rem}\
-.error{color:#a00}.muted{color:#666}.ok{color:#070}td.why{white-space:normal}.why-text{color:#666;font-size:.85em}\
+.error{color:#a00}.muted{color:#666}.ok{color:#070}td.why{white-space:normal}td.reason{font-size:.85em;overflow-wrap:anywhere}form#find-file label{display:inline}.why-text{color:#666;font-size:.85em}\
 table.fixed{table-layout:fixed}td.clip,td.clip div{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}\
 td .why{color:#a00;font-size:.85em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}\
 .badge{display:inline-block;padding:0 .35rem;border-radius:4px;font-size:.85em;background:#eee}\
