@@ -1158,7 +1158,13 @@ async fn overview_page(PageAdmin(admin): PageAdmin, state: web::Data<AppState>) 
         p #queue-summary {
             (q.deliveries_pending) " deliveries waiting · " (q.deliveries_running) " links delivering · "
             a href="/admin/failed" { (q.deliveries_failed) " failed" } " · "
-            (q.scans_due) " scans due · " (q.scans_running) " running · " (q.circuits_open) " circuits open"
+            (q.scans_due) " scans due · " (q.scans_running) " running"
+        }
+        @let delivery_open = overview.apps.iter().filter(|a| a.delivery_breaker.status != "closed").count();
+        p #breakers {
+            "Breakers open: "
+            span class=(if delivery_open > 0 { "error" } else { "ok" }) { (delivery_open) " delivery (apps)" } " · "
+            span class=(if q.circuits_open > 0 { "error" } else { "ok" }) { (q.circuits_open) " sync (repositories)" }
         }
         h2 { "Apps" }
         @if overview.apps.is_empty() { p #no-apps { "No app is onboarded yet." } }
@@ -1169,7 +1175,7 @@ async fn overview_page(PageAdmin(admin): PageAdmin, state: web::Data<AppState>) 
                 tbody {
                     @for a in &overview.apps {
                         tr #(format!("health-{}", a.app_id)) {
-                            td.clip title=(a.app_name) { a href=(format!("/admin/apps/{}", a.app_id)) { (middle(&a.app_name, 56)) } }
+                            td.clip title=(a.app_name) { a href=(format!("/admin/apps/{}", a.app_id)) { (middle(&a.app_name, 48)) } }
                             td { (rate(a.succeeded_hour, a.attempts_hour)) }
                             td { (rate(a.succeeded_day, a.attempts_day)) }
                             td { @if a.failing_links > 0 { a.error href="/admin/failed" { (a.failing_links) " of " (a.links) } } @else { span.ok { "0" } span.muted { " of " (a.links) } } }

@@ -410,7 +410,7 @@ fn spawn_workers(settings: &Settings, pool: &db::Pool, background: &Background) 
         admin_api::regenerate_token, admin_api::delete_app, admin_api::reset_breaker, admin_api::list_deliveries,
         admin_api::retry, admin_api::get_delivery, admin_api::redeliver_one,
         admin_api::get_overview,
-        admin_api::get_queue, repository_admin::get_repository,
+        admin_api::get_queue, repository_admin::list_repositories, repository_admin::get_repository,
     ),
     modifiers(&BEARER)
 )]

@@ -1,5 +1,6 @@
 //! The admin's view of a repository: its sync health (scans) apart from each watching app's
 //! delivery state, shared by the overview, the queue, the repository page and
+//! `GET /admin/api/repositories` (every repository's sync health) and
 //! `GET /admin/api/repositories/{repository_id}`.
 //!
 //! Sync health is read from the repository's row and its scan history (`docora.scan_attempts`,
@@ -19,7 +20,8 @@ use crate::admin_api::Admin;
 use crate::error::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/api/repositories/{repository_id}", web::get().to(get_repository));
+    cfg.route("/admin/api/repositories", web::get().to(list_repositories))
+        .route("/admin/api/repositories/{repository_id}", web::get().to(get_repository));
 }
 
 /// How long a repository may be overdue, with no scan running, before it counts as stuck.
@@ -503,4 +505,72 @@ pub(crate) async fn get_repository(
 ) -> Result<web::Json<RepositoryDetail>, ApiError> {
     let mut conn = db::conn(&state.pool).await?;
     Ok(web::Json(repository_detail(&mut conn, &path.into_inner()).await?))
+}
+
+/// A repository's sync health, in the list of every repository.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RepositorySummary {
+    pub repository_id: String,
+    pub github_url: String,
+    pub sync: SyncHealth,
+    /// The last successful scan.
+    #[serde(with = "domain::timestamp::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_scan_at: Option<OffsetDateTime>,
+    #[serde(with = "domain::timestamp::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub next_scan_at: OffsetDateTime,
+    pub current_commit: Option<String>,
+    /// Apps watching it.
+    pub apps: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RepositoryList {
+    items: Vec<RepositorySummary>,
+}
+
+#[derive(QueryableByName)]
+struct SummaryRow {
+    #[diesel(embed)]
+    sync: SyncRow,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    apps: i64,
+}
+
+/// Every repository with its sync health, by URL.
+pub async fn repository_summaries(conn: &mut db::Conn) -> Result<Vec<RepositorySummary>, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let rows: Vec<SummaryRow> = diesel::sql_query(
+        "SELECT r.id, r.owner, r.name, r.is_private, r.default_branch, r.last_commit_sha, r.last_scan_at, \
+                r.next_scan_at, r.consecutive_failures, r.circuit_open_until, r.last_error, r.scan_lease_until, \
+                r.scan_started_at, \
+                (SELECT count(*) FROM docora.app_repositories l WHERE l.repository_id = r.id) AS apps \
+         FROM docora.repositories r ORDER BY r.owner, r.name",
+    )
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| RepositorySummary {
+            repository_id: r.sync.id.clone(),
+            github_url: r.sync.github_url(),
+            sync: r.sync.health(now).into(),
+            last_scan_at: r.sync.last_scan_at,
+            next_scan_at: r.sync.next_scan_at,
+            current_commit: r.sync.last_commit_sha,
+            apps: r.apps,
+        })
+        .collect())
+}
+
+/// Every repository with its sync health.
+#[utoipa::path(get, path = "/admin/api/repositories", tag = "admin",
+    responses((status = 200, body = RepositoryList), (status = 401, body = domain::ErrorBody)))]
+pub(crate) async fn list_repositories(
+    _admin: Admin,
+    state: web::Data<AppState>,
+) -> Result<web::Json<RepositoryList>, ApiError> {
+    let mut conn = db::conn(&state.pool).await?;
+    Ok(web::Json(RepositoryList { items: repository_summaries(&mut conn).await? }))
 }

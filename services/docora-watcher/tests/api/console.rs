@@ -269,6 +269,13 @@ async fn a_repository_keeps_each_scans_error_with_that_scan_and_its_sync_apart_f
     assert_eq!(count(&f.app.db, &kept).await, docora_watcher::scan::SCAN_HISTORY_KEPT);
     assert_eq!(admin.get(&path).await.body["scans"].as_array().map(Vec::len), Some(20));
     assert_eq!(admin.get("/admin/api/repositories/repo_000000000000000000000000").await.status, 404);
+    let all = admin.get("/admin/api/repositories").await;
+    assert_eq!(all.status, 200, "{}", all.text);
+    assert_eq!(all.body["items"][0]["repository_id"], f.repository_id.as_str());
+    assert_eq!(
+        (all.body["items"][0]["sync"]["state"].as_str(), all.body["items"][0]["apps"].as_i64()),
+        (Some("ok"), Some(1))
+    );
 
     // A scan abandoned past its lease (its worker died): stuck, with the reason, until a worker
     // takes it again.

@@ -478,11 +478,24 @@ async fn an_operator_finds_why_a_file_did_not_reach_an_app_from_the_overview_in_
         let (_, client) = f.app.app_at(&name, &format!("{}/hooks", good.url())).await;
         assert_eq!(client.post_json("/api/repositories", &register).await.status, 201);
     }
+    // A second repository, registered by the first app (not scanned until later).
+    let (owner_id, _) = f.app.github.add_user("acme");
+    f.app.github.add_repo(owner_id, "handbook", false);
+    f.git.create_repo("acme", "handbook").expect("repo");
+    let handbook =
+        f.client.post_json("/api/repositories", &json!({"github_url": "https://github.com/acme/handbook"})).await;
+    assert_eq!(handbook.status, 201, "{}", handbook.text);
+    let handbook_id = handbook.body["repository_id"].as_str().expect("an id").to_owned();
+    let later =
+        format!("UPDATE docora.repositories SET next_scan_at = now() + interval '1 day' WHERE id = '{handbook_id}'");
+    execute(&f.app.db, &later).await;
     for i in 0..27 {
         f.repo.write(&format!("docs/reference/api/v2/section-{i:02}/a-rather-long-file-name-{i}.md"), b"x");
     }
     f.repo.commit("many").expect("commit");
-    f.scan_now().await;
+    let claimed = f.scanner.claim().await.expect("claim").expect("the first repository is due");
+    assert_eq!(claimed.id, f.repository_id);
+    f.scanner.scan(&claimed).await.expect("scan");
     for _ in 0..3 {
         execute(&f.app.db, "UPDATE docora.events SET next_attempt_at = now()").await;
         while let Some(event) = deliverer.take().await.expect("take") {
@@ -491,14 +504,7 @@ async fn an_operator_finds_why_a_file_did_not_reach_an_app_from_the_overview_in_
     }
     assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.events WHERE status = 'delivered'").await, 8 * 30);
     assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.events WHERE status = 'failed'").await, 1);
-    // A second repository nobody has scanned for a long while: no scan worker runs.
-    let (owner_id, _) = f.app.github.add_user("acme");
-    f.app.github.add_repo(owner_id, "handbook", false);
-    f.git.create_repo("acme", "handbook").expect("repo");
-    let handbook =
-        f.client.post_json("/api/repositories", &json!({"github_url": "https://github.com/acme/handbook"})).await;
-    assert_eq!(handbook.status, 201, "{}", handbook.text);
-    let handbook_id = handbook.body["repository_id"].as_str().expect("an id").to_owned();
+    // The second repository has not been scanned for a long while: no scan worker runs.
     execute(
         &f.app.db,
         &format!("UPDATE docora.repositories SET next_scan_at = now() - interval '2 hours' WHERE id = '{handbook_id}'"),
