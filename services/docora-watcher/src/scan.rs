@@ -486,7 +486,7 @@ impl Scanner {
         let mut conn = db::conn(&self.pool).await?;
         let next = OffsetDateTime::now_utc() + self.interval;
         conn.transaction::<_, ApiError, _>(async |conn| {
-            diesel::update(repositories::table.filter(repositories::id.eq(&repo.id)))
+            let found = diesel::update(repositories::table.filter(repositories::id.eq(&repo.id)))
                 .set((
                     repositories::last_commit_sha.eq(commit),
                     repositories::default_branch.eq(&repo.default_branch),
@@ -515,6 +515,10 @@ impl Scanner {
             .bind::<diesel::sql_types::Text, _>(&repo.id)
             .execute(conn)
             .await?;
+            // Unwatched by its last app while it was scanned: gone, with its history.
+            if found == 0 {
+                return Ok(());
+            }
             let recorded = ScanRecord { outcome, commit, events, error: None, circuit_opened: false };
             record_scan(conn, repo, &recorded).await
         })
