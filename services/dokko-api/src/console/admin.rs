@@ -47,10 +47,10 @@ fn accounts_body(session: &Session, list: &Value, error: Option<&str>, notice: O
                         @let active = a["is_active"].as_bool().unwrap_or(false);
                         tr #(format!("account-{id}")) {
                             td { (a["name"].as_str().unwrap_or_default()) }
-                            td { code { (a["client_id"].as_str().unwrap_or_default()) } }
-                            td.state { @if active { "active" } @else { "revoked" } }
-                            td { (super::when(&a["created_at"])) }
-                            td { (super::when(&a["last_login_at"])) }
+                            td data-label="Client id" { code { (a["client_id"].as_str().unwrap_or_default()) } }
+                            td.state data-label="State" { @if active { "active" } @else { "revoked" } }
+                            td data-label="Created" { (super::when(&a["created_at"])) }
+                            td data-label="Last login" { (super::when(&a["last_login_at"])) }
                             td.actions {
                                 @if active {
                                     (confirm_button(session, &format!("/console/service-accounts/{id}/rotate"), "Rotate the secret",
@@ -209,10 +209,10 @@ fn people_body(session: &Session, list: &Value, invited: Option<&Value>, error: 
                 @for u in &items {
                     tr {
                         td { (u["email"].as_str().unwrap_or_default()) }
-                        td.role { (u["role"].as_str().unwrap_or_default()) }
-                        td { @if u["is_active"].as_bool().unwrap_or(false) { "active" } @else { "invited" } }
-                        td { (super::when(&u["created_at"])) }
-                        td { (super::when(&u["activated_at"])) }
+                        td.role data-label="Role" { (u["role"].as_str().unwrap_or_default()) }
+                        td data-label="State" { @if u["is_active"].as_bool().unwrap_or(false) { "active" } @else { "invited" } }
+                        td data-label="Invited" { (super::when(&u["created_at"])) }
+                        td data-label="Activated" { (super::when(&u["activated_at"])) }
                     }
                 }
             }
@@ -301,8 +301,8 @@ fn permissions_body(session: &Session, list: &Value, error: Option<&str>, notice
                         @let id = p["id"].as_str().unwrap_or_default();
                         tr {
                             td.name { (p["name"].as_str().unwrap_or_default()) }
-                            td { code { (id) } }
-                            td { (super::when(&p["created_at"])) }
+                            td data-label="Id" { code { (id) } }
+                            td data-label="Created" { (super::when(&p["created_at"])) }
                             td.actions {
                                 details.op {
                                     summary { "Rename" }

@@ -211,6 +211,8 @@
           const cell = document.getElementById("counter-" + key);
           if (cell && typeof value === "number" && key !== "chunksEmbedded") cell.textContent = value;
         });
+        const updated = document.getElementById("job-updated");
+        if (updated && b.updatedAt) updated.textContent = b.updatedAt.slice(0, 10) + " " + b.updatedAt.slice(11, 16) + " UTC";
         const status = document.getElementById("job-status");
         if (status) { status.textContent = b.status; status.dataset.status = b.status; }
         if (b.status !== "RUNNING") { window.location.reload(); return; }

@@ -114,9 +114,9 @@ pub async fn repositories_page(
                     @for r in &items {
                         tr {
                             td { a.repository href=(format!("/console/repositories/{}", r["id"].as_str().unwrap_or_default())) { (r["name"].as_str().unwrap_or_default()) } }
-                            td { (r["type"].as_str().unwrap_or_default()) }
-                            td { (super::when(&r["created_at"])) }
-                            td { (super::when(&r["processing_ended_at"])) }
+                            td data-label="Type" { (r["type"].as_str().unwrap_or_default()) }
+                            td data-label="Created" { (super::when(&r["created_at"])) }
+                            td data-label="Last processed" { (super::when(&r["processing_ended_at"])) }
                         }
                     }
                 }
@@ -316,15 +316,14 @@ pub async fn repository_page(
                             @let kind = if is_folder { "folder" } else { "file" };
                             tr.item data-path=(path) data-type=(kind) {
                                 td.path {
-                                    @if is_folder { span.icon { "📁" } " " (path) "/" }
+                                    @if is_folder { strong.folder { (path) "/" } }
                                     @else {
-                                        span.icon { "📄" } " "
                                         a.file href=(format!("/console/files/{}", file["file_id"].as_str().unwrap_or_default())) { (path) }
                                     }
                                 }
-                                td { @if !is_folder { (human_size(file["size"].as_i64().unwrap_or(0))) } }
-                                td { @if !is_folder { (file["version_id"].as_str().unwrap_or_default()) } }
-                                td.actions {
+                                td data-label="Size" { @if !is_folder { (human_size(file["size"].as_i64().unwrap_or(0))) } }
+                                td data-label="Version" { @if !is_folder { (file["version_id"].as_str().unwrap_or_default()) } }
+                                td { div.actions {
                                     @if !is_folder {
                                         a.download href=(format!("/console/api/files/{}/download", file["file_id"].as_str().unwrap_or_default())) { "Download" }
                                     }
@@ -351,7 +350,7 @@ pub async fn repository_page(
                                             button.danger type="submit" { "Yes, delete" }
                                         }
                                     }
-                                }
+                                } }
                             }
                         }
                     }

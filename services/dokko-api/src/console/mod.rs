@@ -467,7 +467,7 @@ pub(crate) fn layout(title: &str, session: Option<(&Session, Area)>, trail: &[(&
                             (link(Area::Token, "/console/token", "Access token"))
                         }
                         div.who {
-                            span #who { (s.email) } " · " span #organisation { (s.organisation) }
+                            span #who { (s.email) } span.org { " · " span #organisation { (s.organisation) } }
                             form method="post" action="/console/sign-out" {
                                 (csrf_field(s))
                                 button #sign-out type="submit" { "Sign out" }

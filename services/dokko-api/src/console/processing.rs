@@ -41,7 +41,7 @@ fn job_block(source_id: &str, job: Option<&Value>) -> Markup {
                 None => p.empty #no-job { "No job has run yet. Upload files into a repository, then start a job." },
                 Some(job) => {
                     p { "Status: " strong #job-status data-status=(status) { (status) }
-                        " · started " (super::when(&job["started_at"])) " · updated " span #job-updated { (super::when(&job["updated_at"])) } }
+                        " · started " (super::when(&job["startedAt"])) " · updated " span #job-updated { (super::when(&job["updatedAt"])) } }
                     dl.counters {
                         @for (key, label) in COUNTERS {
                             div { dt { (label) } dd #(format!("counter-{key}")) { (job["statistics"][key].as_i64().unwrap_or(0)) } }
@@ -50,7 +50,7 @@ fn job_block(source_id: &str, job: Option<&Value>) -> Markup {
                             div { dt { "Chunks embedded" } dd #counter-chunksEmbedded { (job["statistics"]["chunksEmbedded"].as_i64().unwrap_or(0)) " / " (total) } }
                         }
                     }
-                    @if let Some(reasons) = job["failure_reasons"].as_array().filter(|r| !r.is_empty()) {
+                    @if let Some(reasons) = job["failureReasons"].as_array().filter(|r| !r.is_empty()) {
                         ul.error { @for r in reasons { li { (r.as_str().unwrap_or_default()) } } }
                     }
                 }
@@ -183,10 +183,21 @@ pub struct PlaygroundForm {
     top_k: String,
 }
 
-/// `text` with every occurrence of the query's words (3+ letters, any case) in `mark`.
+/// Words too common to highlight.
+const STOP_WORDS: [&str; 24] = [
+    "the", "and", "for", "are", "was", "were", "with", "that", "this", "from", "into", "what", "where", "when",
+    "which", "who", "how", "why", "its", "not", "but", "you", "your", "our",
+];
+
+/// `text` with every occurrence of the query's words (3+ letters, not the most common ones,
+/// any case) in `mark`.
 fn highlighted(text: &str, query: &str) -> Markup {
-    let terms: Vec<String> =
-        query.split(|c: char| !c.is_alphanumeric()).filter(|t| t.chars().count() >= 3).map(str::to_lowercase).collect();
+    let terms: Vec<String> = query
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|t| t.chars().count() >= 3)
+        .map(str::to_lowercase)
+        .filter(|t| !STOP_WORDS.contains(&t.as_str()))
+        .collect();
     let lower = text.to_lowercase();
     let mut marks: Vec<(usize, usize)> = Vec::new();
     if lower.len() == text.len() {
