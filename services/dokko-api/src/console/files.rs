@@ -136,7 +136,7 @@ fn permission_boxes(permissions: &[(String, String)], checked: &[String]) -> Mar
         fieldset.permissions {
             legend { "Permissions (who may search it)" }
             @if permissions.is_empty() {
-                p.hint { "No permission exists yet" @if true { "; an organisation admin creates them on the Permissions page." } }
+                p.hint { "No permission exists yet: create them on the " a href="/console/permissions" { "Permissions" } " page." }
             }
             @for (id, name) in permissions {
                 label.check {

@@ -166,8 +166,9 @@ pub enum PageError {
     SignedOut,
     #[error("this form has expired or did not come from this console; reload the page and try again")]
     Csrf,
+    /// A member on an organisation admin's page (the 403 page keeps their navigation).
     #[error("this page is for organisation admins; ask one of your organisation's admins")]
-    NotAdmin,
+    NotAdmin(Box<Session>),
     #[error("the form could not be read: {0}")]
     BadForm(String),
     /// The API refused: its status and message.
@@ -199,7 +200,7 @@ impl ResponseError for PageError {
     fn status_code(&self) -> StatusCode {
         match self {
             PageError::SignedOut => StatusCode::SEE_OTHER,
-            PageError::Csrf | PageError::NotAdmin => StatusCode::FORBIDDEN,
+            PageError::Csrf | PageError::NotAdmin(_) => StatusCode::FORBIDDEN,
             PageError::BadForm(_) => StatusCode::BAD_REQUEST,
             PageError::Refused(status, _) => *status,
         }
@@ -216,7 +217,11 @@ impl ResponseError for PageError {
             p.error #error role="alert" { (self.to_string()) }
             p { a href="/console" { "Back to the console" } }
         };
-        page(status, layout(title, None, &[], body))
+        let session = match self {
+            PageError::NotAdmin(session) => Some((session.as_ref(), Area::Home)),
+            _ => None,
+        };
+        page(status, layout(title, session, &[], body))
     }
 }
 
@@ -308,7 +313,7 @@ impl Session {
     pub fn admin(&self) -> Result<OrgAdmin, PageError> {
         match self.role {
             Role::OrgAdmin => Ok(OrgAdmin { tenant_id: self.tenant_id, user_id: self.user_id }),
-            Role::Member => Err(PageError::NotAdmin),
+            Role::Member => Err(PageError::NotAdmin(Box::new(self.clone()))),
         }
     }
 
@@ -504,7 +509,7 @@ pub(crate) fn confirm_button(session: &Session, action: &str, summary: &str, war
             p { (warning) }
             form method="post" action=(action) {
                 (csrf_field(session))
-                button.danger class=(class) type="submit" { "Yes, " (summary.to_lowercase()) }
+                button class=(format!("danger {class}")) type="submit" { "Yes, " (summary.to_lowercase()) }
             }
         }
     }

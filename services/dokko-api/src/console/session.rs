@@ -14,7 +14,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use maud::html;
 use serde::Deserialize;
 
-use super::{Area, Button, PageError, PageForm, Session, copyable, csrf_field, layout, page, see_other};
+use super::{Area, Button, PageError, PageForm, Session, copyable, layout, page, see_other};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::identity::Tokens;
@@ -204,11 +204,6 @@ pub async fn token_page(session: Session, state: web::Data<AppState>) -> HttpRes
         p.hint {
             "Programs should not use a person's token: an organisation admin creates a service account for them "
             "(client id and secret, exchanged at " code { "POST /api/v1/auth/service/login" } ")."
-        }
-        p { "You can also sign out here: " }
-        form method="post" action="/console/sign-out" {
-            (csrf_field(&session))
-            button type="submit" { "Sign out" }
         }
     };
     page(

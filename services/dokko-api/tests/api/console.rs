@@ -99,6 +99,28 @@ async fn an_invited_admin_signs_in_creates_a_service_account_and_uploads_a_folde
     assert!(!browser.source().await.contains(&secret), "never shown again");
     assert!(browser.text("#accounts").await.contains("production-integration"));
 
+    // Rotate: a new secret, shown once; the old one stops. Then revoke.
+    browser.find("#accounts details.confirm summary").await.click().await.expect("opens");
+    browser.click("#accounts button.rotate", "#client-secret").await;
+    let rotated = browser.text("#client-secret").await;
+    assert_ne!(rotated, secret);
+    assert_eq!(app.service_login("acme", &client_id, &secret).await.status, 401, "the old secret stopped");
+    assert_eq!(app.service_login("acme", &client_id, &rotated).await.status, 200);
+    browser.goto("/console/service-accounts").await;
+    browser.find("#accounts details.confirm:nth-of-type(2) summary").await.click().await.expect("opens");
+    browser.click("#accounts button.revoke", "#notice").await;
+    assert_eq!(browser.text("#accounts td.state").await, "revoked");
+    assert_eq!(app.service_login("acme", &client_id, &rotated).await.status, 401, "revoked");
+
+    // People: an invitation's link.
+    browser.goto("/console/people").await;
+    browser.fill("#invite input[name=email]", "bob@acme.example").await;
+    browser.click("#invite button[type=submit]", "#invitation-url").await;
+    let link = browser.text("#invitation-url").await;
+    assert!(link.starts_with("https://dokko.test/invitations/accept?token=inv_"), "{link}");
+    assert!(browser.text("#people").await.contains("bob@acme.example"));
+    browser.screenshot("console-people-1280").await;
+
     // A repository, then a whole folder uploaded: the per-file outcome of the API's 207.
     browser.goto("/console/repositories").await;
     browser.fill("#create-repository input[name=name]", "handbook").await;
@@ -160,6 +182,8 @@ async fn a_member_cannot_reach_the_admin_pages() {
     assert_eq!(app.anonymous().post_json("/api/v1/auth/invitations/accept", &accept).await.status, 200);
 
     let browser = Browser::start(&app.server.url(), 390, 844).await;
+    // Chromium starts no narrower than 500 px; the phone's width comes after.
+    browser.client.set_window_size(390, 844).await.expect("resizes");
     sign_in(&browser, "acme", "ann@acme.example", PASSWORD, "#who").await;
     let nav = browser.text("#nav").await;
     assert!(!nav.contains("Service accounts") && !nav.contains("People"), "{nav}");
@@ -167,6 +191,7 @@ async fn a_member_cannot_reach_the_admin_pages() {
         browser.goto(path).await;
         assert!(browser.text("h1").await.starts_with("403"), "{path}");
         assert!(browser.text("#error").await.contains("organisation admins"), "{path}");
+        assert_eq!(browser.text("#who").await, "ann@acme.example", "the navigation stays");
     }
     browser.screenshot("console-forbidden-390").await;
     browser.goto("/console/no-such-page").await;
@@ -314,4 +339,78 @@ async fn forms_and_scripts_without_the_csrf_token_are_refused_and_sign_in_shares
         .post_form("/api/v1/auth/login", &[("email", org.admin_email.as_str()), ("password", PASSWORD)])
         .await;
     assert_eq!(res.status, 429, "{}", res.text);
+}
+
+/// The text of `css` as the page is now (read by a script, so a page reloading in between reads
+/// as nothing rather than failing).
+async fn text_now(browser: &Browser, css: &str) -> Option<String> {
+    let script = "const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : null;";
+    let value = browser.client.execute(script, vec![json!(css)]).await.ok()?;
+    value.as_str().map(str::to_owned)
+}
+
+/// Waits until `css` is no longer on the page.
+async fn wait_gone(browser: &Browser, css: &str) {
+    let started = std::time::Instant::now();
+    let script = "return document.querySelector(arguments[0]) !== null;";
+    // An error (the page reloading) is no answer: wait on.
+    while browser.client.execute(script, vec![json!(css)]).await.map_or(true, |found| found != json!(false)) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "{css} still on {}", browser.location().await);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn files_are_foldered_moved_replaced_and_deleted_in_the_console() {
+    let app = TestApp::spawn().await;
+    let org = app.org("acme").await;
+    let repository = crate::create_repository(&org.admin, org.source_id, "handbook", &[]).await;
+    let repository_id = str_of(&repository, "id").to_owned();
+    let res = crate::upload(&org.admin, &repository_id, &[("notes/a.txt", b"first")]).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let browser = Browser::start(&app.server.url(), 1280, 900).await;
+    sign_in(&browser, "acme", &org.admin_email, PASSWORD, "#who").await;
+    browser.goto(&format!("/console/repositories/{repository_id}")).await;
+
+    // A new folder.
+    browser.fill("#new-folder input[name=path]", "archive").await;
+    browser.find("#new-folder button[type=submit]").await.click().await.expect("submits");
+    wait_for(&browser, r#"tr[data-path="archive"]"#).await;
+
+    // Replace: the same file id, the next version.
+    let row = r#"tr[data-path="notes/a.txt"]"#;
+    let replacement = std::env::temp_dir().join(format!("a-{}.txt", uuid::Uuid::new_v4()));
+    std::fs::write(&replacement, "second, longer content").expect("file");
+    browser.find(&format!("{row} details.op:nth-of-type(2) summary")).await.click().await.expect("opens");
+    browser
+        .find(&format!("{row} form[data-op=replace] input[type=file]"))
+        .await
+        .send_keys(&replacement.to_string_lossy())
+        .await
+        .expect("chooses");
+    browser.find(&format!("{row} form[data-op=replace] button")).await.click().await.expect("submits");
+    let started = std::time::Instant::now();
+    while text_now(&browser, r#"tr[data-path="notes/a.txt"] td[data-label="Version"]"#).await.as_deref() != Some("v2") {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "the version stays v1");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    std::fs::remove_file(&replacement).ok();
+
+    // Move into the new folder.
+    browser.find(&format!("{row} details.op:nth-of-type(1) summary")).await.click().await.expect("opens");
+    browser.fill(&format!("{row} form[data-op=move] input[name=new_path]"), "archive/a.txt").await;
+    browser.find(&format!("{row} form[data-op=move] button")).await.click().await.expect("submits");
+    wait_for(&browser, r#"tr[data-path="archive/a.txt"]"#).await;
+    let tree = org.admin.get(&format!("/api/v1/repositories/{repository_id}/items")).await;
+    assert_eq!(tree.body["folders"]["archive"]["files"]["a.txt"]["version_id"], "v2", "{}", tree.text);
+
+    // Delete, behind its confirmation.
+    let row = r#"tr[data-path="archive/a.txt"]"#;
+    assert!(!browser.find(&format!("{row} form[data-op=delete] button")).await.is_displayed().await.expect("shown?"));
+    browser.find(&format!("{row} details.op:nth-of-type(3) summary")).await.click().await.expect("opens");
+    browser.screenshot("console-delete-confirmation-1280").await;
+    browser.find(&format!("{row} form[data-op=delete] button")).await.click().await.expect("confirms");
+    wait_gone(&browser, row).await;
+    assert_eq!(count(&app.db, "SELECT count(*) AS n FROM dokko.files").await, 0);
+    browser.close().await;
 }
