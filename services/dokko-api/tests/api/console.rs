@@ -318,6 +318,16 @@ async fn forms_and_scripts_without_the_csrf_token_are_refused_and_sign_in_shares
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "no session");
     let res = http.get(&url).header(COOKIE, &signed_in).send().await.expect("answers");
     assert_eq!(res.status(), StatusCode::OK, "reads need no token");
+    let uploaded = crate::upload(&org.admin, str_of(&repository, "id"), &[("a.txt", b"hello")]).await;
+    let file_id = str_of(&uploaded.body["result"]["files"]["a.txt"], "file_id").to_owned();
+    let res = http
+        .get(format!("{base}/console/api/files/{file_id}/download"))
+        .header(COOKIE, &signed_in)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(res.status(), StatusCode::TEMPORARY_REDIRECT, "downloads go to a presigned URL, as in the API");
+    assert!(res.headers()[LOCATION].to_str().expect("location").contains("X-Amz-Signature"));
 
     // The console's failed sign-ins count for the API's lockout (one throttle).
     for _ in 0..2 {
@@ -412,5 +422,20 @@ async fn files_are_foldered_moved_replaced_and_deleted_in_the_console() {
     browser.find(&format!("{row} form[data-op=delete] button")).await.click().await.expect("confirms");
     wait_gone(&browser, row).await;
     assert_eq!(count(&app.db, "SELECT count(*) AS n FROM dokko.files").await, 0);
+
+    // The repository's settings: renamed and given a permission, then deleted.
+    let permission = crate::create_permission(&org.admin, "engineering").await;
+    let permission_id = str_of(&permission, "id");
+    browser.goto(&format!("/console/repositories/{repository_id}")).await;
+    browser.fill("#settings input[name=name]", "staff handbook").await;
+    browser.find(&format!("#settings input[name=permission_{permission_id}]")).await.click().await.expect("checks");
+    browser.click("#settings form.card button[type=submit]", "#notice").await;
+    assert_eq!(browser.text("#notice").await, "The repository is saved.");
+    assert_eq!(browser.text("#repository-name").await, "staff handbook");
+    assert_eq!(browser.text("#repository-permissions").await, "engineering");
+    browser.find("#settings details.confirm summary").await.click().await.expect("opens");
+    browser.click("#settings button.delete-repository", "#notice").await;
+    assert_eq!(browser.location().await, "/console/repositories?notice=deleted");
+    assert!(browser.exists("#no-repositories").await);
     browser.close().await;
 }
