@@ -184,6 +184,9 @@ async fn a_member_cannot_reach_the_admin_pages() {
     let browser = Browser::start(&app.server.url(), 390, 844).await;
     // Chromium starts no narrower than 500 px; the phone's width comes after.
     browser.client.set_window_size(390, 844).await.expect("resizes");
+    browser.goto("/console/sign-in").await;
+    assert!(browser.page_width().await <= 390, "no sideways scrolling: {}", browser.page_width().await);
+    browser.screenshot("console-sign-in-390").await;
     sign_in(&browser, "acme", "ann@acme.example", PASSWORD, "#who").await;
     let nav = browser.text("#nav").await;
     assert!(!nav.contains("Service accounts") && !nav.contains("People"), "{nav}");
