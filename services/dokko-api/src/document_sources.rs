@@ -130,7 +130,7 @@ pub async fn require(conn: &mut db::Conn, tenant_id: Uuid, id: Uuid) -> Result<D
     responses((status = 200, body = Paginated<SourceSummary>), (status = 401, body = domain::ErrorBody),
               (status = 402, body = domain::ErrorBody), (status = 422, body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn list_sources(
+pub(crate) async fn list_sources(
     caller: Caller,
     state: web::Data<AppState>,
     query: web::Query<PageQuery>,
@@ -155,7 +155,7 @@ async fn list_sources(
     responses((status = 200, body = SourceDetail), (status = 401, body = domain::ErrorBody),
               (status = 404, body = domain::ErrorBody), (status = 422, description = "not a UUID", body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn get_source(
+pub(crate) async fn get_source(
     caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
@@ -190,7 +190,7 @@ async fn ingest_embedding_model(state: &AppState) -> Option<Option<String>> {
     responses((status = 200, body = Folder<SourceFileItem>), (status = 401, body = domain::ErrorBody),
               (status = 404, body = domain::ErrorBody), (status = 422, body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn folder_structure(
+pub(crate) async fn folder_structure(
     caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,

@@ -124,7 +124,7 @@ pub fn disposition(path: &str, attachment: bool) -> String {
               (status = 401, body = domain::ErrorBody), (status = 404, body = domain::ErrorBody),
               (status = 422, body = domain::ErrorBody), (status = 503, body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn download_file(
+pub(crate) async fn download_file(
     caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
@@ -210,7 +210,7 @@ pub fn validate_metadata(input: &Map<String, Value>) -> Result<Map<String, Value
     responses((status = 200, body = FileMetadata), (status = 401, body = domain::ErrorBody),
               (status = 404, body = domain::ErrorBody), (status = 422, body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn get_metadata(
+pub(crate) async fn get_metadata(
     caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
@@ -253,7 +253,7 @@ async fn write_metadata(
               (status = 401, body = domain::ErrorBody), (status = 404, body = domain::ErrorBody),
               (status = 422, body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn put_metadata(
+pub(crate) async fn put_metadata(
     caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
@@ -268,7 +268,7 @@ async fn put_metadata(
     responses((status = 200, body = FileMetadata), (status = 401, body = domain::ErrorBody),
               (status = 404, body = domain::ErrorBody), (status = 422, body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn reset_metadata(
+pub(crate) async fn reset_metadata(
     caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,

@@ -111,7 +111,7 @@ async fn tree_of(conn: &mut db::Conn, tenant_id: Uuid, repository_id: Uuid) -> R
     responses((status = 200, body = Folder<FileItem>), (status = 401, body = domain::ErrorBody),
               (status = 404, body = domain::ErrorBody), (status = 422, body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn get_tree(
+pub(crate) async fn get_tree(
     caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
@@ -577,7 +577,7 @@ async fn record(
               (status = 401, body = domain::ErrorBody), (status = 404, body = domain::ErrorBody),
               (status = 500, description = "every item failed", body = BatchResult)),
     security(("bearer" = [])))]
-async fn upload_items(
+pub(crate) async fn upload_items(
     caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
@@ -916,7 +916,7 @@ async fn move_folder(
               (status = 401, body = domain::ErrorBody), (status = 404, body = domain::ErrorBody),
               (status = 500, description = "every item failed", body = BatchResult)),
     security(("bearer" = [])))]
-async fn update_items(
+pub(crate) async fn update_items(
     caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
@@ -1055,7 +1055,7 @@ pub struct DeleteItems {
               (status = 401, body = domain::ErrorBody), (status = 404, body = domain::ErrorBody),
               (status = 422, body = domain::ErrorBody), (status = 500, body = BatchResult)),
     security(("bearer" = [])))]
-async fn delete_items(
+pub(crate) async fn delete_items(
     caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
@@ -1175,7 +1175,7 @@ pub struct PresignedUrl {
               (status = 404, body = domain::ErrorBody), (status = 422, body = domain::ErrorBody),
               (status = 503, body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn get_content(
+pub(crate) async fn get_content(
     caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,

@@ -10,12 +10,14 @@
 //! - dokko-ingest's client and the internal file list it pulls: [`ingest`];
 //! - repository paths and accepted file types: [`paths`]; the tree answers: [`tree`];
 //! - who is calling, both kinds of token: [`identity`];
+//! - the web console (HTML pages under `/console`, on the API's handlers): [`console`];
 //! - tenants and the operator's commands (`dokko-api admin …`): [`tenants`], [`admin`];
 //! - object storage: [`storage`];
 //! - errors and their statuses: [`error`];
 //! - settings and start-up: this file.
 
 pub mod admin;
+pub mod console;
 pub mod document_sources;
 pub mod error;
 pub mod files;
@@ -169,7 +171,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(items::configure)
         .configure(files::configure)
         .configure(processing::configure)
-        .configure(ingest::configure);
+        .configure(ingest::configure)
+        .configure(console::configure);
 }
 
 /// Deletes, every five minutes, the objects the journal lists for deletion and uploads that died

@@ -57,7 +57,7 @@ fn valid_name(raw: &str) -> Result<String, ApiError> {
     responses((status = 200, body = Paginated<Permission>), (status = 401, body = domain::ErrorBody),
               (status = 402, body = domain::ErrorBody), (status = 422, body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn list_permissions(
+pub(crate) async fn list_permissions(
     caller: Caller,
     state: web::Data<AppState>,
     query: web::Query<PageQuery>,
@@ -81,7 +81,7 @@ async fn list_permissions(
               (status = 401, body = domain::ErrorBody), (status = 409, description = "the name is taken", body = domain::ErrorBody),
               (status = 422, body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn create_permission(
+pub(crate) async fn create_permission(
     caller: Caller,
     state: web::Data<AppState>,
     body: Json<PermissionName>,
@@ -105,7 +105,7 @@ async fn create_permission(
     responses((status = 200, body = Permission), (status = 401, body = domain::ErrorBody),
               (status = 404, body = domain::ErrorBody), (status = 422, description = "not a UUID", body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn get_permission(
+pub(crate) async fn get_permission(
     caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
@@ -130,7 +130,7 @@ async fn get_permission(
               (status = 409, description = "the name is taken", body = domain::ErrorBody),
               (status = 422, body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn update_permission(
+pub(crate) async fn update_permission(
     caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
@@ -155,7 +155,7 @@ async fn update_permission(
     responses((status = 204), (status = 401, body = domain::ErrorBody), (status = 404, body = domain::ErrorBody),
               (status = 422, body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn delete_permission(
+pub(crate) async fn delete_permission(
     caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,

@@ -256,7 +256,7 @@ pub async fn require(conn: &mut db::Conn, tenant_id: Uuid, id: Uuid) -> Result<R
               (status = 404, description = "document source or permission not found", body = domain::ErrorBody),
               (status = 422, description = "malformed body or an invalid UUID", body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn create_repository(
+pub(crate) async fn create_repository(
     caller: Caller,
     state: web::Data<AppState>,
     body: Json<CreateRepository>,
@@ -306,7 +306,7 @@ fn parse_bool(name: &str, raw: Option<&str>) -> Result<bool, ApiError> {
               (status = 404, description = "document source not found", body = domain::ErrorBody),
               (status = 422, description = "a parameter does not parse", body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn list_repositories(
+pub(crate) async fn list_repositories(
     caller: Caller,
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
@@ -361,7 +361,7 @@ async fn list_repositories(
     responses((status = 200, body = RepositoryDetail), (status = 401, body = domain::ErrorBody),
               (status = 404, body = domain::ErrorBody), (status = 422, description = "not a UUID", body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn get_repository(
+pub(crate) async fn get_repository(
     caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
@@ -380,7 +380,7 @@ async fn get_repository(
               (status = 404, description = "repository or permission not found", body = domain::ErrorBody),
               (status = 422, body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn update_repository(
+pub(crate) async fn update_repository(
     caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
@@ -430,7 +430,7 @@ async fn update_repository(
     responses((status = 204), (status = 401, body = domain::ErrorBody), (status = 404, body = domain::ErrorBody),
               (status = 422, body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn delete_repository(
+pub(crate) async fn delete_repository(
     caller: Caller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,

@@ -175,7 +175,7 @@ async fn service_login(
               (status = 401, body = domain::ErrorBody), (status = 403, body = domain::ErrorBody),
               (status = 422, body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn create_account(
+pub(crate) async fn create_account(
     admin: OrgAdmin,
     state: web::Data<AppState>,
     body: Json<CreateAccount>,
@@ -204,7 +204,7 @@ async fn create_account(
     responses((status = 200, body = Paginated<AccountView>), (status = 401, body = domain::ErrorBody),
               (status = 403, body = domain::ErrorBody), (status = 422, body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn list_accounts(
+pub(crate) async fn list_accounts(
     admin: OrgAdmin,
     state: web::Data<AppState>,
     query: web::Query<PageQuery>,
@@ -241,7 +241,7 @@ async fn find(conn: &mut db::Conn, tenant_id: Uuid, id: Uuid) -> Result<Account,
               (status = 403, body = domain::ErrorBody), (status = 404, body = domain::ErrorBody),
               (status = 422, description = "not a UUID", body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn get_account(
+pub(crate) async fn get_account(
     admin: OrgAdmin,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
@@ -257,7 +257,7 @@ async fn get_account(
     responses((status = 204), (status = 401, body = domain::ErrorBody), (status = 403, body = domain::ErrorBody),
               (status = 404, body = domain::ErrorBody), (status = 422, body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn revoke_account(
+pub(crate) async fn revoke_account(
     admin: OrgAdmin,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
@@ -285,7 +285,7 @@ async fn revoke_account(
               (status = 409, description = "the account is revoked", body = domain::ErrorBody),
               (status = 422, body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn rotate_secret(
+pub(crate) async fn rotate_secret(
     admin: OrgAdmin,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,

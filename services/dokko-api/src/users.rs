@@ -1,5 +1,6 @@
-//! People: `POST /api/v1/auth/login`, invitations (`POST /api/v1/auth/invitations/accept`, the
-//! page at `GET /invitations/accept`, `POST /api/v1/admin/invitations`) and
+//! People: `POST /api/v1/auth/login`, invitations (`POST /api/v1/auth/invitations/accept`,
+//! `POST /api/v1/admin/invitations`; the page an invitation link opens is the console's, see
+//! [`crate::console::session`]) and
 //! `GET /api/v1/admin/users`.
 //!
 //! A user is created inactive with an invitation; accepting it (a one-time token that expires)
@@ -8,7 +9,7 @@
 
 use std::time::Duration;
 
-use actix_web::http::header::{self, ContentType};
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use service_kit::db;
 use service_kit::http::Json;
 use time::OffsetDateTime;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -30,7 +31,6 @@ use crate::tenants;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/auth/login", web::post().to(login))
         .route("/api/v1/auth/invitations/accept", web::post().to(accept_invitation))
-        .route("/invitations/accept", web::get().to(invitation_page))
         .route("/api/v1/admin/invitations", web::post().to(create_invitation))
         .route("/api/v1/admin/users", web::get().to(list_users));
 }
@@ -95,10 +95,32 @@ async fn login(
 ) -> Result<web::Json<AccessToken>, ApiError> {
     let tenant_ref = tenants::header(&req)?;
     let form = form.into_inner();
-    let email = required(form.email.or(form.username), "email")?.trim().to_lowercase();
+    let email = required(form.email.or(form.username), "email")?;
     let password = required(form.password, "password")?;
+    let signed_in = sign_in(&state, &tokens, &tenant_ref, &email, password).await?;
+    Ok(web::Json(AccessToken::bearer(signed_in.access_token)))
+}
+
+/// A person signed in: their user token, and who they are.
+#[derive(Debug)]
+pub struct SignedIn {
+    pub access_token: String,
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+}
+
+/// Checks a person's organisation (name or UUID), email and password, with the per-account
+/// lockout, and issues a user token: the API's login and the console's sign-in both call it.
+pub async fn sign_in(
+    state: &AppState,
+    tokens: &Tokens,
+    tenant_ref: &str,
+    email: &str,
+    password: String,
+) -> Result<SignedIn, ApiError> {
+    let email = email.trim().to_lowercase();
     let mut conn = db::conn(&state.pool).await?;
-    let tenant = tenants::require(&mut conn, &tenant_ref).await?;
+    let tenant = tenants::require(&mut conn, tenant_ref).await?;
     let throttle_key = format!("user:{}:{email}", tenant.id);
     if let Some(wait) = state.throttle.locked(&throttle_key) {
         return Err(ApiError::TooManyAttempts(wait));
@@ -124,7 +146,7 @@ async fn login(
     if !tenant.subscription_active {
         return Err(ApiError::PaymentRequired);
     }
-    Ok(web::Json(AccessToken::bearer(tokens.issue_user(tenant.id, user_id)?)))
+    Ok(SignedIn { access_token: tokens.issue_user(tenant.id, user_id)?, tenant_id: tenant.id, user_id })
 }
 
 /// A freshly issued invitation; `token` is shown once.
@@ -219,10 +241,10 @@ pub struct AcceptInvitation {
 /// The account an accepted invitation activated.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AcceptedInvitation {
-    email: String,
+    pub email: String,
     /// The organisation name: the `X-Tenant` value for logging in.
-    organisation: String,
-    tenant_id: Uuid,
+    pub organisation: String,
+    pub tenant_id: Uuid,
 }
 
 /// Accepts an invitation: sets the password and activates the account. The token works once.
@@ -248,6 +270,12 @@ async fn accept_invitation(
     };
     let token = required(input.token, "token")?;
     let password = required(input.password, "password")?;
+    Ok(web::Json(accept(&state, &token, password).await?))
+}
+
+/// Accepts an invitation (one time): sets the password and activates the account. The API's
+/// accept route and the console's invitation page both call it.
+pub async fn accept(state: &AppState, token: &str, password: String) -> Result<AcceptedInvitation, ApiError> {
     if !PASSWORD_CHARS.contains(&password.chars().count()) {
         return Err(ApiError::BadRequest(format!(
             "the password must be {} to {} characters",
@@ -299,41 +327,7 @@ async fn accept_invitation(
             Ok((email, organisation, tenant_id))
         })
         .await?;
-    Ok(web::Json(AcceptedInvitation { email, organisation, tenant_id }))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct InvitationLink {
-    token: Option<String>,
-}
-
-/// The page an invitation link opens: a form that sets the password (no script needed).
-async fn invitation_page(query: web::Query<InvitationLink>) -> HttpResponse {
-    let token: String = query
-        .token
-        .as_deref()
-        .unwrap_or_default()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .collect();
-    let page = format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Dokko: accept your invitation</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body style="font-family: system-ui, sans-serif; max-width: 28rem; margin: 4rem auto;">
-<h1>Welcome to Dokko</h1>
-<p>Choose a password (at least 8 characters) to activate your account.</p>
-<form method="post" action="/api/v1/auth/invitations/accept">
-<input type="hidden" name="token" value="{token}">
-<label>Password <input type="password" name="password" minlength="8" maxlength="256" required autocomplete="new-password"></label>
-<button type="submit">Activate</button>
-</form></body></html>"#
-    );
-    HttpResponse::Ok()
-        .content_type(ContentType::html())
-        .insert_header(("Content-Security-Policy", "default-src 'none'; form-action 'self'; style-src 'unsafe-inline'"))
-        .insert_header(("Referrer-Policy", "no-referrer"))
-        .body(page)
+    Ok(AcceptedInvitation { email, organisation, tenant_id })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -364,7 +358,7 @@ pub struct InvitationView {
               (status = 409, description = "the person already has an active account", body = domain::ErrorBody),
               (status = 422, body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn create_invitation(
+pub(crate) async fn create_invitation(
     admin: OrgAdmin,
     state: web::Data<AppState>,
     body: Json<CreateInvitation>,
@@ -418,7 +412,7 @@ pub struct UserView {
     responses((status = 200, body = Paginated<UserView>), (status = 401, body = domain::ErrorBody),
               (status = 403, body = domain::ErrorBody), (status = 422, body = domain::ErrorBody)),
     security(("bearer" = [])))]
-async fn list_users(
+pub(crate) async fn list_users(
     admin: OrgAdmin,
     state: web::Data<AppState>,
     query: web::Query<PageQuery>,

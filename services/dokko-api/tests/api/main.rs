@@ -3,6 +3,7 @@
 
 mod accounts;
 mod binary;
+mod console;
 mod files;
 mod isolation;
 mod items;

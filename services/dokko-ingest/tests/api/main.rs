@@ -3,6 +3,7 @@
 //! schemas, the S3 server of the test kit, and the extractor child run from the real binary.
 //! Every call a test makes goes through dokko-api's public routes.
 
+mod console;
 mod embedding;
 mod filters;
 mod formats;
