@@ -35,7 +35,7 @@ use crate::identity::Caller;
 use crate::paths::{self, ItemError};
 use crate::repositories::{self, Repository};
 use crate::schema::dokko::{document_sources, files, folders, repositories as repository_rows};
-use crate::storage::{SmallPuts, Storage};
+use crate::storage::SmallPuts;
 use crate::tree::{FileItem, Folder, Listing};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -248,12 +248,12 @@ impl Reserved {
             return Ok(key);
         }
         self.batch = (self.batch * 2).clamp(1, 64);
-        let keys: Vec<String> = (0..self.batch).map(|_| Storage::object_key(repository_id)).collect();
+        let keys: Vec<String> = (0..self.batch).map(|_| crate::storage::object_key(repository_id)).collect();
         let mut conn = db::conn(&state.pool).await?;
         journal::expect_uploads(&mut conn, bucket, &keys).await?;
         drop(conn);
         self.keys = keys;
-        Ok(self.keys.pop().unwrap_or_else(|| Storage::object_key(repository_id)))
+        Ok(self.keys.pop().unwrap_or_else(|| crate::storage::object_key(repository_id)))
     }
 }
 
