@@ -1152,9 +1152,6 @@ async fn delete_items(
     Ok(outcome.respond(Folder::new()))
 }
 
-/// Files up to this size are downloaded from storage whole before they are answered.
-const WHOLE_DOWNLOAD_BYTES: u64 = 256 * 1024;
-
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ContentRequest {
     /// The file's path from the repository root.
@@ -1224,24 +1221,13 @@ async fn get_content(
     let disposition = crate::files::disposition(&file.path, body.as_attachment.unwrap_or(true));
     let unavailable = |e: crate::storage::StorageError| ApiError::Unavailable(format!("object storage: {e}"));
     if body.direct.unwrap_or(false) {
+        let stream = state.storage.get_stream(&bucket, &file.object_key).await.map_err(unavailable)?;
         let size = u64::try_from(file.size).unwrap_or_default();
-        let mut response = HttpResponse::Ok();
-        response
+        return Ok(HttpResponse::Ok()
             .content_type(file.content_type.as_str())
             .insert_header(("Content-Disposition", disposition))
-            .insert_header(("ETag", format!("\"{}\"", file.sha256)));
-        // A small file is read whole and answered in one write with its headers; a larger one
-        // streams, in bounded memory.
-        if size <= WHOLE_DOWNLOAD_BYTES {
-            let bytes = state
-                .storage
-                .get_bytes(&bucket, &file.object_key, WHOLE_DOWNLOAD_BYTES)
-                .await
-                .map_err(|e| ApiError::Unavailable(format!("object storage: {e}")))?;
-            return Ok(response.body(bytes));
-        }
-        let stream = state.storage.get_stream(&bucket, &file.object_key).await.map_err(unavailable)?;
-        return Ok(response.body(SizedStream::new(size, stream.map_err(|e| io::Error::other(e.to_string())))));
+            .insert_header(("ETag", format!("\"{}\"", file.sha256)))
+            .body(SizedStream::new(size, stream.map_err(|e| io::Error::other(e.to_string())))));
     }
     let url = state
         .storage
