@@ -5,6 +5,7 @@
 #   bench/dokko-files.sh                 # 1,000 files of 10 KiB and one 1 GiB file
 #   SMALL_FILES=200 BIG_MIB=256 bench/dokko-files.sh
 #   CONC_FILES=0 bench/dokko-files.sh    # without the 8-client rows
+#   CONC_ROUNDS=3 bench/dokko-files.sh   # the 8-client rows alternated three times (default 2)
 #
 # dokko-api runs as its own release process (so its peak memory, VmHWM, is its own), against the
 # PostgreSQL cluster and the S3 server of a release stack. Reports seconds, MB/s and the ratio
@@ -21,6 +22,7 @@ SMALL_KIB="${SMALL_KIB:-10}"
 BIG_MIB="${BIG_MIB:-1024}"
 CONC_FILES="${CONC_FILES:-250}"
 CONC_MIB="${CONC_MIB:-64}"
+CONC_ROUNDS="${CONC_ROUNDS:-2}"
 PART_MIB=8
 API_PORT=8092
 S3_PORT=9029
@@ -181,45 +183,46 @@ echo "dokko-api peak memory (VmHWM): $(rss VmHWM) MiB; now (VmRSS): $(rss VmRSS)
 # 8 clients at once: CONC_FILES small files each (requests of 50) and one CONC_MIB file each.
 if [ "$CONC_FILES" -gt 0 ]; then
   rm -f "$work/big.txt" "$work/big.down"
+  for key in direct/big.txt direct/big-parts.txt; do curl -fsS -o /dev/null "${sigv4[@]}" -X DELETE "$S3/$bucket/$key"; done
   head -c $((CONC_MIB * 1024 * 1024)) /dev/urandom > "$work/mid.txt"
   for c in $(seq 8); do
     repos[$c]=$(curl -fs -X POST "$B/repositories" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
       -d "{\"name\": \"bench-$c\", \"document_source_id\": \"$source_id\"}" | json '["id"]')
   done
   conc_files=("${files[@]:0:CONC_FILES}")
-  # api_cfg client repository: one client's requests (its files under c<client>/).
+  # api_cfg client repository folder: one client's requests (its files under folder/).
   api_cfg() {
     : > "$work/conc-$1.cfg"
     for ((i = 0; i < ${#conc_files[@]}; i += 50)); do
       [ -s "$work/conc-$1.cfg" ] && echo "next" >> "$work/conc-$1.cfg"
       printf 'url = "%s/repositories/%s/items"\nheader = "Authorization: Bearer %s"\nsilent\nfail\noutput = "/dev/null"\n' "$B" "$2" "$token" >> "$work/conc-$1.cfg"
-      for f in "${conc_files[@]:i:50}"; do printf 'form = "files=@%s;filename=c%s/%s"\n' "$f" "$1" "$(basename "$f")" >> "$work/conc-$1.cfg"; done
+      for f in "${conc_files[@]:i:50}"; do printf 'form = "files=@%s;filename=%s/%s"\n' "$f" "$3" "$(basename "$f")" >> "$work/conc-$1.cfg"; done
     done
-    printf 'next\nurl = "%s/repositories/%s/items"\nheader = "Authorization: Bearer %s"\nsilent\nfail\noutput = "/dev/null"\nform = "files=@%s;filename=c%s/mid.txt"\n' "$B" "$2" "$token" "$work/mid.txt" "$1" >> "$work/conc-$1.cfg"
+    printf 'next\nurl = "%s/repositories/%s/items"\nheader = "Authorization: Bearer %s"\nsilent\nfail\noutput = "/dev/null"\nform = "files=@%s;filename=%s/mid.txt"\n' "$B" "$2" "$token" "$work/mid.txt" "$3" >> "$work/conc-$1.cfg"
   }
   mkdir -p "$work/mid-parts"; split -b "${PART_MIB}M" -d -a 5 "$work/mid.txt" "$work/mid-parts/p"
-  s3_cfg() { # client [parts]: with "parts", the CONC_MIB file goes as a multipart upload
+  s3_cfg() { # client folder [parts]: with "parts", the CONC_MIB file goes as a multipart upload
     : > "$work/conc-s3-$1.cfg"
     local all=("${conc_files[@]}")
-    [ "${2:-}" = parts ] || all+=("$work/mid.txt")
-    for f in "${all[@]}"; do printf 'url = "%s/%s/conc/c%s/%s"\nupload-file = "%s"\noutput = "/dev/null"\n' "$S3" "$bucket" "$1" "$(basename "$f")" "$f" >> "$work/conc-s3-$1.cfg"; done
+    [ "${3:-}" = parts ] || all+=("$work/mid.txt")
+    for f in "${all[@]}"; do printf 'url = "%s/%s/conc/%s/%s"\nupload-file = "%s"\noutput = "/dev/null"\n' "$S3" "$bucket" "$2" "$(basename "$f")" "$f" >> "$work/conc-s3-$1.cfg"; done
   }
   conc_mb=$(python3 -c "print(8 * (${#conc_files[@]} * $SMALL_KIB * 1024 + $CONC_MIB * 1024 * 1024) / 1e6)")
-  run8() { # kind: one | eight | s3 | s3parts
+  run8() { # kind (one | eight | s3 | s3parts) round: each client's files go under r<round>c<client>/
     local pids=()
     for c in $(seq 8); do
       case $1 in
-        one) api_cfg "$c" "$repo" ;;
-        eight) api_cfg "$c" "${repos[$c]}" ;;
-        s3) s3_cfg "$c" ;;
-        s3parts) s3_cfg "$c" parts ;;
+        one) api_cfg "$c" "$repo" "r$2c$c" ;;
+        eight) api_cfg "$c" "${repos[$c]}" "r$2c$c" ;;
+        s3) s3_cfg "$c" "r$2c$c" ;;
+        s3parts) s3_cfg "$c" "r$2c$c" parts ;;
       esac
     done
     local t0; t0=$(seconds)
     for c in $(seq 8); do
       case $1 in
         s3) curl -fsS "${sigv4[@]}" -K "$work/conc-s3-$c.cfg" & ;;
-        s3parts) (curl -fsS "${sigv4[@]}" -K "$work/conc-s3-$c.cfg" && multipart_put "conc/c$c/mid.txt" "$work/mid-parts" "c$c") & ;;
+        s3parts) (curl -fsS "${sigv4[@]}" -K "$work/conc-s3-$c.cfg" && multipart_put "conc/r$2c$c/mid.txt" "$work/mid-parts" "c$c") & ;;
         *) curl -K "$work/conc-$c.cfg" & ;;
       esac
       pids+=($!)
@@ -227,14 +230,20 @@ if [ "$CONC_FILES" -gt 0 ]; then
     for p in "${pids[@]}"; do wait "$p"; done
     python3 -c "print($(seconds) - $t0)"
   }
-  # Alternated: API into one repository, direct, API into eight, direct with parts.
-  one=$(run8 one); direct8=$(run8 s3); eight=$(run8 eight); parts8=$(run8 s3parts)
+  # Alternated, CONC_ROUNDS times: API into one repository, direct, API into eight, direct with
+  # parts; each kind's times added up.
+  one=0; direct8=0; eight=0; parts8=0
+  for ((round = 1; round <= CONC_ROUNDS; round++)); do
+    one=$(add "$one" "$(run8 one "$round")"); direct8=$(add "$direct8" "$(run8 s3 "$round")")
+    eight=$(add "$eight" "$(run8 eight "$round")"); parts8=$(add "$parts8" "$(run8 s3parts "$round")")
+  done
+  conc_mb=$(python3 -c "print($conc_mb * $CONC_ROUNDS)")
   label="8 clients x (${#conc_files[@]} x ${SMALL_KIB} KiB + ${CONC_MIB} MiB)"
   report "$label, 1 repository" "$conc_mb" "$one" "$direct8"
   report "$label, 8 repositories" "$conc_mb" "$eight" "$direct8"
   report "  against direct, ${CONC_MIB} MiB in ${PART_MIB} MiB parts, 1 repository" "$conc_mb" "$one" "$parts8"
   report "  against direct, ${CONC_MIB} MiB in ${PART_MIB} MiB parts, 8 repositories" "$conc_mb" "$eight" "$parts8"
-  count=$(curl -fs "$B/repositories/$repo/items" -H "Authorization: Bearer $token" | json '["folders"]["c8"]["files"].__len__()')
-  [ "$count" = "$(( ${#conc_files[@]} + 1 ))" ] || { echo "expected $(( ${#conc_files[@]} + 1 )) files in c8, got $count"; exit 1; }
+  count=$(curl -fs "$B/repositories/$repo/items" -H "Authorization: Bearer $token" | json '["folders"]["r1c8"]["files"].__len__()')
+  [ "$count" = "$(( ${#conc_files[@]} + 1 ))" ] || { echo "expected $(( ${#conc_files[@]} + 1 )) files in r1c8, got $count"; exit 1; }
   echo "dokko-api peak memory (VmHWM) after the 8 clients: $(rss VmHWM) MiB"
 fi
