@@ -60,7 +60,7 @@ pub async fn create_tenant(
     }
     drop(conn);
     let tenant_id = Uuid::now_v7();
-    let bucket = storage.bucket_name(tenant_id);
+    let bucket = crate::storage::bucket_name(&settings.bucket_prefix, tenant_id);
     storage
         .ensure_bucket(&bucket)
         .await

@@ -18,9 +18,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use bytes::Bytes;
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::stream::Fuse;
-use futures_util::{Stream, StreamExt, TryStreamExt};
+use futures_util::{FutureExt, Stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use service_kit::db;
 use service_kit::http::Json;
@@ -31,11 +31,11 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::files::{FileRow, journal};
-use crate::identity::Caller;
+use crate::identity::{Caller, VerifiedToken};
 use crate::paths::{self, ItemError};
 use crate::repositories::{self, Repository};
 use crate::schema::dokko::{document_sources, files, folders, repositories as repository_rows};
-use crate::storage::{SmallPuts, Storage};
+use crate::storage::SmallPuts;
 use crate::tree::{FileItem, Folder, Listing};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -248,12 +248,12 @@ impl Reserved {
             return Ok(key);
         }
         self.batch = (self.batch * 2).clamp(1, 64);
-        let keys: Vec<String> = (0..self.batch).map(|_| Storage::object_key(repository_id)).collect();
+        let keys: Vec<String> = (0..self.batch).map(|_| crate::storage::object_key(repository_id)).collect();
         let mut conn = db::conn(&state.pool).await?;
         journal::expect_uploads(&mut conn, bucket, &keys).await?;
         drop(conn);
         self.keys = keys;
-        Ok(self.keys.pop().unwrap_or_else(|| Storage::object_key(repository_id)))
+        Ok(self.keys.pop().unwrap_or_else(|| crate::storage::object_key(repository_id)))
     }
 }
 
@@ -1176,19 +1176,21 @@ pub struct PresignedUrl {
               (status = 503, body = domain::ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn get_content(
-    caller: Caller,
+    token: VerifiedToken,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
     body: Json<ContentRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    // One statement: the repository, its bucket and the file at the path as it would parse (a
-    // valid path only loses a trailing '/').
+    // One round trip: the repository, its bucket and the file at the path as it would parse (a
+    // valid path only loses a trailing '/'), pipelined on one connection with the caller's
+    // check, which must pass before anything found is used.
     let candidate = body.path.strip_suffix('/').unwrap_or(&body.path);
-    let mut conn = db::conn(&state.pool).await?;
-    let found: Option<(String, String, Option<FileRow>)> = repository_rows::table
+    let conn = db::conn(&state.pool).await?;
+    let mut on: &AsyncPgConnection = &conn;
+    let query = repository_rows::table
         .inner_join(document_sources::table.on(document_sources::id.eq(repository_rows::document_source_id)))
         .left_join(files::table.on(files::repository_id.eq(repository_rows::id).and(files::path.eq(candidate))))
-        .filter(repository_rows::tenant_id.eq(caller.tenant_id))
+        .filter(repository_rows::tenant_id.eq(token.tenant_id()))
         .filter(repository_rows::id.eq(*id))
         .select((
             repository_rows::name,
@@ -1209,9 +1211,9 @@ pub(crate) async fn get_content(
             )
                 .nullable(),
         ))
-        .first(&mut conn)
-        .await
-        .optional()?;
+        .first::<(String, String, Option<FileRow>)>(&mut on)
+        .map(|found| found.optional().map_err(ApiError::from));
+    let (_caller, found) = token.authorize_along(&conn, query).await?;
     drop(conn);
     let (name, bucket, file) = found.ok_or_else(|| ApiError::not_found("repository"))?;
     let path = paths::parse(&body.path, &name).map_err(|e| ApiError::BadRequest(e.message))?;

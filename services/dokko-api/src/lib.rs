@@ -86,6 +86,8 @@ pub struct Settings {
     /// `PRESIGN_TTL_SECS`, default 900: how long a presigned download URL works.
     pub presign_ttl: Duration,
     pub s3: S3Settings,
+    /// `S3_BUCKET_PREFIX`, default `dokko-`: tenant buckets are named prefix + tenant UUID hex.
+    pub bucket_prefix: String,
     pub ingest: ingest::IngestSettings,
 }
 
@@ -110,7 +112,8 @@ impl Settings {
             max_file_bytes: env.number_or("MAX_FILE_BYTES", 5 << 30, 1..=(5u64 << 40))?,
             max_request_bytes: env.number_or("MAX_UPLOAD_BYTES", 10 << 30, 1..=(50u64 << 40))?,
             presign_ttl: positive(env, "PRESIGN_TTL_SECS", 900)?,
-            s3: S3Settings::from_env(env)?,
+            s3: S3Settings::from_env(env, 30)?.with_upload_env(env)?,
+            bucket_prefix: storage::bucket_prefix_from_env(env)?,
             ingest: ingest::IngestSettings::from_env(env)?,
         })
     }

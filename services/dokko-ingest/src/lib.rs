@@ -6,7 +6,7 @@
 //! Where things are:
 //! - jobs (start, status, per-file outcomes): [`jobs`]; the runners doing the work: [`runner`];
 //! - the file list pulled from dokko-api: [`source_files`]; bytes from object storage:
-//!   [`storage`]; text extraction: the `extract` crate, run in a child process
+//!   the shared `object-storage` crate; text extraction: the `extract` crate, run in a child process
 //!   (`dokko-ingest extract-child`); chunking: [`chunking`]; embeddings (the engines):
 //!   [`embeddings`], computed in the background by [`vectors`];
 //! - the search index, the file catalog and vectors: [`index`] (vectors quantised in memory:
@@ -26,7 +26,6 @@ pub mod retrieve;
 pub mod runner;
 pub mod schema;
 pub mod source_files;
-pub mod storage;
 pub mod vectors;
 
 use std::net::TcpListener;
@@ -52,7 +51,7 @@ use crate::embeddings::{Embedder, EmbeddingSettings, EmbeddingStatus};
 use crate::index::Indexes;
 use crate::runner::{Extraction, Runner};
 use crate::source_files::SourceFiles;
-use crate::storage::{S3Settings, Storage};
+use object_storage::{S3Settings, Storage};
 
 pub const NAME: &str = "dokko-ingest";
 pub const PORT: u16 = 8083;
@@ -127,7 +126,7 @@ impl Settings {
             internal_token_secret,
             dokko_api_url: env.http_url_or("DOKKO_API_URL", "http://localhost:8082")?,
             dokko_api_timeout: env.seconds_or("DOKKO_API_TIMEOUT_SECS", 30)?,
-            s3: S3Settings::from_env(env)?,
+            s3: S3Settings::from_env(env, 60)?,
             index_dir,
             chunk_size,
             chunk_overlap,

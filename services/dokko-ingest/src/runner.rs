@@ -39,7 +39,7 @@ use crate::index::Indexes;
 use crate::jobs::Job;
 use crate::schema::ingest::{chunks, files, job_files, jobs, sources};
 use crate::source_files::{ListError, SourceFiles};
-use crate::storage::{FetchError, Storage};
+use object_storage::{FetchError, Storage};
 
 /// How a file's text is extracted: this program (the service's own binary by default) run with
 /// `args`, under `limits`.
@@ -411,7 +411,7 @@ impl Runner {
         if u64::try_from(file.size).unwrap_or(u64::MAX) > self.max_file_bytes {
             return Ok(Err(FetchError::TooLarge(self.max_file_bytes).to_string()));
         }
-        let bytes = match self.storage.get(bucket, &file.object_key, self.max_file_bytes).await {
+        let bytes = match self.storage.get_bytes(bucket, &file.object_key, self.max_file_bytes).await {
             Ok(bytes) => bytes,
             Err(FetchError::Unavailable(reason)) => {
                 return Err(Stop::Failed(format!("object storage failed: {reason}")));

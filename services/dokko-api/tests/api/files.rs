@@ -109,3 +109,37 @@ async fn presigned_urls_name_the_public_endpoint_when_one_is_set() {
     assert!(url.starts_with(&format!("https://files.dokko.example/{}/repositories/", org.bucket)), "{url}");
     assert!(url.contains("X-Amz-Signature="), "{url}");
 }
+
+#[tokio::test]
+async fn a_download_checks_the_caller_on_every_request() {
+    let (app, org, repo, _) = one_file().await;
+    let path = format!("/api/v1/repositories/{repo}/items/content");
+    let body = json!({"path": "docs/report.md", "direct": true});
+    let machine = app.machine(&org).await;
+    for caller in [&org.admin, &machine] {
+        let res = caller.post_json(&path, &body).await;
+        assert_eq!(res.status, 200, "{}", res.text);
+        assert_eq!(res.text, "# Report");
+    }
+    // The same path, refused for who is asking, not for what is there.
+    assert_eq!(app.anonymous().post_json(&path, &body).await.status, 401);
+    let forged = app.anonymous().with_header("Authorization", "Bearer not.a.token");
+    assert_eq!(forged.post_json(&path, &body).await.status, 401);
+    let other = app.org("globex").await;
+    assert_eq!(other.admin.post_json(&path, &body).await.status, 404, "another tenant's repository");
+    let missing = json!({"path": "docs/absent.md", "direct": true});
+    assert_eq!(org.admin.post_json(&path, &missing).await.status, 404);
+
+    // A deactivated user's token stops at once, even for a path that does not exist.
+    let pool = app.pool();
+    let mut conn = service_kit::db::conn(&pool).await.expect("connection");
+    crate::execute(&app.db, &format!("UPDATE dokko.users SET is_active = false WHERE tenant_id = '{}'", org.id)).await;
+    assert_eq!(org.admin.post_json(&path, &body).await.status, 401);
+    assert_eq!(org.admin.post_json(&path, &missing).await.status, 401);
+    assert_eq!(machine.post_json(&path, &body).await.status, 200, "the service account is still active");
+    // A lapsed subscription answers 402 to every caller of the tenant.
+    dokko_api::tenants::set_subscription(&mut conn, org.id, false).await.expect("deactivates");
+    assert_eq!(machine.post_json(&path, &body).await.status, 402);
+    drop(conn);
+    pool.close();
+}

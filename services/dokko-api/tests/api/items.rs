@@ -626,6 +626,67 @@ async fn storage_failing_in_the_middle_of_a_multipart_upload_leaves_no_trace() {
     assert_eq!(tree(&org, &repo).await["files"]["keep.md"]["e_tag"], sha(b"kept"));
 }
 
+/// The keys a column lists, comma-joined by the SQL (`… AS t`).
+async fn keys_of(app: &TestApp, sql: &str) -> Vec<String> {
+    let text = app.db.text(sql).await;
+    text.split(',').filter(|k| !k.is_empty()).map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn storage_failing_partway_through_a_batch_leaves_every_object_recorded_or_journalled() {
+    let (app, org, repo) = setup().await;
+    let files: Vec<(String, Vec<u8>)> =
+        (0..24).map(|i| (format!("batch/f{i:02}.md"), format!("file {i}").into_bytes())).collect();
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (p.as_str(), b.as_slice())).collect();
+    // Ten PUTs are stored, then storage fails (the cleanup's deletes included), with PUTs in flight.
+    app.s3.fail(FailMode::AfterRequests(10));
+    let res = upload(&org.admin, &repo, &refs).await;
+    app.s3.fail(FailMode::Off);
+    assert_eq!(res.status, 207, "{}", res.text);
+    let failed = res.body["failed"].as_array().expect("list");
+    let succeeded = res.body["succeeded"].as_array().expect("list");
+    assert!(!failed.is_empty() && !succeeded.is_empty(), "{}", res.text);
+    assert_eq!(failed.len() + succeeded.len(), files.len(), "{}", res.text);
+    assert!(failed.iter().all(|f| f["code"] == "STORAGE_ERROR"), "{}", res.text);
+
+    // Every row has its object, with its bytes; the rows are the files reported stored.
+    let rows = keys_of(
+        &app,
+        "SELECT coalesce(string_agg(path || '=' || object_key, ',' ORDER BY path), '') AS t FROM dokko.files",
+    )
+    .await;
+    let mut stored: Vec<&str> = succeeded.iter().map(|s| s["identifier"].as_str().unwrap_or_default()).collect();
+    stored.sort_unstable();
+    let paths: Vec<&str> = rows.iter().map(|r| r.split_once('=').map_or("", |(p, _)| p)).collect();
+    assert_eq!(paths, stored, "no row without its file reported stored, none missing");
+    for row in &rows {
+        let (path, key) = row.split_once('=').expect("path=key");
+        let expected = &files.iter().find(|(p, _)| p == path).expect("an uploaded path").1;
+        assert_eq!(app.s3.object(&org.bucket, key).as_ref(), Some(expected), "the object of {path}");
+    }
+    // Every object in the bucket is a row's or listed in the journal: none is unaccounted for.
+    let journalled =
+        keys_of(&app, "SELECT coalesce(string_agg(object_key, ','), '') AS t FROM dokko.object_journal").await;
+    let row_keys: Vec<&str> = rows.iter().filter_map(|r| r.split_once('=').map(|(_, k)| k)).collect();
+    for key in objects(&app, &org) {
+        assert!(
+            row_keys.contains(&key.as_str()) || journalled.contains(&key),
+            "{key} is neither a row's nor journalled"
+        );
+    }
+    // The sweeper then leaves exactly the rows' objects.
+    let pool = app.pool();
+    let storage = dokko_api::storage::Storage::new(&app.settings.s3).expect("storage");
+    dokko_api::files::journal::sweep(&pool, &storage, std::time::Duration::ZERO).await.expect("sweep");
+    pool.close();
+    assert_eq!(crate::count(&app.db, "SELECT count(*) AS n FROM dokko.object_journal").await, 0);
+    let mut left = objects(&app, &org);
+    left.sort();
+    let mut expected: Vec<String> = row_keys.iter().map(|k| (*k).to_owned()).collect();
+    expected.sort();
+    assert_eq!(left, expected);
+}
+
 #[tokio::test]
 async fn non_ascii_names_arrive_through_either_filename_form() {
     let (_app, org, repo) = setup().await;
