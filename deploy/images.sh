@@ -201,6 +201,7 @@ build() {
     rm -rf "${context:?}/$svc"
   done
   rm -rf "$context"
+  podman image prune --force >/dev/null   # the previous builds' images, now untagged
   say "service images built in $((SECONDS - t0)) s"
   sizes
 }
