@@ -23,8 +23,10 @@
 # The images are tagged with the names deploy/k8s/<service>/kustomization.yaml maps them to.
 #
 # Env: IMAGE_TAG (default: newTag of the kustomization), SOURCE_DATE_EPOCH (default: the last
-#      commit's time; the images' and layers' timestamps), APT_SOURCES (default: the machine's
-#      Debian sources file), IMAGES_SKIP_CARGO=1 (use target/release as it is).
+#      commit's time; the service images' timestamps), BASE_EPOCH (default: the time of the last
+#      commit that changed this script; the bases' file and image timestamps), APT_SOURCES
+#      (default: the machine's Debian sources file), IMAGES_SKIP_CARGO=1 (use target/release as
+#      it is).
 set -euo pipefail
 
 deploy_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -41,7 +43,11 @@ MODEL_IN_IMAGE=usr/local/share/dokko-ingest/models/$MODEL_NAME
 # podman/buildah settings for sandboxes that refuse setrlimit and crun's cgroups.
 export CONTAINERS_CONF="$deploy_dir/images/containers.conf"
 work="$repo_root/target/images"
+# Timestamps: the service images' from the last commit, the bases' from the last change of this
+# script (their recipe), so a rebuild from the same packages gives the same base image id.
 export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}"
+BASE_EPOCH="${BASE_EPOCH:-$(git log -1 --format=%ct -- "$deploy_dir/images.sh" 2>/dev/null || echo 0)}"
+BASE_EPOCH="${BASE_EPOCH:-0}"
 
 say() { printf '%s images: %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
@@ -125,7 +131,7 @@ base() {
   chmod 1777 "$root/tmp"
 
   # A reproducible layer: sorted, one owner, timestamps clamped.
-  tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --clamp-mtime --numeric-owner \
+  tar --sort=name --mtime="@$BASE_EPOCH" --clamp-mtime --numeric-owner \
     --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
     -C "$root" -cf "$work/base-$name.tar" .
   rm -rf "$root"
@@ -135,7 +141,7 @@ base() {
   buildah config --user 65532:65532 --workingdir / --env PATH=/usr/local/bin:/usr/bin:/bin \
     --label org.opencontainers.image.title="platform-base:$name" \
     --label org.opencontainers.image.description="Debian $SUITE packages: $packages" "$c"
-  buildah commit --quiet --rm --timestamp "$SOURCE_DATE_EPOCH" "$c" "$BASE_REPO:$name" >/dev/null
+  buildah commit --quiet --rm --timestamp "$BASE_EPOCH" "$c" "$BASE_REPO:$name" >/dev/null
   rm -f "$work/base-$name.tar"
   say "base $name: $(podman image inspect --format '{{.Size}}' "$BASE_REPO:$name" | numfmt --to=si)B"
 }
