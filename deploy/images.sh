@@ -184,7 +184,10 @@ build() {
   if [[ ${IMAGES_SKIP_CARGO:-} != 1 ]]; then
     t0=$SECONDS
     say "cargo build --release (${SERVICES[*]})"
-    cargo build --release --locked "${SERVICES[@]/#/-p}"
+    # In the environment of a plain `cargo build --release`: under this script's exports ring
+    # and what depends on it were rebuilt (SOURCE_DATE_EPOCH is the likely trigger), and a
+    # plain build afterwards would rebuild them once more.
+    env -u SOURCE_DATE_EPOCH -u CONTAINERS_CONF cargo build --release --locked "${SERVICES[@]/#/-p}"
     say "release build in $((SECONDS - t0)) s"
   fi
 
