@@ -46,6 +46,11 @@ bench-retrieval-quality *ARGS:
 bench-retrieval-speed *ARGS:
     python3 bench/dokko-retrieval.py speed {{ARGS}}
 
+# Build every service's container image here (buildah, no daemon, bases from Debian packages),
+# then run them with podman against local stand-ins: /readyz, non-root, read-only, one flow each, SIGTERM.
+images:
+    deploy/images.sh
+
 # Validate the Kubernetes manifests offline.
 manifests:
     deploy/validate.sh
