@@ -27,7 +27,7 @@ use actix_web::error::{InternalError, JsonPayloadError, PathError, QueryPayloadE
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{Condition, ErrorHandlerResponse, ErrorHandlers, Next, from_fn};
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpMessage, HttpRequest, HttpResponse, HttpServer, web};
 use domain::ErrorBody;
 use tracing::Instrument;
 
@@ -125,6 +125,10 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Json<T
                 return Err(
                     refuse(format!("invalid JSON body: expected a JSON object, got {}", json_kind(&value))).into()
                 );
+            }
+            // PostgreSQL stores no NUL: refused here, in every string and key, naming where.
+            if let Some(at) = domain::text::find_nul(&value) {
+                return Err(refuse(format!("invalid JSON body: {}", at.message())).into());
             }
             serde_path_to_error::deserialize(value).map(Json).map_err(|e| {
                 let path = e.path().to_string();
@@ -325,13 +329,14 @@ where
             .app_data(query_config(bad_input.query))
             .app_data(form_config(bad_input.form))
             .app_data(bad_input)
+            .wrap(from_fn(refuse_nul))
             .wrap(ErrorHandlers::new().handler(StatusCode::METHOD_NOT_ALLOWED, json_method_not_allowed))
             .wrap(Condition::new(!origins.is_empty(), cors(&origins, cors_headers)))
             .wrap(from_fn(observe))
-            .route("/healthz", web::get().to(healthz))
-            .route("/readyz", web::get().to(readyz))
-            .route("/metrics", web::get().to(metrics_text))
-            .route("/openapi.json", web::get().to(openapi_doc))
+            .service(web::resource("/healthz").route(web::get().to(healthz)))
+            .service(web::resource("/readyz").route(web::get().to(readyz)))
+            .service(web::resource("/metrics").route(web::get().to(metrics_text)))
+            .service(web::resource("/openapi.json").route(web::get().to(openapi_doc)))
             .configure(configure.clone())
             .default_service(web::to(no_route))
     })
@@ -407,6 +412,89 @@ async fn observe(
         }
     });
     Ok(res)
+}
+
+/// The largest form body a service takes (`application/x-www-form-urlencoded`).
+pub const FORM_LIMIT: usize = 64 * 1024;
+
+/// Refuses a NUL character (U+0000, which PostgreSQL cannot store) in a path parameter, a query
+/// parameter or a form field before any handler sees it, naming the parameter, with the
+/// service's bad-input status for that kind of input. JSON bodies are checked by [`Json`], which
+/// knows where in the document the NUL is. Header values cannot hold one (HTTP refuses it).
+async fn refuse_nul(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let statuses = req.app_data::<BadInputStatus>().copied().unwrap_or(BadInputStatus::ALL_400);
+    let refused = |req: ServiceRequest, status: StatusCode, message: String| {
+        Ok(req.into_response(error_response(status, message)).map_into_right_body())
+    };
+    if let Some(message) = nul_in_path(&req) {
+        return refused(req, statuses.path, message);
+    }
+    if let Some(name) = nul_in_pairs(req.query_string().as_bytes()) {
+        return refused(req, statuses.query, domain::text::refusal(&format!("query parameter {name}")));
+    }
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    if is_form {
+        use futures_util::StreamExt;
+        let mut payload = req.take_payload();
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk?;
+            if body.len() + chunk.len() > FORM_LIMIT {
+                return refused(
+                    req,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("form body too large: larger than the limit of {FORM_LIMIT} bytes"),
+                );
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if let Some(name) = nul_in_pairs(&body) {
+            return refused(req, statuses.form, domain::text::refusal(&format!("form field {name}")));
+        }
+        req.set_payload(actix_web::dev::Payload::from(body.freeze()));
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+/// The name of the first `name=value` pair of a query string or form body holding a NUL (in its
+/// name or value). Bodies that do not decode are left to the extractors, which say why.
+fn nul_in_pairs(raw: &[u8]) -> Option<String> {
+    if !raw.windows(3).any(|w| w == b"%00") {
+        return None;
+    }
+    let pairs = serde_urlencoded::from_bytes::<Vec<(String, String)>>(raw).ok()?;
+    pairs
+        .into_iter()
+        .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        .map(|(k, _)| if k.contains('\0') { format!("{:?}", k.replace('\0', "\\0")) } else { k })
+}
+
+/// The refusal of a path holding an encoded NUL (`%00`), naming the path parameter it falls in
+/// when the path matches a route (`path parameter file_id must not …`).
+fn nul_in_path(req: &ServiceRequest) -> Option<String> {
+    let path = req.path();
+    if !path.contains("%00") {
+        return None;
+    }
+    let segment = path.split('/').position(|s| s.contains("%00"))?;
+    let name = req
+        .request()
+        .resource_map()
+        .match_pattern(path)
+        .and_then(|pattern| {
+            let part = pattern.split('/').nth(segment)?.to_owned();
+            let inner = part.strip_prefix('{')?.strip_suffix('}')?;
+            Some(inner.split(':').next().unwrap_or(inner).to_owned())
+        })
+        .map_or_else(|| "the path".to_owned(), |name| format!("path parameter {name}"));
+    Some(domain::text::refusal(&name))
 }
 
 async fn healthz() -> HttpResponse {
@@ -502,7 +590,7 @@ fn query_config(status: StatusCode) -> web::QueryConfig {
 }
 
 fn form_config(status: StatusCode) -> web::FormConfig {
-    web::FormConfig::default().limit(64 * 1024).error_handler(move |err, _req| {
+    web::FormConfig::default().limit(FORM_LIMIT).error_handler(move |err, _req| {
         let (status, message) = match &err {
             UrlencodedError::Overflow { .. } => (StatusCode::PAYLOAD_TOO_LARGE, format!("form body too large: {err}")),
             UrlencodedError::ContentType => (

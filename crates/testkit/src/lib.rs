@@ -12,12 +12,15 @@
 //! - [`http`]: a small JSON client for tests.
 //! - [`webhook_sink`]: a recording webhook receiver (a Docora app's endpoints) that checks
 //!   signatures and can be told to fail, hang or answer slowly.
+//! - [`bad_input`]: NUL and control characters for the per-field bad-input tests, and what a
+//!   client must see when it sends them.
 //! - [`browser`] (feature `browser`): headless Chromium through chromedriver, for page tests.
 //! - [`embeddings`]: an OpenAI-compatible embeddings endpoint with deterministic bag-of-words
 //!   vectors, for dokko-ingest's vector search.
 //! - [`git_server`]: real git repositories served over smart HTTP like GitHub, with token checks
 //!   for private ones, and work trees tests commit in.
 
+pub mod bad_input;
 #[cfg(feature = "browser")]
 pub mod browser;
 pub mod embeddings;

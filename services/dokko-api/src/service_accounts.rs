@@ -24,7 +24,7 @@ use crate::users::{AccessToken, required};
 use crate::{AppState, paginated};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/auth/service/login", web::post().to(service_login))
+    cfg.service(web::resource("/api/v1/auth/service/login").route(web::post().to(service_login)))
         .service(
             web::resource("/api/v1/admin/service-accounts")
                 .route(web::post().to(create_account))
@@ -35,7 +35,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(get_account))
                 .route(web::delete().to(revoke_account)),
         )
-        .route("/api/v1/admin/service-accounts/{service_account_id}/rotate-secret", web::post().to(rotate_secret));
+        .service(
+            web::resource("/api/v1/admin/service-accounts/{service_account_id}/rotate-secret")
+                .route(web::post().to(rotate_secret)),
+        );
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

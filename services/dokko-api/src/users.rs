@@ -28,11 +28,11 @@ use crate::schema::dokko::{invitations, users};
 use crate::tenants;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/auth/login", web::post().to(login))
-        .route("/api/v1/auth/invitations/accept", web::post().to(accept_invitation))
-        .route("/invitations/accept", web::get().to(invitation_page))
-        .route("/api/v1/admin/invitations", web::post().to(create_invitation))
-        .route("/api/v1/admin/users", web::get().to(list_users));
+    cfg.service(web::resource("/api/v1/auth/login").route(web::post().to(login)))
+        .service(web::resource("/api/v1/auth/invitations/accept").route(web::post().to(accept_invitation)))
+        .service(web::resource("/invitations/accept").route(web::get().to(invitation_page)))
+        .service(web::resource("/api/v1/admin/invitations").route(web::post().to(create_invitation)))
+        .service(web::resource("/api/v1/admin/users").route(web::get().to(list_users)));
 }
 
 /// Passwords: 8 to 256 characters (argon2 hashes any length, but a megabyte password is an

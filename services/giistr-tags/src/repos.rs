@@ -18,7 +18,7 @@ use crate::schema::giistr::repos;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/v1/repo").route(web::post().to(create_repo)).route(web::put().to(update_repo)))
         .service(web::resource("/api/v1/repo/{id}").route(web::get().to(get_repo)).route(web::delete().to(delete_repo)))
-        .route("/api/v1/repos", web::get().to(list_repos));
+        .service(web::resource("/api/v1/repos").route(web::get().to(list_repos)));
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

@@ -18,7 +18,7 @@ use crate::schema::giistr::tags;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/v1/tag").route(web::post().to(create_tag)).route(web::put().to(update_tag)))
         .service(web::resource("/api/v1/tag/{id}").route(web::get().to(get_tag)).route(web::delete().to(delete_tag)))
-        .route("/api/v1/tags", web::get().to(list_tags));
+        .service(web::resource("/api/v1/tags").route(web::get().to(list_tags)));
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
