@@ -248,6 +248,10 @@ async fn accept_invitation(
     };
     let token = required(input.token, "token")?;
     let password = required(input.password, "password")?;
+    // This body is parsed here (JSON or form), not by service-kit's Json: the NUL rule by hand.
+    for (field, value) in [("token", &token), ("password", &password)] {
+        domain::text::check(field, value).map_err(ApiError::Unprocessable)?;
+    }
     if !PASSWORD_CHARS.contains(&password.chars().count()) {
         return Err(ApiError::BadRequest(format!(
             "the password must be {} to {} characters",

@@ -4,6 +4,7 @@
 mod accounts;
 mod binary;
 mod files;
+mod hardening;
 mod isolation;
 mod items;
 mod onboarding;
