@@ -8,6 +8,7 @@
 //!   GitHub's JSON shapes, status codes and rate-limit headers.
 //! - [`s3`]: an S3 server on a loopback port (s3s over s3s-fs, SigV4 enforced), with storage
 //!   inspection and fault injection.
+//! - [`schema_check`]: a service's `schema.rs` compared with its migrated database.
 //! - [`server`]: runs a service in-process on a loopback port, the way `main` does.
 //! - [`http`]: a small JSON client for tests.
 //! - [`webhook_sink`]: a recording webhook receiver (a Docora app's endpoints) that checks
@@ -29,6 +30,7 @@ pub mod github;
 pub mod http;
 pub mod postgres;
 pub mod s3;
+pub mod schema_check;
 pub mod server;
 pub mod webhook_sink;
 

@@ -9,6 +9,7 @@ mod formats;
 mod processing;
 mod restart;
 mod retrieval;
+mod schema;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
