@@ -89,6 +89,80 @@ impl BadInputStatus {
     };
 }
 
+/// Adds to every operation of `openapi` the answers [`serve`] gives whatever the handler: 503
+/// (database or a dependency unavailable), 405 (another method on the path, with `Allow`), the
+/// bad-input status of its path and query parameters, and for a request body the bad-input status
+/// of its media type, 413 (larger than the limit) and, for forms and multipart bodies, 415 (another
+/// content type). 401 is added where the operation requires credentials. An answer the operation
+/// already declares keeps its own description.
+pub fn declare_common_answers(openapi: &mut utoipa::openapi::OpenApi, bad_input: BadInputStatus) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build(),
+        )
+    };
+    let global_security = openapi.security.as_ref().is_some_and(|s| !s.is_empty());
+    for item in openapi.paths.paths.values_mut() {
+        let shared = item.parameters.clone().unwrap_or_default();
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let mut answers: Vec<(StatusCode, String)> = vec![
+                (StatusCode::SERVICE_UNAVAILABLE, "the database or a service this one calls is unavailable".into()),
+                (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "another method on this path (the Allow header lists this path's)".into(),
+                ),
+            ];
+            let parameters: Vec<_> = shared.iter().chain(operation.parameters.iter().flatten()).collect();
+            if parameters.iter().any(|p| matches!(p.parameter_in, ParameterIn::Path)) {
+                answers.push((bad_input.path, "a path parameter that does not parse or holds a NUL".into()));
+            }
+            if parameters.iter().any(|p| matches!(p.parameter_in, ParameterIn::Query)) {
+                answers.push((bad_input.query, "a query parameter that does not parse or holds a NUL".into()));
+            }
+            if let Some(body) = &operation.request_body {
+                let types: Vec<&String> = body.content.keys().collect();
+                if types.iter().any(|t| t.contains("json")) {
+                    answers.push((bad_input.json, "a malformed JSON body, a wrong type or a NUL in a string".into()));
+                }
+                if types.iter().any(|t| t.contains("form")) {
+                    answers.push((bad_input.form, "a malformed form body or a NUL in a field".into()));
+                    answers.push((
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "the body is not of the declared content type".into(),
+                    ));
+                }
+                answers.push((StatusCode::PAYLOAD_TOO_LARGE, "the body is larger than the limit".into()));
+            }
+            if global_security || operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                answers.push((StatusCode::UNAUTHORIZED, "missing or invalid credentials".into()));
+            }
+            for (status, description) in answers {
+                operation.responses.responses.entry(status.as_u16().to_string()).or_insert_with(|| error(&description));
+            }
+        }
+    }
+    let components = openapi.components.get_or_insert_with(Default::default);
+    components.schemas.entry("ErrorBody".to_owned()).or_insert_with(<ErrorBody as utoipa::PartialSchema>::schema);
+}
+
 /// A JSON request body, like `web::Json`, but a value of the wrong type names where it is:
 /// `invalid JSON body at permission_ids[1]: UUID parsing failed: …`. Syntax errors, size limits
 /// and the status come from the same configuration as `web::Json` ([`BadInputStatus::json`]).
@@ -314,6 +388,8 @@ where
 {
     let addr = listener.local_addr()?;
     let ServiceApp { name, pool, openapi, configure, bad_input, cors_headers, background } = app;
+    let mut openapi = openapi;
+    declare_common_answers(&mut openapi, bad_input);
     let openapi_json = openapi.to_json().map_err(std::io::Error::other)?;
     let probe = web::Data::new(Probe { pool: pool.clone(), openapi_json: web::Bytes::from(openapi_json) });
     let metrics = web::Data::new(Metrics::new(name));

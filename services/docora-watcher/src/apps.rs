@@ -64,14 +64,20 @@ pub const TOKEN_PREFIX: &str = "docora_";
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct NewApp {
     /// 3 to 100 characters.
+    #[schema(min_length = 3, max_length = 100)]
     pub app_name: String,
     /// Where the app's webhook endpoints live; HTTPS, not a private address (unless allowed).
+    #[schema(max_length = 2000)]
     pub base_url: String,
+    #[schema(max_length = 254)]
     pub email: String,
+    #[schema(max_length = 2000)]
     pub website: Option<String>,
     /// At most 500 characters.
+    #[schema(max_length = 500)]
     pub description: Option<String>,
     /// At least 16 characters; the app verifies webhook signatures with it.
+    #[schema(min_length = 16)]
     pub client_auth_key: String,
 }
 

@@ -93,6 +93,7 @@ pub struct AccountCredentials {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateAccount {
     /// A label, 3 to 255 characters.
+    #[schema(min_length = 3, max_length = 255)]
     name: String,
 }
 
@@ -113,6 +114,7 @@ fn valid_name(raw: &str) -> Result<String, ApiError> {
     params(("X-Tenant" = String, Header, description = "organisation name or tenant UUID")),
     request_body(content = ServiceLoginForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "an HS256 JWT, audience fastapi-m2m:auth, 8-hour expiry", body = AccessToken),
+              (status = 400, description = "grant_type other than client_credentials", body = domain::ErrorBody),
               (status = 401, description = "invalid client credentials", body = domain::ErrorBody),
               (status = 402, description = "subscription inactive", body = domain::ErrorBody),
               (status = 404, description = "organisation not found", body = domain::ErrorBody),

@@ -59,6 +59,7 @@ impl From<Tag> for TagView {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateTag {
     /// 1 to 255 characters; surrounding spaces are trimmed.
+    #[schema(min_length = 1, max_length = 255)]
     name: String,
 }
 
@@ -66,6 +67,7 @@ pub struct CreateTag {
 pub struct UpdateTag {
     id: Uuid,
     /// The new name; the tag is returned unchanged when absent.
+    #[schema(min_length = 1, max_length = 255)]
     name: Option<String>,
 }
 

@@ -117,3 +117,19 @@ async fn a_wrong_method_answers_405_with_allow_on_every_path() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_declares_every_answer_and_constraint() {
+    let app = TestApp::spawn().await;
+    let doc = app.anonymous().get("/openapi.json").await.body;
+    let answers = |path: &str, method: &str| -> Vec<String> {
+        doc["paths"][path][method]["responses"].as_object().map(|r| r.keys().cloned().collect()).unwrap_or_default()
+    };
+    assert_eq!(answers("/api/v1/tag", "post"), ["201", "400", "401", "405", "409", "413", "503"]);
+    assert_eq!(answers("/api/v1/tags", "get"), ["200", "401", "405", "503"]);
+    assert_eq!(answers("/api/v1/tag/{id}", "get"), ["200", "400", "401", "404", "405", "503"]);
+    let name = &doc["components"]["schemas"]["CreateTag"]["properties"]["name"];
+    assert_eq!((name["minLength"].as_u64(), name["maxLength"].as_u64()), (Some(1), Some(255)), "{name}");
+    let id = &doc["components"]["schemas"]["CreateRepo"]["properties"]["github_repo_id"];
+    assert_eq!(id["maxLength"].as_u64(), Some(100), "{id}");
+}
