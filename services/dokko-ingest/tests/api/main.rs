@@ -6,6 +6,7 @@
 mod embedding;
 mod filters;
 mod formats;
+mod hardening;
 mod processing;
 mod restart;
 mod retrieval;
