@@ -12,6 +12,10 @@ test:
 ci:
     bash .ci/run
 
+# Fuzz each service's OpenAPI document against a private running stack (schemathesis, pinned).
+schemathesis:
+    .ci/schemathesis.sh
+
 fmt:
     cargo fmt --all
 

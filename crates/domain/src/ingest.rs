@@ -73,9 +73,11 @@ pub struct JobFile {
 #[serde(deny_unknown_fields)]
 pub struct RetrieveRequest {
     /// What to search for (1 to 10,000 characters).
+    #[schema(min_length = 1, max_length = 10000)]
     pub query: String,
     /// How many chunks to return, 1 to 100; default 10.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     pub top_k: Option<u32>,
     /// A metadata filter (`equals`, `notEquals`, `greaterThan`, `greaterThanOrEquals`,
     /// `lessThan`, `lessThanOrEquals`, `in`, `notIn`, `startsWith`, `listContains`,

@@ -11,6 +11,7 @@ pub mod ids;
 pub mod ingest;
 pub mod names;
 pub mod pagination;
+pub mod text;
 pub mod timestamp;
 
 pub use error::ErrorBody;

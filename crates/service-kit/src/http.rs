@@ -27,7 +27,7 @@ use actix_web::error::{InternalError, JsonPayloadError, PathError, QueryPayloadE
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{Condition, ErrorHandlerResponse, ErrorHandlers, Next, from_fn};
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpMessage, HttpRequest, HttpResponse, HttpServer, web};
 use domain::ErrorBody;
 use tracing::Instrument;
 
@@ -89,6 +89,80 @@ impl BadInputStatus {
     };
 }
 
+/// Adds to every operation of `openapi` the answers [`serve`] gives whatever the handler: 503
+/// (database or a dependency unavailable), 405 (another method on the path, with `Allow`), the
+/// bad-input status of its path and query parameters, and for a request body the bad-input status
+/// of its media type, 413 (larger than the limit) and, for forms and multipart bodies, 415 (another
+/// content type). 401 is added where the operation requires credentials. An answer the operation
+/// already declares keeps its own description.
+pub fn declare_common_answers(openapi: &mut utoipa::openapi::OpenApi, bad_input: BadInputStatus) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build(),
+        )
+    };
+    let global_security = openapi.security.as_ref().is_some_and(|s| !s.is_empty());
+    for item in openapi.paths.paths.values_mut() {
+        let shared = item.parameters.clone().unwrap_or_default();
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let mut answers: Vec<(StatusCode, String)> = vec![
+                (StatusCode::SERVICE_UNAVAILABLE, "the database or a service this one calls is unavailable".into()),
+                (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "another method on this path (the Allow header lists this path's)".into(),
+                ),
+            ];
+            let parameters: Vec<_> = shared.iter().chain(operation.parameters.iter().flatten()).collect();
+            if parameters.iter().any(|p| matches!(p.parameter_in, ParameterIn::Path)) {
+                answers.push((bad_input.path, "a path parameter that does not parse or holds a NUL".into()));
+            }
+            if parameters.iter().any(|p| matches!(p.parameter_in, ParameterIn::Query)) {
+                answers.push((bad_input.query, "a query parameter that does not parse or holds a NUL".into()));
+            }
+            if let Some(body) = &operation.request_body {
+                let types: Vec<&String> = body.content.keys().collect();
+                if types.iter().any(|t| t.contains("json")) {
+                    answers.push((bad_input.json, "a malformed JSON body, a wrong type or a NUL in a string".into()));
+                }
+                if types.iter().any(|t| t.contains("form")) {
+                    answers.push((bad_input.form, "a malformed form body or a NUL in a field".into()));
+                    answers.push((
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "the body is not of the declared content type".into(),
+                    ));
+                }
+                answers.push((StatusCode::PAYLOAD_TOO_LARGE, "the body is larger than the limit".into()));
+            }
+            if global_security || operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                answers.push((StatusCode::UNAUTHORIZED, "missing or invalid credentials".into()));
+            }
+            for (status, description) in answers {
+                operation.responses.responses.entry(status.as_u16().to_string()).or_insert_with(|| error(&description));
+            }
+        }
+    }
+    let components = openapi.components.get_or_insert_with(Default::default);
+    components.schemas.entry("ErrorBody".to_owned()).or_insert_with(<ErrorBody as utoipa::PartialSchema>::schema);
+}
+
 /// A JSON request body, like `web::Json`, but a value of the wrong type names where it is:
 /// `invalid JSON body at permission_ids[1]: UUID parsing failed: …`. Syntax errors, size limits
 /// and the status come from the same configuration as `web::Json` ([`BadInputStatus::json`]).
@@ -125,6 +199,10 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Json<T
                 return Err(
                     refuse(format!("invalid JSON body: expected a JSON object, got {}", json_kind(&value))).into()
                 );
+            }
+            // PostgreSQL stores no NUL: refused here, in every string and key, naming where.
+            if let Some(at) = domain::text::find_nul(&value) {
+                return Err(refuse(format!("invalid JSON body: {}", at.message())).into());
             }
             serde_path_to_error::deserialize(value).map(Json).map_err(|e| {
                 let path = e.path().to_string();
@@ -310,6 +388,8 @@ where
 {
     let addr = listener.local_addr()?;
     let ServiceApp { name, pool, openapi, configure, bad_input, cors_headers, background } = app;
+    let mut openapi = openapi;
+    declare_common_answers(&mut openapi, bad_input);
     let openapi_json = openapi.to_json().map_err(std::io::Error::other)?;
     let probe = web::Data::new(Probe { pool: pool.clone(), openapi_json: web::Bytes::from(openapi_json) });
     let metrics = web::Data::new(Metrics::new(name));
@@ -325,13 +405,14 @@ where
             .app_data(query_config(bad_input.query))
             .app_data(form_config(bad_input.form))
             .app_data(bad_input)
+            .wrap(from_fn(refuse_nul))
             .wrap(ErrorHandlers::new().handler(StatusCode::METHOD_NOT_ALLOWED, json_method_not_allowed))
             .wrap(Condition::new(!origins.is_empty(), cors(&origins, cors_headers)))
             .wrap(from_fn(observe))
-            .route("/healthz", web::get().to(healthz))
-            .route("/readyz", web::get().to(readyz))
-            .route("/metrics", web::get().to(metrics_text))
-            .route("/openapi.json", web::get().to(openapi_doc))
+            .service(web::resource("/healthz").route(web::get().to(healthz)))
+            .service(web::resource("/readyz").route(web::get().to(readyz)))
+            .service(web::resource("/metrics").route(web::get().to(metrics_text)))
+            .service(web::resource("/openapi.json").route(web::get().to(openapi_doc)))
             .configure(configure.clone())
             .default_service(web::to(no_route))
     })
@@ -407,6 +488,89 @@ async fn observe(
         }
     });
     Ok(res)
+}
+
+/// The largest form body a service takes (`application/x-www-form-urlencoded`).
+pub const FORM_LIMIT: usize = 64 * 1024;
+
+/// Refuses a NUL character (U+0000, which PostgreSQL cannot store) in a path parameter, a query
+/// parameter or a form field before any handler sees it, naming the parameter, with the
+/// service's bad-input status for that kind of input. JSON bodies are checked by [`Json`], which
+/// knows where in the document the NUL is. Header values cannot hold one (HTTP refuses it).
+async fn refuse_nul(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let statuses = req.app_data::<BadInputStatus>().copied().unwrap_or(BadInputStatus::ALL_400);
+    let refused = |req: ServiceRequest, status: StatusCode, message: String| {
+        Ok(req.into_response(error_response(status, message)).map_into_right_body())
+    };
+    if let Some(message) = nul_in_path(&req) {
+        return refused(req, statuses.path, message);
+    }
+    if let Some(name) = nul_in_pairs(req.query_string().as_bytes()) {
+        return refused(req, statuses.query, domain::text::refusal(&format!("query parameter {name}")));
+    }
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    if is_form {
+        use futures_util::StreamExt;
+        let mut payload = req.take_payload();
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk?;
+            if body.len() + chunk.len() > FORM_LIMIT {
+                return refused(
+                    req,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("form body too large: larger than the limit of {FORM_LIMIT} bytes"),
+                );
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if let Some(name) = nul_in_pairs(&body) {
+            return refused(req, statuses.form, domain::text::refusal(&format!("form field {name}")));
+        }
+        req.set_payload(actix_web::dev::Payload::from(body.freeze()));
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+/// The name of the first `name=value` pair of a query string or form body holding a NUL (in its
+/// name or value). Bodies that do not decode are left to the extractors, which say why.
+fn nul_in_pairs(raw: &[u8]) -> Option<String> {
+    if !raw.windows(3).any(|w| w == b"%00") {
+        return None;
+    }
+    let pairs = serde_urlencoded::from_bytes::<Vec<(String, String)>>(raw).ok()?;
+    pairs
+        .into_iter()
+        .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        .map(|(k, _)| if k.contains('\0') { format!("{:?}", k.replace('\0', "\\0")) } else { k })
+}
+
+/// The refusal of a path holding an encoded NUL (`%00`), naming the path parameter it falls in
+/// when the path matches a route (`path parameter file_id must not …`).
+fn nul_in_path(req: &ServiceRequest) -> Option<String> {
+    let path = req.path();
+    if !path.contains("%00") {
+        return None;
+    }
+    let segment = path.split('/').position(|s| s.contains("%00"))?;
+    let name = req
+        .request()
+        .resource_map()
+        .match_pattern(path)
+        .and_then(|pattern| {
+            let part = pattern.split('/').nth(segment)?.to_owned();
+            let inner = part.strip_prefix('{')?.strip_suffix('}')?;
+            Some(inner.split(':').next().unwrap_or(inner).to_owned())
+        })
+        .map_or_else(|| "the path".to_owned(), |name| format!("path parameter {name}"));
+    Some(domain::text::refusal(&name))
 }
 
 async fn healthz() -> HttpResponse {
@@ -502,7 +666,7 @@ fn query_config(status: StatusCode) -> web::QueryConfig {
 }
 
 fn form_config(status: StatusCode) -> web::FormConfig {
-    web::FormConfig::default().limit(64 * 1024).error_handler(move |err, _req| {
+    web::FormConfig::default().limit(FORM_LIMIT).error_handler(move |err, _req| {
         let (status, message) = match &err {
             UrlencodedError::Overflow { .. } => (StatusCode::PAYLOAD_TOO_LARGE, format!("form body too large: {err}")),
             UrlencodedError::ContentType => (

@@ -8,16 +8,20 @@
 //!   GitHub's JSON shapes, status codes and rate-limit headers.
 //! - [`s3`]: an S3 server on a loopback port (s3s over s3s-fs, SigV4 enforced), with storage
 //!   inspection and fault injection.
+//! - [`schema_check`]: a service's `schema.rs` compared with its migrated database.
 //! - [`server`]: runs a service in-process on a loopback port, the way `main` does.
 //! - [`http`]: a small JSON client for tests.
 //! - [`webhook_sink`]: a recording webhook receiver (a Docora app's endpoints) that checks
 //!   signatures and can be told to fail, hang or answer slowly.
+//! - [`bad_input`]: NUL and control characters for the per-field bad-input tests, and what a
+//!   client must see when it sends them.
 //! - [`browser`] (feature `browser`): headless Chromium through chromedriver, for page tests.
 //! - [`embeddings`]: an OpenAI-compatible embeddings endpoint with deterministic bag-of-words
 //!   vectors, for dokko-ingest's vector search.
 //! - [`git_server`]: real git repositories served over smart HTTP like GitHub, with token checks
 //!   for private ones, and work trees tests commit in.
 
+pub mod bad_input;
 #[cfg(feature = "browser")]
 pub mod browser;
 pub mod embeddings;
@@ -26,6 +30,7 @@ pub mod github;
 pub mod http;
 pub mod postgres;
 pub mod s3;
+pub mod schema_check;
 pub mod server;
 pub mod webhook_sink;
 

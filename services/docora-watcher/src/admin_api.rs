@@ -40,18 +40,20 @@ pub const COOKIE: &str = "docora_admin";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/api/login", web::post().to(login))
-        .route("/admin/api/logout", web::post().to(logout))
+    cfg.service(web::resource("/admin/api/login").route(web::post().to(login)))
+        .service(web::resource("/admin/api/logout").route(web::post().to(logout)))
         .service(web::resource("/admin/api/apps").route(web::get().to(list_apps)).route(web::post().to(create_app)))
-        .route("/admin/api/apps/{app_id}/token", web::post().to(regenerate_token))
-        .route("/admin/api/apps/{app_id}", web::delete().to(delete_app))
-        .route("/admin/api/apps/{app_id}/breaker/reset", web::post().to(reset_breaker))
-        .route("/admin/api/apps/{app_id}/repositories/{repository_id}/retry", web::post().to(retry))
-        .route("/admin/api/deliveries", web::get().to(list_deliveries))
-        .route("/admin/api/deliveries/{event_id}", web::get().to(get_delivery))
-        .route("/admin/api/deliveries/{event_id}/redeliver", web::post().to(redeliver_one))
-        .route("/admin/api/queue", web::get().to(get_queue))
-        .route("/admin/api/overview", web::get().to(get_overview));
+        .service(web::resource("/admin/api/apps/{app_id}/token").route(web::post().to(regenerate_token)))
+        .service(web::resource("/admin/api/apps/{app_id}").route(web::delete().to(delete_app)))
+        .service(web::resource("/admin/api/apps/{app_id}/breaker/reset").route(web::post().to(reset_breaker)))
+        .service(
+            web::resource("/admin/api/apps/{app_id}/repositories/{repository_id}/retry").route(web::post().to(retry)),
+        )
+        .service(web::resource("/admin/api/deliveries").route(web::get().to(list_deliveries)))
+        .service(web::resource("/admin/api/deliveries/{event_id}").route(web::get().to(get_delivery)))
+        .service(web::resource("/admin/api/deliveries/{event_id}/redeliver").route(web::post().to(redeliver_one)))
+        .service(web::resource("/admin/api/queue").route(web::get().to(get_queue)))
+        .service(web::resource("/admin/api/overview").route(web::get().to(get_overview)));
 }
 
 /// Who may log in.

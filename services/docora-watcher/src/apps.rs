@@ -64,14 +64,20 @@ pub const TOKEN_PREFIX: &str = "docora_";
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct NewApp {
     /// 3 to 100 characters.
+    #[schema(min_length = 3, max_length = 100)]
     pub app_name: String,
     /// Where the app's webhook endpoints live; HTTPS, not a private address (unless allowed).
+    #[schema(max_length = 2000)]
     pub base_url: String,
+    #[schema(max_length = 254)]
     pub email: String,
+    #[schema(max_length = 2000)]
     pub website: Option<String>,
     /// At most 500 characters.
+    #[schema(max_length = 500)]
     pub description: Option<String>,
     /// At least 16 characters; the app verifies webhook signatures with it.
+    #[schema(min_length = 16)]
     pub client_auth_key: String,
 }
 
@@ -106,8 +112,9 @@ pub fn is_private(ip: IpAddr) -> bool {
     }
 }
 
-/// A webhook base URL as stored (no trailing `/`), checked against `policy`. Host names are
-/// checked again when a delivery resolves them.
+/// A webhook base URL as stored (no trailing `/`), checked against `policy` as far as it can be
+/// without resolving names: scheme, shape, and hosts that are private whatever DNS says
+/// ([`check_target`] adds the resolution, at onboarding and at every delivery).
 pub fn valid_base_url(raw: &str, policy: UrlPolicy) -> Result<String, ApiError> {
     let url = raw.trim().trim_end_matches('/');
     let invalid = |why: &str| Err(ApiError::Invalid(format!("base_url {raw:?}: {why}")));
@@ -121,20 +128,142 @@ pub fn valid_base_url(raw: &str, policy: UrlPolicy) -> Result<String, ApiError> 
     if authority.is_empty() || authority.contains('@') || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return invalid("not a valid URL");
     }
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
-    };
-    if !policy.allow_private {
-        let local_name = host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost");
-        if local_name || host.parse::<IpAddr>().is_ok_and(is_private) {
-            return invalid("private, loopback and link-local addresses are not allowed");
-        }
-    }
     if url.len() > 2000 {
         return invalid("longer than 2000 characters");
     }
+    if !policy.allow_private
+        && let Some((host, _)) = target_host(url)
+        && let Some(why) = private_host(&host)
+    {
+        return invalid(&why);
+    }
     Ok(url.to_owned())
+}
+
+/// The host (lower case, without a trailing dot or IPv6 brackets) and port of a base URL.
+pub fn target_host(base_url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = base_url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let default_port = if scheme.eq_ignore_ascii_case("http") { 80 } else { 443 };
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']')?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => default_port,
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    (!host.is_empty()).then_some((host, port))
+}
+
+/// Why `host` is private without asking DNS: `localhost` and its subdomains (with or without the
+/// final dot), and IP literals in any form a resolver accepts (`127.1`, `2130706433`,
+/// `0x7f000001`, `0177.0.0.1`, `::ffff:127.0.0.1`) that name a private address.
+pub fn private_host(host: &str) -> Option<String> {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host == "localhost" || host.ends_with(".localhost") {
+        return Some("private, loopback and link-local addresses are not allowed".to_owned());
+    }
+    let ip = literal_ip(&host)?;
+    is_private(ip).then(|| {
+        format!("{host} is a private address ({ip}): loopback, private and link-local addresses are not allowed")
+    })
+}
+
+/// `host` as an IP address, if it is one: IPv6, dotted IPv4, or the shorter and numeric forms
+/// of IPv4 that `inet_aton` (and so the resolver) takes: `a`, `a.b`, `a.b.c`, each part decimal,
+/// octal (`0…`) or hexadecimal (`0x…`).
+pub fn literal_ip(host: &str) -> Option<IpAddr> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    let parts: Vec<u64> = host.split('.').map(number).collect::<Option<_>>()?;
+    let (last, leading) = parts.split_last()?;
+    if leading.len() > 3 || leading.iter().any(|p| *p > 255) {
+        return None;
+    }
+    let last_bits = 8 * (4 - leading.len() as u32);
+    if *last >= 1u64 << last_bits {
+        return None;
+    }
+    let high = leading.iter().enumerate().fold(0u64, |acc, (i, p)| acc | p << (24 - 8 * i as u32));
+    Some(IpAddr::V4(std::net::Ipv4Addr::from(u32::try_from(high | last).ok()?)))
+}
+
+fn number(part: &str) -> Option<u64> {
+    if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+        return if hex.is_empty() {
+            Some(0)
+        } else {
+            u64::from_str_radix(hex, 16).ok().filter(|n| *n <= u32::MAX.into())
+        };
+    }
+    if part.len() > 1 && part.starts_with('0') {
+        return u64::from_str_radix(&part[1..], 8).ok().filter(|n| *n <= u32::MAX.into());
+    }
+    if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    part.parse().ok().filter(|n| *n <= u32::MAX.into())
+}
+
+/// Why a webhook target is refused, by [`check_target`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetRefused {
+    /// The host is, or resolves to, a private address.
+    Private(String),
+    /// The host does not resolve (now); onboarding lets it be, a delivery cannot go there.
+    Unresolved(String),
+}
+
+impl std::fmt::Display for TargetRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetRefused::Private(why) | TargetRefused::Unresolved(why) => f.write_str(why),
+        }
+    }
+}
+
+/// The one rule of webhook targets, applied at onboarding and at every delivery (DNS can change
+/// in between): unless the operator allows private targets, the host must be neither private by
+/// its form ([`private_host`]) nor resolve to any private address.
+pub async fn check_target(base_url: &str, policy: UrlPolicy) -> Result<(), TargetRefused> {
+    if policy.allow_private {
+        return Ok(());
+    }
+    let Some((host, port)) = target_host(base_url) else {
+        return Err(TargetRefused::Unresolved(format!("{base_url} has no host")));
+    };
+    if let Some(why) = private_host(&host) {
+        return Err(TargetRefused::Private(why));
+    }
+    if literal_ip(&host).is_some() {
+        return Ok(());
+    }
+    let lookup =
+        tokio::time::timeout(std::time::Duration::from_secs(5), tokio::net::lookup_host((host.as_str(), port)));
+    let addresses = match lookup.await {
+        Ok(Ok(addresses)) => addresses,
+        Ok(Err(e)) => return Err(TargetRefused::Unresolved(format!("cannot resolve {host}: {e}"))),
+        Err(_) => return Err(TargetRefused::Unresolved(format!("cannot resolve {host}: no answer within 5 s"))),
+    };
+    for address in addresses {
+        if is_private(address.ip()) {
+            return Err(TargetRefused::Private(format!(
+                "{host} resolves to a private address ({}); refused",
+                address.ip()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A freshly onboarded app; the token is shown once.
@@ -178,6 +307,11 @@ pub async fn onboard(
     policy: UrlPolicy,
 ) -> Result<Onboarded, ApiError> {
     let new = check(new, policy)?;
+    // Names that resolve to a private address are refused now, by the rule deliveries apply; a
+    // name that does not resolve yet is kept (each delivery resolves it again).
+    if let Err(TargetRefused::Private(why)) = check_target(&new.base_url, policy).await {
+        return Err(ApiError::Invalid(format!("base_url {:?}: {why}", new.base_url)));
+    }
     let app_id = domain::ids::prefixed_hex("app_", 32);
     let token = auth::token::generate(TOKEN_PREFIX);
     let created_at: OffsetDateTime = diesel::insert_into(apps::table)
@@ -219,6 +353,17 @@ pub fn key_context(app_id: &str) -> String {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn names_resolving_to_private_addresses_are_refused() {
+        let strict = UrlPolicy::default();
+        // `localhost` is in every /etc/hosts; a public literal needs no resolution.
+        assert!(matches!(check_target("https://localhost:9000", strict).await, Err(TargetRefused::Private(_))));
+        assert!(matches!(check_target("https://2130706433", strict).await, Err(TargetRefused::Private(_))));
+        assert_eq!(check_target("https://8.8.8.8/hooks", strict).await, Ok(()));
+        let local = UrlPolicy { allow_http: true, allow_private: true };
+        assert_eq!(check_target("http://127.0.0.1:9000", local).await, Ok(()));
+    }
+
     #[test]
     fn webhook_targets_follow_the_operator_policy() {
         let strict = UrlPolicy::default();
@@ -238,9 +383,28 @@ mod tests {
             "https://[::1]:443",
             "https://[fe80::1]",
             "https://user@hooks.example.com",
+            "https://127.1",
+            "https://2130706433",
+            "https://0x7f000001:8443/x",
+            "https://0177.0.0.1",
+            "https://10.1",
+            "https://localhost.",
+            "https://LocalHost.:9000",
+            "https://a.localhost./x",
+            "https://[::ffff:127.0.0.1]",
+            "https://[::ffff:7f00:1]/x",
         ] {
             assert!(valid_base_url(bad, strict).is_err(), "{bad}");
         }
+        for public in ["https://8.8.8.8", "https://134744072", "https://1.2.3", "https://hooks.example.com:8443"] {
+            assert!(valid_base_url(public, strict).is_ok(), "{public}");
+        }
+        assert_eq!(literal_ip("0x7f.1"), Some("127.0.0.1".parse().expect("ip")));
+        assert_eq!(literal_ip("256.1.1.1"), None);
+        assert_eq!(literal_ip("1.2.3.4.5"), None);
+        assert_eq!(literal_ip("hooks.example.com"), None);
+        assert_eq!(target_host("https://[::1]:8443/x"), Some(("::1".to_owned(), 8443)));
+        assert_eq!(target_host("http://Hooks.Example.com./x"), Some(("hooks.example.com".to_owned(), 80)));
         let local = UrlPolicy { allow_http: true, allow_private: true };
         assert!(valid_base_url("http://127.0.0.1:9000/hooks", local).is_ok());
     }

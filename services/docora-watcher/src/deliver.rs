@@ -53,7 +53,7 @@ use tokio::io::AsyncReadExt;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::apps::{UrlPolicy, is_private, key_context};
+use crate::apps::{UrlPolicy, key_context};
 use crate::crypto::Cipher;
 use crate::error::ApiError;
 use crate::git::{BlobBatch, Git, Want};
@@ -808,24 +808,7 @@ impl Deliverer {
     /// Refuses targets on private addresses unless allowed (checked at every delivery: DNS
     /// can change after onboarding).
     async fn check_target(&self, base_url: &str) -> Result<(), String> {
-        if self.policy.allow_private {
-            return Ok(());
-        }
-        let rest = base_url.split_once("://").map_or(base_url, |(_, rest)| rest);
-        let authority = rest.split('/').next().unwrap_or_default();
-        let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-            authority.to_owned()
-        } else {
-            format!("{authority}:443")
-        };
-        let addresses =
-            tokio::net::lookup_host(with_port).await.map_err(|e| format!("cannot resolve {authority}: {e}"))?;
-        for address in addresses {
-            if is_private(address.ip()) {
-                return Err(format!("{authority} resolves to a private address ({}); refused", address.ip()));
-            }
-        }
-        Ok(())
+        crate::apps::check_target(base_url, self.policy).await.map_err(|refused| refused.to_string())
     }
 
     async fn post(&self, url: &str, app_id: &str, key: &str, event: &Taken, body: &Value) -> Result<(), String> {

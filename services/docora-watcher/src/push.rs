@@ -19,7 +19,7 @@ use crate::git::is_branch_name;
 use crate::schema::docora::repositories;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/github/push", web::post().to(push));
+    cfg.service(web::resource("/api/github/push").route(web::post().to(push)));
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -22,9 +22,9 @@ use crate::error::ApiError;
 use crate::schema::docora::{app_repositories, repositories};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/repositories", web::post().to(register))
-        .route("/api/repositories/{repository_id}", web::delete().to(unwatch))
-        .route("/api/repositories/{repository_id}/token", web::patch().to(update_token));
+    cfg.service(web::resource("/api/repositories").route(web::post().to(register)))
+        .service(web::resource("/api/repositories/{repository_id}").route(web::delete().to(unwatch)))
+        .service(web::resource("/api/repositories/{repository_id}/token").route(web::patch().to(update_token)));
 }
 
 /// `owner` and `name` of `https://github.com/owner/name` (an optional `.git` or trailing `/`).

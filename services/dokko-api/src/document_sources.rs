@@ -24,9 +24,12 @@ use crate::tree::{Folder, SourceFileItem};
 use crate::{AppState, paginated};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/document-sources", web::get().to(list_sources))
-        .route("/api/v1/document-sources/{document_source_id}", web::get().to(get_source))
-        .route("/api/v1/document-sources/{document_source_id}/folder-structure", web::get().to(folder_structure));
+    cfg.service(web::resource("/api/v1/document-sources").route(web::get().to(list_sources)))
+        .service(web::resource("/api/v1/document-sources/{document_source_id}").route(web::get().to(get_source)))
+        .service(
+            web::resource("/api/v1/document-sources/{document_source_id}/folder-structure")
+                .route(web::get().to(folder_structure)),
+        );
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

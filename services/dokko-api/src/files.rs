@@ -26,13 +26,13 @@ use crate::paths;
 use crate::schema::dokko::{document_sources, files, repositories};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/files/{file_id}", web::get().to(download_file))
+    cfg.service(web::resource("/api/v1/files/{file_id}").route(web::get().to(download_file)))
         .service(
             web::resource("/api/v1/files/{file_id}/metadata")
                 .route(web::get().to(get_metadata))
                 .route(web::put().to(put_metadata)),
         )
-        .route("/api/v1/files/{file_id}/metadata/reset", web::post().to(reset_metadata));
+        .service(web::resource("/api/v1/files/{file_id}/metadata/reset").route(web::post().to(reset_metadata)));
 }
 
 /// Keys the system sets on every file's metadata; they cannot be written.

@@ -26,8 +26,13 @@ use crate::files::{FileRow, metadata_view};
 use crate::schema::dokko::{document_sources, files, repositories};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/internal/v1/document-sources/{document_source_id}/files", web::get().to(list_source_files))
-        .route("/internal/v1/document-sources/{document_source_id}/processing", web::put().to(job_ended));
+    cfg.service(
+        web::resource("/internal/v1/document-sources/{document_source_id}/files")
+            .route(web::get().to(list_source_files)),
+    )
+    .service(
+        web::resource("/internal/v1/document-sources/{document_source_id}/processing").route(web::put().to(job_ended)),
+    );
 }
 
 /// Where dokko-ingest is and the secret of the tokens between the two.

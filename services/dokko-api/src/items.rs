@@ -46,7 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(update_items))
             .route(web::delete().to(delete_items)),
     )
-    .route("/api/v1/repositories/{repository_id}/items/content", web::post().to(get_content));
+    .service(web::resource("/api/v1/repositories/{repository_id}/items/content").route(web::post().to(get_content)));
 }
 
 diesel::define_sql_function! {

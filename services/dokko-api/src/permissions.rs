@@ -45,6 +45,7 @@ pub struct Permission {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PermissionName {
     /// 1 to 255 characters; surrounding spaces are trimmed.
+    #[schema(min_length = 1, max_length = 255)]
     name: String,
 }
 

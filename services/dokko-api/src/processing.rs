@@ -39,10 +39,18 @@ use crate::identity::Caller;
 use crate::schema::dokko::{files, repositories, repository_permissions};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/document-sources/{document_source_id}/process", web::post().to(start_processing))
-        .route("/api/v1/document-sources/{document_source_id}/process/status", web::get().to(processing_status))
-        .route("/api/v1/document-sources/{document_source_id}/process/files", web::get().to(processing_files))
-        .route("/api/v1/document-sources/{document_source_id}/retrieve", web::post().to(retrieve));
+    cfg.service(
+        web::resource("/api/v1/document-sources/{document_source_id}/process").route(web::post().to(start_processing)),
+    )
+    .service(
+        web::resource("/api/v1/document-sources/{document_source_id}/process/status")
+            .route(web::get().to(processing_status)),
+    )
+    .service(
+        web::resource("/api/v1/document-sources/{document_source_id}/process/files")
+            .route(web::get().to(processing_files)),
+    )
+    .service(web::resource("/api/v1/document-sources/{document_source_id}/retrieve").route(web::post().to(retrieve)));
 }
 
 const NO_JOB: &str = "No active ingestion job found";

@@ -118,6 +118,7 @@ impl RepositoryDetail {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateRepository {
     /// 1 to 255 characters, no `/`; surrounding spaces are trimmed.
+    #[schema(min_length = 1, max_length = 255)]
     name: String,
     document_source_id: Uuid,
     /// Default `semantic`; `web_search` marks a web-search repository.
@@ -129,6 +130,7 @@ pub struct CreateRepository {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateRepository {
+    #[schema(min_length = 1, max_length = 255)]
     name: Option<String>,
     #[serde(rename = "type")]
     type_: Option<String>,

@@ -24,7 +24,7 @@ use crate::users::{AccessToken, required};
 use crate::{AppState, paginated};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/auth/service/login", web::post().to(service_login))
+    cfg.service(web::resource("/api/v1/auth/service/login").route(web::post().to(service_login)))
         .service(
             web::resource("/api/v1/admin/service-accounts")
                 .route(web::post().to(create_account))
@@ -35,7 +35,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(get_account))
                 .route(web::delete().to(revoke_account)),
         )
-        .route("/api/v1/admin/service-accounts/{service_account_id}/rotate-secret", web::post().to(rotate_secret));
+        .service(
+            web::resource("/api/v1/admin/service-accounts/{service_account_id}/rotate-secret")
+                .route(web::post().to(rotate_secret)),
+        );
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -90,6 +93,7 @@ pub struct AccountCredentials {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateAccount {
     /// A label, 3 to 255 characters.
+    #[schema(min_length = 3, max_length = 255)]
     name: String,
 }
 
@@ -110,6 +114,7 @@ fn valid_name(raw: &str) -> Result<String, ApiError> {
     params(("X-Tenant" = String, Header, description = "organisation name or tenant UUID")),
     request_body(content = ServiceLoginForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "an HS256 JWT, audience fastapi-m2m:auth, 8-hour expiry", body = AccessToken),
+              (status = 400, description = "grant_type other than client_credentials", body = domain::ErrorBody),
               (status = 401, description = "invalid client credentials", body = domain::ErrorBody),
               (status = 402, description = "subscription inactive", body = domain::ErrorBody),
               (status = 404, description = "organisation not found", body = domain::ErrorBody),

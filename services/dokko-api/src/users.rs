@@ -29,10 +29,10 @@ use crate::schema::dokko::{invitations, users};
 use crate::tenants;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/auth/login", web::post().to(login))
-        .route("/api/v1/auth/invitations/accept", web::post().to(accept_invitation))
-        .route("/api/v1/admin/invitations", web::post().to(create_invitation))
-        .route("/api/v1/admin/users", web::get().to(list_users));
+    cfg.service(web::resource("/api/v1/auth/login").route(web::post().to(login)))
+        .service(web::resource("/api/v1/auth/invitations/accept").route(web::post().to(accept_invitation)))
+        .service(web::resource("/api/v1/admin/invitations").route(web::post().to(create_invitation)))
+        .service(web::resource("/api/v1/admin/users").route(web::get().to(list_users)));
 }
 
 /// Passwords: 8 to 256 characters (argon2 hashes any length, but a megabyte password is an
@@ -276,6 +276,10 @@ async fn accept_invitation(
 /// Accepts an invitation (one time): sets the password and activates the account. The API's
 /// accept route and the console's invitation page both call it.
 pub async fn accept(state: &AppState, token: &str, password: String) -> Result<AcceptedInvitation, ApiError> {
+    // The accept body is parsed by hand (JSON or form), not by service-kit's Json: the NUL rule here.
+    for (field, value) in [("token", token), ("password", password.as_str())] {
+        domain::text::check(field, value).map_err(ApiError::Unprocessable)?;
+    }
     if !PASSWORD_CHARS.contains(&password.chars().count()) {
         return Err(ApiError::BadRequest(format!(
             "the password must be {} to {} characters",

@@ -28,10 +28,12 @@ use crate::internal::Internal;
 use crate::schema::ingest::{job_files, jobs, sources};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/internal/v1/sources/{source_id}/jobs", web::post().to(start_job))
-        .route("/internal/v1/sources/{source_id}/jobs/latest", web::get().to(latest_job))
-        .route("/internal/v1/sources/{source_id}/jobs/latest/files", web::get().to(latest_job_files))
-        .route("/internal/v1/embedding", web::get().to(embedding));
+    cfg.service(web::resource("/internal/v1/sources/{source_id}/jobs").route(web::post().to(start_job)))
+        .service(web::resource("/internal/v1/sources/{source_id}/jobs/latest").route(web::get().to(latest_job)))
+        .service(
+            web::resource("/internal/v1/sources/{source_id}/jobs/latest/files").route(web::get().to(latest_job_files)),
+        )
+        .service(web::resource("/internal/v1/embedding").route(web::get().to(embedding)));
 }
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]

@@ -33,7 +33,7 @@ use crate::jobs::check_tenant;
 use crate::schema::ingest::chunks;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/internal/v1/sources/{source_id}/retrieve", web::post().to(retrieve));
+    cfg.service(web::resource("/internal/v1/sources/{source_id}/retrieve").route(web::post().to(retrieve)));
 }
 
 /// The most chunks one request may ask for (dokko-api asks for more than its callers' top_k, at

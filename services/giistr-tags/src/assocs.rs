@@ -19,10 +19,10 @@ use crate::schema::giistr::{repo_tag_assocs, repos as repos_table, tags as tags_
 use crate::tags::{self, Tag, TagView};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/tag/{tag_id}/repo/{repo_id}", web::post().to(associate))
-        .route("/api/v1/repo-tag-assoc/{id}", web::delete().to(dissociate))
-        .route("/api/v1/tags/repo/{id}", web::get().to(tags_of_repo))
-        .route("/api/v1/repos/tag/{id}", web::get().to(repos_of_tag));
+    cfg.service(web::resource("/api/v1/tag/{tag_id}/repo/{repo_id}").route(web::post().to(associate)))
+        .service(web::resource("/api/v1/repo-tag-assoc/{id}").route(web::delete().to(dissociate)))
+        .service(web::resource("/api/v1/tags/repo/{id}").route(web::get().to(tags_of_repo)))
+        .service(web::resource("/api/v1/repos/tag/{id}").route(web::get().to(repos_of_tag)));
 }
 
 #[derive(Debug, Queryable, Selectable)]

@@ -18,7 +18,7 @@ use crate::schema::giistr::repos;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/v1/repo").route(web::post().to(create_repo)).route(web::put().to(update_repo)))
         .service(web::resource("/api/v1/repo/{id}").route(web::get().to(get_repo)).route(web::delete().to(delete_repo)))
-        .route("/api/v1/repos", web::get().to(list_repos));
+        .service(web::resource("/api/v1/repos").route(web::get().to(list_repos)));
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -125,20 +125,24 @@ fn optional_text(field: &str, value: Option<&str>) -> Result<Option<String>, Api
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateRepo {
     /// GitHub's id of the repository (string or number).
-    #[schema(value_type = String)]
+    #[schema(value_type = String, min_length = 1, max_length = 100)]
     github_repo_id: GithubRepoId,
     /// Optional `owner/name`, stored and returned.
+    #[schema(max_length = 255)]
     repository_name: Option<String>,
     /// Optional GitHub login, stored and returned.
+    #[schema(max_length = 255)]
     user_login: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateRepo {
     id: Uuid,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 100)]
     github_repo_id: Option<GithubRepoId>,
+    #[schema(max_length = 255)]
     repository_name: Option<String>,
+    #[schema(max_length = 255)]
     user_login: Option<String>,
 }
 

@@ -18,7 +18,7 @@ use crate::schema::giistr::tags;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/v1/tag").route(web::post().to(create_tag)).route(web::put().to(update_tag)))
         .service(web::resource("/api/v1/tag/{id}").route(web::get().to(get_tag)).route(web::delete().to(delete_tag)))
-        .route("/api/v1/tags", web::get().to(list_tags));
+        .service(web::resource("/api/v1/tags").route(web::get().to(list_tags)));
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -59,6 +59,7 @@ impl From<Tag> for TagView {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateTag {
     /// 1 to 255 characters; surrounding spaces are trimmed.
+    #[schema(min_length = 1, max_length = 255)]
     name: String,
 }
 
@@ -66,6 +67,7 @@ pub struct CreateTag {
 pub struct UpdateTag {
     id: Uuid,
     /// The new name; the tag is returned unchanged when absent.
+    #[schema(min_length = 1, max_length = 255)]
     name: Option<String>,
 }
 

@@ -14,7 +14,8 @@ use crate::identity::Caller;
 use crate::schema::giistr::users;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/user/{id}", web::get().to(get_user)).route("/api/v1/users", web::get().to(list_users));
+    cfg.service(web::resource("/api/v1/user/{id}").route(web::get().to(get_user)))
+        .service(web::resource("/api/v1/users").route(web::get().to(list_users)));
 }
 
 #[derive(Debug, Queryable, Selectable)]

@@ -7,6 +7,7 @@ mod console;
 mod dashboard;
 mod delivery;
 mod git;
+mod hardening;
 mod migrations;
 mod push;
 mod registration;

@@ -21,3 +21,11 @@ async fn migrations_go_down_and_up_again_inside_the_docora_schema() {
     assert_eq!(crate::count(&db, &tables("docora")).await, migrated);
     assert_eq!(crate::count(&db, breaker_columns).await, 3);
 }
+
+#[tokio::test]
+async fn schema_rs_declares_exactly_what_the_migrations_create() {
+    let db = testkit::TestDb::new("docora", |url| async move { docora_watcher::migrate(&url).await })
+        .await
+        .expect("test database");
+    testkit::schema_check::assert_matches(&db, "docora", include_str!("../../src/schema.rs")).await;
+}

@@ -5,6 +5,7 @@ mod accounts;
 mod binary;
 mod console;
 mod files;
+mod hardening;
 mod isolation;
 mod items;
 mod onboarding;

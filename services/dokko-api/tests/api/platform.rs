@@ -75,3 +75,11 @@ async fn migrations_go_down_and_up_again_inside_the_dokko_schema() {
     dokko_api::migrate(&db.url).await.expect("up again");
     assert_eq!(crate::count(&db, &tables("dokko")).await, 12);
 }
+
+#[tokio::test]
+async fn schema_rs_declares_exactly_what_the_migrations_create() {
+    let db = testkit::TestDb::new("dokko", |url| async move { dokko_api::migrate(&url).await })
+        .await
+        .expect("test database");
+    testkit::schema_check::assert_matches(&db, "dokko", include_str!("../../src/schema.rs")).await;
+}

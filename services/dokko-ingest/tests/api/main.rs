@@ -7,9 +7,11 @@ mod console;
 mod embedding;
 mod filters;
 mod formats;
+mod hardening;
 mod processing;
 mod restart;
 mod retrieval;
+mod schema;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

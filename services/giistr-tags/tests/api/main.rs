@@ -3,6 +3,7 @@
 
 mod associations;
 mod binary;
+mod hardening;
 mod identity;
 mod platform;
 mod repos;

@@ -146,3 +146,11 @@ async fn cors_lets_configured_origins_send_the_token_header() {
         .await;
     assert!(other.headers.get("access-control-allow-origin").is_none(), "{:?}", other.headers);
 }
+
+#[tokio::test]
+async fn schema_rs_declares_exactly_what_the_migrations_create() {
+    let db = testkit::TestDb::new("giistr", |url| async move { giistr_tags::migrate(&url).await })
+        .await
+        .expect("test database");
+    testkit::schema_check::assert_matches(&db, "giistr", include_str!("../../src/schema.rs")).await;
+}
