@@ -1,8 +1,8 @@
 //! The local stack: `cargo run -p stack`.
 //!
-//! Starts a private PostgreSQL cluster and an S3 server (s3s-fs, the one the tests use) under the
-//! data folder (`STACK_DATA_DIR`, default `.stack-data`, kept between runs), then every service
-//! on its fixed port, in this one process:
+//! Starts a private PostgreSQL cluster and an S3 server (s3s-fs), the stand-ins the tests use too
+//! (crates/standins), under the data folder (`STACK_DATA_DIR`, default `.stack-data`, kept
+//! between runs), then every service on its fixed port, in this one process:
 //!
 //! | what           | where                  |
 //! |----------------|------------------------|
@@ -36,7 +36,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use service_kit::Env;
-use testkit::s3::{S3Options, S3Server};
+use standins::s3::{S3Options, S3Server};
 
 const DATABASE: &str = "platform";
 const S3_ACCESS_KEY: &str = "stack-access-key";
@@ -162,7 +162,8 @@ async fn launch() -> anyhow::Result<()> {
 
 async fn start_cluster(layout: &Layout) -> anyhow::Result<String> {
     let (pg_dir, port) = (layout.pg_dir(), layout.pg_port);
-    let cluster = tokio::task::spawn_blocking(move || testkit::postgres::ensure_cluster(&pg_dir, Some(port))).await??;
+    let cluster =
+        tokio::task::spawn_blocking(move || standins::postgres::ensure_cluster(&pg_dir, Some(port))).await??;
     create_database(&cluster.url("postgres"), DATABASE).await?;
     Ok(cluster.url(DATABASE))
 }
@@ -241,7 +242,7 @@ async fn run_stack(env: &Env, layout: &Layout) -> anyhow::Result<()> {
     }
     drop(s3);
     let pg_dir = layout.pg_dir();
-    tokio::task::spawn_blocking(move || testkit::postgres::stop_cluster(&pg_dir)).await??;
+    tokio::task::spawn_blocking(move || standins::postgres::stop_cluster(&pg_dir)).await??;
     println!("stopped");
     Ok(())
 }
