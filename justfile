@@ -8,6 +8,10 @@ run:
 test:
     cargo test --workspace
 
+# A package's tests with every core kept busy by other processes (CI runs docora-watcher's).
+test-under-load PACKAGE="docora-watcher":
+    .ci/with-busy-cores cargo test -p {{PACKAGE}}
+
 # Everything CI checks: format, clippy, tests, manifests.
 ci:
     bash .ci/run

@@ -160,7 +160,7 @@ if [ -z "${BENCH_PG:-}" ]; then
     echo "already running (left running at the end)"
   else
     if ss -Hltn "sport = :$PG_PORT" | grep -q .; then die "port $PG_PORT is in use"; fi
-    # the local stack's settings (crates/testkit/src/postgres.rs)
+    # the local stack's settings (crates/standins/src/postgres.rs)
     as_pg pg_ctl -D "$W/pg/data" -l "$W/pg/postgres.log" -w -t 60 -o \
       "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=300 \
        -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=128MB" start >/dev/null

@@ -1,13 +1,13 @@
-//! Real stand-ins for tests and for the local stack. Nothing here mocks code inside the process:
-//! each stand-in is a real server, so the production client code is the code under test.
+//! Real stand-ins for tests. Nothing here mocks code inside the process: each stand-in is a real
+//! server, so the production client code is the code under test.
 //!
-//! - [`postgres`]: a private PostgreSQL cluster started from the machine's `initdb`/`pg_ctl`
-//!   (or the server in `DATABASE_URL`), and a fresh database per test cloned from a migrated
-//!   template and dropped afterwards.
+//! - [`postgres`]: the private PostgreSQL cluster of [`standins::postgres`] (or the server in
+//!   `DATABASE_URL`), and a fresh database per test cloned from a migrated template and dropped
+//!   afterwards.
 //! - [`github`]: a fake GitHub REST API on a loopback port: users, tokens, repositories, stars,
 //!   GitHub's JSON shapes, status codes and rate-limit headers.
-//! - [`s3`]: an S3 server on a loopback port (s3s over s3s-fs, SigV4 enforced), with storage
-//!   inspection and fault injection.
+//! - [`s3`]: [`standins::s3`], an S3 server on a loopback port (s3s over s3s-fs, SigV4
+//!   enforced), with storage inspection and fault injection.
 //! - [`schema_check`]: a service's `schema.rs` compared with its migrated database.
 //! - [`server`]: runs a service in-process on a loopback port, the way `main` does.
 //! - [`http`]: a small JSON client for tests.
@@ -29,7 +29,7 @@ pub mod git_server;
 pub mod github;
 pub mod http;
 pub mod postgres;
-pub mod s3;
+pub use standins::s3;
 pub mod schema_check;
 pub mod server;
 pub mod webhook_sink;

@@ -74,6 +74,10 @@ pub struct Deliverer {
     pub git: Git,
     pub cipher: Cipher,
     pub http: reqwest::Client,
+    /// The same client without a pool of idle connections: a request that failed on a
+    /// connection the receiver was closing goes again once through it (see
+    /// [`Deliverer::send_signed`]).
+    pub http_fresh: reqwest::Client,
     pub policy: UrlPolicy,
     /// `DELIVERY_MAX_ATTEMPTS`, default 5.
     pub max_attempts: i32,
@@ -937,8 +941,29 @@ impl Deliverer {
             request_body_bytes: i64::try_from(body_bytes).unwrap_or(i64::MAX),
             ..Exchange::default()
         });
-        let mut response = request.body(body).send().await.map_err(|e| {
-            if e.is_timeout() { "the webhook timed out".to_owned() } else { format!("cannot reach the webhook: {e}") }
+        let request = request.body(body);
+        // A request on a kept-alive connection can meet the receiver closing it as idle (Node's
+        // and actix's servers do after 5 s): it fails before any answer, although the receiver
+        // is fine. It goes again once, at once, on a new connection; a webhook may see a
+        // delivery more than once anyway (same X-Docora-Delivery). A streamed body cannot go
+        // twice: its failure is the attempt's.
+        let again = request.try_clone().and_then(|r| r.build().ok());
+        let sent = match request.send().await {
+            Err(e) if !e.is_timeout() && !e.is_connect() && e.is_request() && again.is_some() => {
+                tracing::debug!(url, error = %error_chain(&e), "a webhook request failed before any answer; sent again");
+                match again {
+                    Some(again) => reqwest::Client::execute(&self.http_fresh, again).await,
+                    None => Err(e),
+                }
+            }
+            sent => sent,
+        };
+        let mut response = sent.map_err(|e| {
+            if e.is_timeout() {
+                "the webhook timed out".to_owned()
+            } else {
+                format!("cannot reach the webhook: {}", error_chain(&e))
+            }
         })?;
         let status = response.status();
         let response_headers: serde_json::Map<String, Value> = response
@@ -965,6 +990,22 @@ impl Deliverer {
         });
         if status.is_success() { Ok(()) } else { Err(format!("the webhook answered {}", status.as_u16())) }
     }
+}
+
+/// An error with its causes (reqwest's own text leaves them out: "error sending request for
+/// url (…)" says nothing of a connection reset), without repeating one that its error already
+/// says.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Appends `text` (UTF-8, possibly cut anywhere) to `out` escaped as the inside of a JSON

@@ -62,7 +62,7 @@ impl ResponseError for ApiError {
                 "internal server error".to_owned()
             }
             ApiError::Unavailable(message) => {
-                tracing::warn!(message, "dependency unavailable");
+                service_kit::telemetry::dependency_unavailable(message);
                 message.clone()
             }
             other => other.to_string(),

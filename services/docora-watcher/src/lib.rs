@@ -220,18 +220,22 @@ impl Settings {
 
     /// The webhook deliverer of these settings on `pool`.
     pub fn deliverer(&self, pool: db::Pool) -> anyhow::Result<deliver::Deliverer> {
-        let http = reqwest::Client::builder()
-            .timeout(self.webhook_timeout)
-            .connect_timeout(self.webhook_timeout.min(Duration::from_secs(10)))
-            // A redirect could lead anywhere, a private address included: not followed.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent("docora-watcher")
-            .build()?;
+        let client = |pooled: bool| {
+            let builder = reqwest::Client::builder()
+                .timeout(self.webhook_timeout)
+                .connect_timeout(self.webhook_timeout.min(Duration::from_secs(10)))
+                // A redirect could lead anywhere, a private address included: not followed.
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent("docora-watcher");
+            if pooled { builder } else { builder.pool_max_idle_per_host(0) }.build()
+        };
+        let (http, http_fresh) = (client(true)?, client(false)?);
         Ok(deliver::Deliverer {
             pool,
             git: self.git(),
             cipher: self.cipher(),
             http,
+            http_fresh,
             policy: self.url_policy,
             max_attempts: self.delivery_max_attempts,
             backoff: self.delivery_backoff,

@@ -482,10 +482,34 @@ impl Scanner {
     /// errors of an earlier failure go (a link whose deliveries failed keeps its own until the
     /// admin retries them); a link still `pending` with nothing left to deliver is `synced`. The
     /// scan goes into the history as `outcome` (`unchanged`, `scanned` or `empty`).
+    ///
+    /// A link registered while this scan ran (after it read the links) still waits for its full
+    /// sync: it stays `pending`, and the next scan comes at once, as its registration asked, not
+    /// after the interval.
     async fn finish(&self, repo: &Claimed, commit: Option<&str>, outcome: &str, events: usize) -> Result<(), ApiError> {
         let mut conn = db::conn(&self.pool).await?;
-        let next = OffsetDateTime::now_utc() + self.interval;
         conn.transaction::<_, ApiError, _>(async |conn| {
+            // A registration updates the repository's row before it adds its link, in one
+            // transaction: once this lock is ours, every such link is committed and seen below.
+            let locked = repositories::table
+                .filter(repositories::id.eq(&repo.id))
+                .select(repositories::id)
+                .for_update()
+                .first::<String>(conn)
+                .await
+                .optional()?;
+            // Unwatched by its last app while it was scanned: gone, with its history.
+            if locked.is_none() {
+                return Ok(());
+            }
+            let waiting: bool = diesel::select(diesel::dsl::exists(
+                app_repositories::table
+                    .filter(app_repositories::repository_id.eq(&repo.id))
+                    .filter(app_repositories::needs_full_sync.eq(true)),
+            ))
+            .get_result(conn)
+            .await?;
+            let next = if waiting { OffsetDateTime::now_utc() } else { OffsetDateTime::now_utc() + self.interval };
             let found = diesel::update(repositories::table.filter(repositories::id.eq(&repo.id)))
                 .set((
                     repositories::last_commit_sha.eq(commit),
@@ -503,12 +527,12 @@ impl Scanner {
                 .await?;
             diesel::sql_query(
                 "UPDATE docora.app_repositories l SET last_error = NULL, \
-                   status = CASE WHEN l.status = 'pending' AND NOT EXISTS ( \
+                   status = CASE WHEN l.status = 'pending' AND NOT l.needs_full_sync AND NOT EXISTS ( \
                                    SELECT 1 FROM docora.events e WHERE e.app_id = l.app_id \
                                    AND e.repository_id = l.repository_id AND e.status IN ('pending', 'failed')) \
                             THEN 'synced' ELSE l.status END \
                  WHERE l.repository_id = $1 AND l.status <> 'failed' \
-                   AND (l.last_error IS NOT NULL OR (l.status = 'pending' AND NOT EXISTS ( \
+                   AND (l.last_error IS NOT NULL OR (l.status = 'pending' AND NOT l.needs_full_sync AND NOT EXISTS ( \
                           SELECT 1 FROM docora.events e WHERE e.app_id = l.app_id \
                           AND e.repository_id = l.repository_id AND e.status IN ('pending', 'failed'))))",
             )

@@ -1,11 +1,14 @@
 //! Webhook delivery from the outbox to a recording receiver.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use testkit::{SinkMode, WebhookSink};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::scan::{Fixture, fixture_env, fixture_with};
 use crate::{SIGNING_KEY, count, execute};
@@ -547,4 +550,86 @@ async fn a_batch_goes_in_order_is_recorded_together_and_stops_at_a_failure() {
     let ids: Vec<String> = sink.received().iter().filter_map(|r| r.delivery().map(str::to_owned)).collect();
     assert_eq!(ids, batch.iter().map(|e| e.id.to_string()).collect::<Vec<_>>(), "each once, in order");
     assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.app_repositories WHERE status = 'synced'").await, 1);
+}
+
+/// A receiver that answers the first request of each connection, keeps the connection open, and
+/// closes it when the next request arrives on it, unanswered: as a server closes a connection it
+/// kept alive while the client was reusing it. Returns its URL, the delivery ids it answered and
+/// how many requests it cut off.
+async fn closing_receiver() -> (String, Arc<Mutex<Vec<String>>>, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (answered, cut) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicUsize::new(0)));
+    let (answered_, cut_) = (answered.clone(), cut.clone());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (answered, cut) = (answered_.clone(), cut_.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 64 * 1024];
+                // The first request: its head, then its body (Content-Length).
+                let (head_end, length) = loop {
+                    let n = conn.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                            .unwrap_or(0usize);
+                        break (end + 4, length);
+                    }
+                };
+                while buf.len() < head_end + length {
+                    let n = conn.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                let delivery = head.lines().find_map(|l| l.strip_prefix("x-docora-delivery:")).unwrap_or_default();
+                answered.lock().expect("lock").push(delivery.trim().to_owned());
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+                // The next request on this connection is cut off unanswered.
+                if conn.read(&mut chunk).await.unwrap_or(0) > 0 {
+                    cut.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (url, answered, cut)
+}
+
+#[tokio::test]
+async fn a_request_cut_off_on_a_connection_the_receiver_closes_goes_again_at_once_on_a_new_one() {
+    let (url, answered, cut) = closing_receiver().await;
+    let f = fixture_with("5", &format!("{url}/hooks")).await;
+    let deliverer =
+        f.app.settings.deliverer(service_kit::db::pool(&f.app.settings.database).expect("pool")).expect("deliverer");
+    f.scan_now().await;
+    assert_eq!(drain(&deliverer).await, vec![Delivered::Ok; 3], "each event delivered at its first attempt");
+    assert!(cut.load(Ordering::SeqCst) >= 1, "a request went on a kept-alive connection and was cut off");
+    let ids: Vec<String> = {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            id: String,
+        }
+        use diesel_async::RunQueryDsl;
+        let mut conn = f.app.db.conn().await.expect("conn");
+        diesel::sql_query("SELECT id::text AS id FROM docora.events ORDER BY seq")
+            .load::<Row>(&mut conn)
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    assert_eq!(*answered.lock().expect("lock"), ids, "each event answered once, in order");
+    assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.events WHERE attempts = 1").await, 3);
+    assert_eq!(count(&f.app.db, "SELECT count(*) AS n FROM docora.delivery_attempts WHERE error IS NOT NULL").await, 0);
 }

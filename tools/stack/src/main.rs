@@ -1,8 +1,8 @@
 //! The local stack: `cargo run -p stack`.
 //!
-//! Starts a private PostgreSQL cluster and an S3 server (s3s-fs, the one the tests use) under the
-//! data folder (`STACK_DATA_DIR`, default `.stack-data`, kept between runs), then every service
-//! on its fixed port, in this one process:
+//! Starts a private PostgreSQL cluster and an S3 server (s3s-fs), the stand-ins the tests use too
+//! (crates/standins), under the data folder (`STACK_DATA_DIR`, default `.stack-data`, kept
+//! between runs), then every service on its fixed port, in this one process:
 //!
 //! | what           | where                  |
 //! |----------------|------------------------|
@@ -30,13 +30,13 @@
 // A launcher talks to the person at the terminal.
 #![allow(clippy::print_stdout)]
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
 
 use anyhow::Context;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use service_kit::Env;
-use testkit::s3::{S3Options, S3Server};
+use standins::s3::{S3Options, S3Server};
 
 const DATABASE: &str = "platform";
 const S3_ACCESS_KEY: &str = "stack-access-key";
@@ -79,14 +79,41 @@ impl Layout {
     }
 
     fn s3_endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.s3_port)
+        self.url(self.s3_port)
     }
 
+    /// Where a service listens: the bind host and `port` (an IPv6 address in brackets).
     fn addr(&self, port: u16) -> String {
-        format!("{}:{port}", self.bind_host)
+        match self.bind_host.parse::<IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, port).to_string(),
+            Err(_) => format!("{}:{port}", self.bind_host),
+        }
     }
 
-    /// The services' settings: the environment, with the stack's defaults underneath.
+    /// The URL one service of this stack calls another one listening on `port` with: on the bind
+    /// host, so two stacks on one machine (say on 127.0.0.3 and 127.0.0.1) never call each
+    /// other's services. A wildcard bind host (`0.0.0.0`, `::`) is reached through loopback.
+    fn url(&self, port: u16) -> String {
+        let host = match self.bind_host.parse::<IpAddr>() {
+            Ok(IpAddr::V4(ip)) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Ok(IpAddr::V6(ip)) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            Ok(ip) => ip,
+            Err(_) => return format!("http://{}:{port}", self.bind_host),
+        };
+        format!("http://{}", SocketAddr::new(host, port))
+    }
+
+    /// The S3 server's address: the bind host's, so each stack has its own.
+    fn s3_addr(&self) -> anyhow::Result<SocketAddr> {
+        let addr = self.addr(self.s3_port);
+        addr.to_socket_addrs()
+            .with_context(|| format!("STACK_BIND_HOST: cannot resolve {addr}"))?
+            .next()
+            .with_context(|| format!("STACK_BIND_HOST: {addr} names no address"))
+    }
+
+    /// The services' settings: the environment, with the stack's defaults underneath. Every URL
+    /// by which one part of the stack reaches another is on the bind host.
     fn service_env(&self, env: &Env, database_url: &str) -> Env {
         env.clone()
             .with_default("DATABASE_URL", database_url)
@@ -99,10 +126,10 @@ impl Layout {
             .with_default("S3_REGION", S3_REGION)
             .with_default("S3_ACCESS_KEY_ID", S3_ACCESS_KEY)
             .with_default("S3_SECRET_ACCESS_KEY", S3_SECRET_KEY)
-            .with_default("PUBLIC_URL", format!("http://localhost:{}", dokko_api::PORT))
+            .with_default("PUBLIC_URL", self.url(dokko_api::PORT))
             .with_default("INTERNAL_TOKEN_SECRET", DEV_INTERNAL_SECRET)
-            .with_default("INGEST_URL", format!("http://127.0.0.1:{}", dokko_ingest::PORT))
-            .with_default("DOKKO_API_URL", format!("http://127.0.0.1:{}", dokko_api::PORT))
+            .with_default("INGEST_URL", self.url(dokko_ingest::PORT))
+            .with_default("DOKKO_API_URL", self.url(dokko_api::PORT))
             .with_default("INDEX_DIR", self.data_dir.join("indexes").to_string_lossy())
             .with_default("EMBEDDINGS_MODEL_DIR", self.model_dir().to_string_lossy())
     }
@@ -135,7 +162,8 @@ async fn launch() -> anyhow::Result<()> {
 
 async fn start_cluster(layout: &Layout) -> anyhow::Result<String> {
     let (pg_dir, port) = (layout.pg_dir(), layout.pg_port);
-    let cluster = tokio::task::spawn_blocking(move || testkit::postgres::ensure_cluster(&pg_dir, Some(port))).await??;
+    let cluster =
+        tokio::task::spawn_blocking(move || standins::postgres::ensure_cluster(&pg_dir, Some(port))).await??;
     create_database(&cluster.url("postgres"), DATABASE).await?;
     Ok(cluster.url(DATABASE))
 }
@@ -147,7 +175,7 @@ async fn run_stack(env: &Env, layout: &Layout) -> anyhow::Result<()> {
     let s3_root = layout.data_dir.join("s3");
     let s3 = S3Server::start_with(S3Options {
         root: s3_root.clone(),
-        addr: SocketAddr::from(([127, 0, 0, 1], layout.s3_port)),
+        addr: layout.s3_addr()?,
         access_key: S3_ACCESS_KEY.to_owned(),
         secret_key: S3_SECRET_KEY.to_owned(),
         region: S3_REGION.to_owned(),
@@ -214,7 +242,7 @@ async fn run_stack(env: &Env, layout: &Layout) -> anyhow::Result<()> {
     }
     drop(s3);
     let pg_dir = layout.pg_dir();
-    tokio::task::spawn_blocking(move || testkit::postgres::stop_cluster(&pg_dir)).await??;
+    tokio::task::spawn_blocking(move || standins::postgres::stop_cluster(&pg_dir)).await??;
     println!("stopped");
     Ok(())
 }
@@ -288,4 +316,64 @@ async fn create_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
         diesel::sql_query(format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use service_kit::Env;
+
+    use super::Layout;
+
+    const DATABASE_URL: &str = "postgres://postgres@127.0.0.1:54329/platform";
+
+    fn layout(bind_host: &str) -> Layout {
+        Layout::from_env(&Env::default().with("STACK_BIND_HOST", bind_host)).expect("layout")
+    }
+
+    #[test]
+    fn the_services_of_a_stack_call_one_another_on_its_bind_host() {
+        let layout = layout("127.0.0.3");
+        let env = layout.service_env(&Env::default(), DATABASE_URL);
+        assert_eq!(env.get("INGEST_URL"), Some("http://127.0.0.3:8083"));
+        assert_eq!(env.get("DOKKO_API_URL"), Some("http://127.0.0.3:8082"));
+        assert_eq!(env.get("PUBLIC_URL"), Some("http://127.0.0.3:8082"));
+        assert_eq!(env.get("S3_ENDPOINT"), Some("http://127.0.0.3:9000"));
+        assert_eq!(layout.s3_addr().expect("S3 address").to_string(), "127.0.0.3:9000");
+        assert_eq!(layout.addr(dokko_ingest::PORT), "127.0.0.3:8083");
+        // No URL of another stack (the default one on 127.0.0.1) among the settings, except the
+        // database's: each stack's cluster has a port of its own, remembered in its data folder.
+        let elsewhere: Vec<_> = env
+            .vars()
+            .filter(|(name, value)| {
+                name.as_str() != "DATABASE_URL" && (value.contains("127.0.0.1") || value.contains("localhost"))
+            })
+            .collect();
+        assert!(elsewhere.is_empty(), "settings that reach outside the stack: {elsewhere:?}");
+
+        // The services read them so.
+        let api = dokko_api::Settings::from_env(&env).expect("dokko-api settings");
+        assert_eq!(api.ingest.url, "http://127.0.0.3:8083");
+        assert_eq!(api.public_url, "http://127.0.0.3:8082");
+        let ingest = dokko_ingest::Settings::from_env(&env).expect("dokko-ingest settings");
+        assert_eq!(ingest.dokko_api_url, "http://127.0.0.3:8082");
+    }
+
+    #[test]
+    fn a_stack_on_every_interface_calls_its_services_through_loopback() {
+        let env = layout("0.0.0.0").service_env(&Env::default(), DATABASE_URL);
+        assert_eq!(env.get("INGEST_URL"), Some("http://127.0.0.1:8083"));
+        assert_eq!(env.get("S3_ENDPOINT"), Some("http://127.0.0.1:9000"));
+        let v6 = layout("::");
+        assert_eq!(v6.service_env(&Env::default(), DATABASE_URL).get("DOKKO_API_URL"), Some("http://[::1]:8082"));
+        assert_eq!(v6.addr(dokko_api::PORT), "[::]:8082");
+        let named = layout("localhost");
+        assert_eq!(named.service_env(&Env::default(), DATABASE_URL).get("INGEST_URL"), Some("http://localhost:8083"));
+    }
+
+    #[test]
+    fn settings_given_in_the_environment_win_over_the_stacks() {
+        let env = Env::default().with("INGEST_URL", "http://ingest.internal:80");
+        let env = layout("127.0.0.3").service_env(&env, DATABASE_URL);
+        assert_eq!(env.get("INGEST_URL"), Some("http://ingest.internal:80"));
+    }
 }
