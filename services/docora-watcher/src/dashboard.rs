@@ -54,21 +54,21 @@ const CONTENT_SECURITY_POLICY: &str =
 const LOGIN_CSRF_COOKIE: &str = "docora_login_csrf";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin", web::get().to(overview_page))
+    cfg.service(web::resource("/admin").route(web::get().to(overview_page)))
         .service(web::resource("/admin/login").route(web::get().to(login_page)).route(web::post().to(login)))
-        .route("/admin/logout", web::post().to(logout))
+        .service(web::resource("/admin/logout").route(web::post().to(logout)))
         .service(web::resource("/admin/apps").route(web::get().to(apps_page)).route(web::post().to(onboard)))
-        .route("/admin/apps/{app_id}", web::get().to(app_page))
-        .route("/admin/repositories/{repository_id}", web::get().to(repository_page))
-        .route("/admin/apps/{app_id}/token", web::post().to(regenerate_token))
-        .route("/admin/apps/{app_id}/delete", web::post().to(delete_app))
-        .route("/admin/apps/{app_id}/breaker/reset", web::post().to(reset_breaker))
-        .route("/admin/apps/{app_id}/repositories/{repository_id}/retry", web::post().to(retry))
-        .route("/admin/deliveries", web::get().to(deliveries_page))
-        .route("/admin/deliveries/{event_id}", web::get().to(delivery_page))
-        .route("/admin/deliveries/{event_id}/redeliver", web::post().to(redeliver))
-        .route("/admin/failed", web::get().to(failed_page))
-        .route("/admin/queue", web::get().to(queue_page))
+        .service(web::resource("/admin/apps/{app_id}").route(web::get().to(app_page)))
+        .service(web::resource("/admin/repositories/{repository_id}").route(web::get().to(repository_page)))
+        .service(web::resource("/admin/apps/{app_id}/token").route(web::post().to(regenerate_token)))
+        .service(web::resource("/admin/apps/{app_id}/delete").route(web::post().to(delete_app)))
+        .service(web::resource("/admin/apps/{app_id}/breaker/reset").route(web::post().to(reset_breaker)))
+        .service(web::resource("/admin/apps/{app_id}/repositories/{repository_id}/retry").route(web::post().to(retry)))
+        .service(web::resource("/admin/deliveries").route(web::get().to(deliveries_page)))
+        .service(web::resource("/admin/deliveries/{event_id}").route(web::get().to(delivery_page)))
+        .service(web::resource("/admin/deliveries/{event_id}/redeliver").route(web::post().to(redeliver)))
+        .service(web::resource("/admin/failed").route(web::get().to(failed_page)))
+        .service(web::resource("/admin/queue").route(web::get().to(queue_page)))
         // Last: any other console URL gets the console's 404 page (the JSON API's, JSON).
         .route("/admin/{tail:.*}", web::route().to(unknown_page));
 }

@@ -53,8 +53,8 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 
 /// Every console route, in one place.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/console/static/console.css", web::get().to(stylesheet))
-        .route("/console/static/console.js", web::get().to(script))
+    cfg.service(web::resource("/console/static/console.css").route(web::get().to(stylesheet)))
+        .service(web::resource("/console/static/console.js").route(web::get().to(script)))
         // Sessions and the invitation link.
         .service(
             web::resource("/invitations/accept")
@@ -66,23 +66,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(session::sign_in_page))
                 .route(web::post().to(session::sign_in)),
         )
-        .route("/console/sign-out", web::post().to(session::sign_out))
-        .route("/console/token", web::get().to(session::token_page))
-        .route("/console", web::get().to(files::home))
+        .service(web::resource("/console/sign-out").route(web::post().to(session::sign_out)))
+        .service(web::resource("/console/token").route(web::get().to(session::token_page)))
+        .service(web::resource("/console").route(web::get().to(files::home)))
         // Repositories and their files.
         .service(
             web::resource("/console/repositories")
                 .route(web::get().to(files::repositories_page))
                 .route(web::post().to(files::create_repository)),
         )
-        .route("/console/repositories/{repository_id}", web::get().to(files::repository_page))
-        .route("/console/repositories/{repository_id}/edit", web::post().to(files::update_repository))
-        .route("/console/repositories/{repository_id}/delete", web::post().to(files::delete_repository))
-        .route("/console/files/{file_id}", web::get().to(files::file_page))
-        .route("/console/files/{file_id}/metadata", web::post().to(files::put_metadata))
+        .service(web::resource("/console/repositories/{repository_id}").route(web::get().to(files::repository_page)))
+        .service(
+            web::resource("/console/repositories/{repository_id}/edit").route(web::post().to(files::update_repository)),
+        )
+        .service(
+            web::resource("/console/repositories/{repository_id}/delete")
+                .route(web::post().to(files::delete_repository)),
+        )
+        .service(web::resource("/console/files/{file_id}").route(web::get().to(files::file_page)))
+        .service(web::resource("/console/files/{file_id}/metadata").route(web::post().to(files::put_metadata)))
         // Processing and retrieval.
-        .route("/console/processing", web::get().to(processing::processing_page))
-        .route("/console/processing/start", web::post().to(processing::start))
+        .service(web::resource("/console/processing").route(web::get().to(processing::processing_page)))
+        .service(web::resource("/console/processing/start").route(web::post().to(processing::start)))
         .service(
             web::resource("/console/playground")
                 .route(web::get().to(processing::playground_page))
@@ -94,8 +99,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(admin::service_accounts_page))
                 .route(web::post().to(admin::create_service_account)),
         )
-        .route("/console/service-accounts/{id}/rotate", web::post().to(admin::rotate_service_account))
-        .route("/console/service-accounts/{id}/revoke", web::post().to(admin::revoke_service_account))
+        .service(
+            web::resource("/console/service-accounts/{id}/rotate").route(web::post().to(admin::rotate_service_account)),
+        )
+        .service(
+            web::resource("/console/service-accounts/{id}/revoke").route(web::post().to(admin::revoke_service_account)),
+        )
         .service(
             web::resource("/console/people")
                 .route(web::get().to(admin::people_page))
@@ -106,8 +115,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(admin::permissions_page))
                 .route(web::post().to(admin::create_permission)),
         )
-        .route("/console/permissions/{id}/edit", web::post().to(admin::update_permission))
-        .route("/console/permissions/{id}/delete", web::post().to(admin::delete_permission))
+        .service(web::resource("/console/permissions/{id}/edit").route(web::post().to(admin::update_permission)))
+        .service(web::resource("/console/permissions/{id}/delete").route(web::post().to(admin::delete_permission)))
         // What scripts call (JSON, the API's handlers; session cookie and X-CSRF-Token).
         .service(
             web::resource("/console/api/repositories/{repository_id}/items")
@@ -116,8 +125,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::patch().to(files::js_update))
                 .route(web::delete().to(files::js_delete)),
         )
-        .route("/console/api/files/{file_id}/download", web::get().to(files::js_download))
-        .route("/console/api/document-sources/{id}/process/status", web::get().to(processing::js_status))
+        .service(web::resource("/console/api/files/{file_id}/download").route(web::get().to(files::js_download)))
+        .service(
+            web::resource("/console/api/document-sources/{id}/process/status")
+                .route(web::get().to(processing::js_status)),
+        )
         // Last: any other console URL gets the console's 404 page.
         .route("/console/{tail:.*}", web::route().to(unknown_page));
 }
