@@ -67,3 +67,17 @@ async fn a_listener_whose_connection_is_killed_listens_again_and_deliveries_go_o
     eventually_count(&app.db, &format!("{LISTENER} AND pid <> {pid} AND query LIKE '%LISTEN%'"), 1).await;
     next_commit_arrives(&app, &repo, &sink, "b.md").await;
 }
+
+#[tokio::test]
+async fn a_redelivery_the_admin_asks_for_wakes_an_idle_worker() {
+    let sink = WebhookSink::start().expect("sink");
+    let git = GitServer::start().expect("git server");
+    let (app, _repo) = first_sync(&git, &sink).await;
+    let (admin, _) = crate::admin::logged_in(&app).await;
+    let id = app.db.text("SELECT id::text AS t FROM docora.events").await;
+    let res = admin.post(&format!("/admin/api/deliveries/{id}/redeliver")).await;
+    assert_eq!(res.status, 201, "{}", res.text);
+    let received = sink.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(received[1].delivery(), Some(id.as_str()), "the original's delivery id");
+    assert_eq!(received[1].json()["file"]["path"], "a.md");
+}
