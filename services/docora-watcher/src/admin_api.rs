@@ -502,17 +502,21 @@ async fn delete_app(
 /// Closes an app's delivery breaker at once (its receiver is known to be back): the events that
 /// waited go out without waiting for the cooldown. Returns the breaker as it is now.
 pub async fn close_breaker(conn: &mut db::Conn, app_id: &str) -> Result<crate::deliver::DeliveryBreaker, ApiError> {
-    let closed = diesel::update(apps_table::table.filter(apps_table::id.eq(app_id)))
-        .set((
-            apps_table::delivery_failures.eq(0),
-            apps_table::breaker_open_until.eq(None::<OffsetDateTime>),
-            apps_table::breaker_trial.eq(false),
-        ))
-        .execute(conn)
-        .await?;
-    if closed == 0 {
-        return Err(ApiError::NotFound(format!("app {app_id} not found")));
-    }
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let closed = diesel::update(apps_table::table.filter(apps_table::id.eq(app_id)))
+            .set((
+                apps_table::delivery_failures.eq(0),
+                apps_table::breaker_open_until.eq(None::<OffsetDateTime>),
+                apps_table::breaker_trial.eq(false),
+            ))
+            .execute(conn)
+            .await?;
+        if closed == 0 {
+            return Err(ApiError::NotFound(format!("app {app_id} not found")));
+        }
+        crate::wake::notify_due(conn).await
+    })
+    .await?;
     tracing::info!(app_id, "delivery breaker closed by an admin");
     Ok(crate::deliver::DeliveryBreaker::new(0, None, false, OffsetDateTime::now_utc()))
 }
@@ -889,6 +893,7 @@ pub async fn redeliver(conn: &mut db::Conn, id: uuid::Uuid) -> Result<Redelivere
                     .set((app_repositories::status.eq("pending"), app_repositories::last_error.eq(None::<String>)))
                     .execute(conn)
                     .await?;
+                crate::wake::notify_due(conn).await?;
                 Ok(Redelivered { event_id: id, delivery_id: redelivery_of.unwrap_or(id), redelivery: false })
             }
             "delivered" => {
@@ -907,6 +912,7 @@ pub async fn redeliver(conn: &mut db::Conn, id: uuid::Uuid) -> Result<Redelivere
                     .set((app_repositories::status.eq("pending"), app_repositories::updated_at.eq(diesel::dsl::now)))
                     .execute(conn)
                     .await?;
+                crate::wake::notify_due(conn).await?;
                 Ok(Redelivered { event_id: copy, delivery_id: original, redelivery: true })
             }
             _ => Err(ApiError::Invalid(format!("delivery {id} is still pending: it will be sent"))),
@@ -967,7 +973,7 @@ pub async fn retry_link(conn: &mut db::Conn, app_id: &str, repository_id: &str) 
         if linked == 0 {
             return Err(ApiError::NotFound(format!("{app_id} does not watch {repository_id}")));
         }
-        Ok(diesel::update(
+        let retried = diesel::update(
             events::table
                 .filter(events::app_id.eq(app_id))
                 .filter(events::repository_id.eq(repository_id))
@@ -975,7 +981,9 @@ pub async fn retry_link(conn: &mut db::Conn, app_id: &str, repository_id: &str) 
         )
         .set((events::status.eq("pending"), events::attempts.eq(0), events::next_attempt_at.eq(diesel::dsl::now)))
         .execute(conn)
-        .await?)
+        .await?;
+        crate::wake::notify_due(conn).await?;
+        Ok(retried)
     })
     .await
 }

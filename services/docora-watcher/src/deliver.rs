@@ -34,6 +34,8 @@
 //!   cut off leaves a lease that runs out, and the whole batch, delivered but unrecorded events
 //!   included, goes out again from another worker (with the same delivery ids, in order). Only
 //!   the lease's holder records an outcome.
+//! - Idle workers wait for work instead of polling: see [`crate::wake`]. A batch let go at
+//!   shutdown before its end notifies the other replicas.
 //! - A base URL that resolves to a private, loopback or link-local address is refused unless the
 //!   operator allows it.
 
@@ -502,8 +504,11 @@ impl Deliverer {
         let mut recorded_at = std::time::Instant::now();
         // Bytes of bodies the unrecorded attempts carry for the attempt log.
         let mut logged = 0;
+        // Stopped before the batch's end: the rest is let go for another replica.
+        let mut let_go = false;
         for event in batch {
             if stopping() {
+                let_go = true;
                 break;
             }
             // A long batch keeps its lease: renewed once half of it has gone.
@@ -560,6 +565,10 @@ impl Deliverer {
         let mut conn = db::conn(&self.pool).await?;
         if !record(&mut conn, &held, &unrecorded, None).await? {
             return Ok(lease_lost(outcomes, unrecorded.len()));
+        }
+        if let_go {
+            // Other replicas' idle workers may take the rest at once.
+            crate::wake::notify_due(&mut conn).await?;
         }
         Ok(outcomes)
     }

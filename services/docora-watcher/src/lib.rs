@@ -9,7 +9,8 @@
 //!   deliveries as the admin sees them: [`repository_admin`]; the dashboard's HTML pages: [`dashboard`];
 //! - secrets at rest (GitHub tokens, signing keys): [`crypto`];
 //! - git (clone, fetch, list and read a commit's files): [`git`]; scans and the outbox: [`scan`];
-//!   webhook delivery from the outbox: [`deliver`];
+//!   webhook delivery from the outbox: [`deliver`]; waking idle delivery workers (PostgreSQL
+//!   `LISTEN`/`NOTIFY`): [`wake`];
 //! - errors and their statuses: [`error`];
 //! - settings and start-up: this file.
 
@@ -26,6 +27,7 @@ pub mod repositories;
 pub mod repository_admin;
 pub mod scan;
 pub mod schema;
+pub mod wake;
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -112,8 +114,14 @@ pub struct Settings {
     pub scan_workers: usize,
     /// `DELIVERY_WORKERS`, default 4: deliveries running at once in this replica (0: none).
     pub delivery_workers: usize,
-    /// `WORKER_POLL_MILLIS`, default 1000: how often idle workers look for work.
+    /// `WORKER_POLL_MILLIS`, default 1000: how often idle scan workers look for work, and how
+    /// long any worker waits after the database failed it.
     pub worker_poll: Duration,
+    /// `DELIVERY_FALLBACK_POLL_SECS`, default 60: the longest an idle delivery worker sleeps.
+    /// Idle delivery workers are woken by a PostgreSQL notification when events are written or
+    /// put back (see [`wake`]), or when the earliest retry, lease or breaker cooldown they know
+    /// of is due; this poll only catches what a lost notification missed.
+    pub delivery_fallback_poll: Duration,
     /// `ALLOW_HTTP_WEBHOOKS` and `ALLOW_PRIVATE_WEBHOOKS`, default false: which app base URLs are
     /// accepted (plain HTTP; loopback, private and link-local addresses).
     pub url_policy: UrlPolicy,
@@ -172,6 +180,11 @@ impl Settings {
             scan_workers: env.number_or("SCAN_WORKERS", 2, 0..=64)?,
             delivery_workers: env.number_or("DELIVERY_WORKERS", 4, 0..=256)?,
             worker_poll: Duration::from_millis(env.number_or("WORKER_POLL_MILLIS", 1000, 10..=60_000)?),
+            delivery_fallback_poll: Duration::from_secs(env.number_or(
+                "DELIVERY_FALLBACK_POLL_SECS",
+                60,
+                1..=86_400,
+            )?),
             url_policy: UrlPolicy {
                 allow_http: env.flag_or("ALLOW_HTTP_WEBHOOKS", false)?,
                 allow_private: env.flag_or("ALLOW_PRIVATE_WEBHOOKS", false)?,
@@ -372,31 +385,58 @@ fn spawn_workers(settings: &Settings, pool: &db::Pool, background: &Background) 
             stop.unless_stopped(tokio::time::sleep(Duration::from_secs(600))).await;
         }
     });
+    if settings.delivery_workers == 0 {
+        return Ok(());
+    }
+    // One listening connection per replica wakes its idle delivery workers (see `wake`).
+    let wake = wake::Wake::default();
+    let fallback = settings.delivery_fallback_poll;
+    background.spawn(
+        "delivery listener".to_owned(),
+        wake::listen(settings.database.url.expose().clone(), wake.clone(), background.clone(), fallback, poll),
+    );
     for i in 0..settings.delivery_workers {
         let deliverer = settings.deliverer(pool.clone())?;
-        let stop = background.clone();
+        let (stop, wake) = (background.clone(), wake.clone());
         background.spawn(format!("delivery worker {i}"), async move {
+            // Whether the worker comes from a wait: when it then finds work, there may be more,
+            // and it wakes another worker to look.
+            let mut woken = false;
             while !stop.is_stopping() {
                 match deliverer.take_batch().await {
-                    Ok(batch) if !batch.is_empty() => match deliverer.deliver_batch(&batch, || stop.is_stopping()).await {
-                        Ok(outcomes) => {
-                            for (event, outcome) in batch.iter().zip(&outcomes) {
-                                if *outcome != deliver::Delivered::Ok {
-                                    tracing::info!(event_id = %event.id, outcome = ?outcome, "delivery not acknowledged");
+                    Ok(batch) if !batch.is_empty() => {
+                        if std::mem::take(&mut woken) {
+                            wake.one();
+                        }
+                        match deliverer.deliver_batch(&batch, || stop.is_stopping()).await {
+                            Ok(outcomes) => {
+                                for (event, outcome) in batch.iter().zip(&outcomes) {
+                                    if *outcome != deliver::Delivered::Ok {
+                                        tracing::info!(event_id = %event.id, outcome = ?outcome, "delivery not acknowledged");
+                                    }
                                 }
                             }
+                            Err(e) => {
+                                tracing::warn!(event_id = %batch[0].id, error = %e, "a batch of deliveries could not be recorded");
+                            }
                         }
-                        Err(e) => {
-                            tracing::warn!(event_id = %batch[0].id, error = %e, "a batch of deliveries could not be recorded");
-                        }
-                    },
+                    }
                     Ok(_) => {
                         deliverer.idle().await;
-                        stop.unless_stopped(tokio::time::sleep(poll)).await;
+                        let sleep = match wake::next_due(&deliverer.pool, fallback).await {
+                            Ok(sleep) => sleep,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot tell when the next event is due");
+                                poll
+                            }
+                        };
+                        stop.unless_stopped(wake.wait(sleep)).await;
+                        woken = true;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot take an event");
                         stop.unless_stopped(tokio::time::sleep(poll)).await;
+                        woken = true;
                     }
                 }
             }

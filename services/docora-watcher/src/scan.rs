@@ -459,6 +459,9 @@ impl Scanner {
             .set(app_repositories::needs_full_sync.eq(false))
             .execute(conn)
             .await?;
+            if !rows.is_empty() {
+                crate::wake::notify_due(conn).await?;
+            }
             Ok(())
         })
         .await?;
@@ -619,6 +622,7 @@ impl Scanner {
                         .execute(conn)
                         .await?;
                 }
+                crate::wake::notify_due(conn).await?;
                 Ok(true)
             })
             .await?;

@@ -14,6 +14,7 @@ mod registration;
 mod replicas;
 mod scan;
 mod stalls;
+mod wake;
 
 use serde_json::Value;
 use service_kit::{Env, db};
