@@ -7,6 +7,7 @@
 //!   lock, database errors sorted into what an API answers.
 //! - [`http`]: the actix server every service runs: request ids and logs, metrics, probes,
 //!   `/openapi.json`, CORS, and extractor errors as the JSON error body.
+//! - [`pages`]: console forms whose CSRF token is checked by their extractor.
 //! - [`background`]: background workers that shutdown tells to stop and waits for.
 //! - [`metrics`]: request counts and latencies in Prometheus text format.
 //! - [`cli`]: the `--name value` flags of the operator commands.
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod db;
 pub mod http;
 pub mod metrics;
+pub mod pages;
 pub mod settings;
 pub mod telemetry;
 

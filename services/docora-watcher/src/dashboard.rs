@@ -36,8 +36,8 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use service_kit::db;
+use service_kit::pages::{Button, CsrfForm, FormSession};
 use time::OffsetDateTime;
 
 use crate::AppState;
@@ -172,39 +172,26 @@ impl FromRequest for PageAdmin {
 
 /// A form the logged-in admin posted, its `csrf_token` checked against the session's: the
 /// handler of every state-changing form takes one, so none can skip the check.
-pub struct AdminForm<T> {
-    pub admin: Admin,
-    pub form: T,
-}
+pub type AdminForm<T> = CsrfForm<Admin, T>;
 
-#[derive(Deserialize)]
-struct WithCsrf<T> {
-    #[serde(default)]
-    csrf_token: String,
-    #[serde(flatten)]
-    form: T,
-}
-
-/// The fields of a form that is only a button.
-#[derive(Debug, Deserialize)]
-pub struct Button {}
-
-impl<T: DeserializeOwned + 'static> FromRequest for AdminForm<T> {
+impl FormSession for Admin {
     type Error = PageError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, PageError>>>>;
 
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        let body = web::Form::<WithCsrf<T>>::from_request(&req, payload);
-        Box::pin(async move {
-            let state = state_of(&req)?;
-            let admin = admin_api::session(&state, &req).await?.ok_or(PageError::LoggedOut)?;
-            let web::Form(WithCsrf { csrf_token, form }) = body.await.map_err(|e| PageError::BadForm(e.to_string()))?;
-            if !admin.csrf_matches(&csrf_token) {
-                return Err(PageError::Csrf);
-            }
-            Ok(AdminForm { admin, form })
-        })
+    async fn of(req: &HttpRequest) -> Result<Admin, PageError> {
+        let state = state_of(req)?;
+        admin_api::session(&state, req).await?.ok_or(PageError::LoggedOut)
+    }
+
+    fn csrf_matches(&self, sent: &str) -> bool {
+        Admin::csrf_matches(self, sent)
+    }
+
+    fn bad_form(message: String) -> PageError {
+        PageError::BadForm(message)
+    }
+
+    fn forged() -> PageError {
+        PageError::Csrf
     }
 }
 
@@ -676,7 +663,7 @@ fn onboard_form(admin: &Admin, values: &OnboardForm, error: Option<&str>) -> Mar
 }
 
 async fn onboard(state: web::Data<AppState>, posted: AdminForm<OnboardForm>) -> Result<HttpResponse, PageError> {
-    let AdminForm { admin, form } = posted;
+    let CsrfForm { session: admin, form } = posted;
     let optional = |v: &str| Some(v.to_owned()).filter(|v| !v.trim().is_empty());
     let new = NewApp {
         app_name: form.app_name.clone(),
@@ -719,7 +706,7 @@ async fn regenerate_token(
 ) -> Result<HttpResponse, PageError> {
     let mut conn = db::conn(&state.pool).await?;
     let token = apps::regenerate_token(&mut conn, &app_id).await?;
-    Ok(page(StatusCode::OK, token_page(&posted.admin, "A new token", &app_id, &token)))
+    Ok(page(StatusCode::OK, token_page(&posted.session, "A new token", &app_id, &token)))
 }
 
 async fn reset_breaker(

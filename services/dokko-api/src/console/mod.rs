@@ -35,6 +35,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use service_kit::db;
+pub use service_kit::pages::Button;
+use service_kit::pages::{CsrfForm, FormSession};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -377,38 +379,25 @@ impl FromRequest for Session {
 
 /// A form the signed-in person posted, its `csrf_token` checked: every state-changing form's
 /// handler takes one, so none can skip the check.
-pub struct PageForm<T> {
-    pub session: Session,
-    pub form: T,
-}
+pub type PageForm<T> = CsrfForm<Session, T>;
 
-#[derive(Deserialize)]
-struct WithCsrf<T> {
-    #[serde(default)]
-    csrf_token: String,
-    #[serde(flatten)]
-    form: T,
-}
-
-/// The fields of a form that is only a button.
-#[derive(Debug, Deserialize)]
-pub struct Button {}
-
-impl<T: DeserializeOwned + 'static> FromRequest for PageForm<T> {
+impl FormSession for Session {
     type Error = PageError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, PageError>>>>;
 
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        let body = web::Form::<WithCsrf<T>>::from_request(&req, payload);
-        Box::pin(async move {
-            let session = session_of(&req).await?.ok_or(PageError::SignedOut)?;
-            let web::Form(WithCsrf { csrf_token, form }) = body.await.map_err(|e| PageError::BadForm(e.to_string()))?;
-            if !session.csrf_matches(&csrf_token) {
-                return Err(PageError::Csrf);
-            }
-            Ok(PageForm { session, form })
-        })
+    async fn of(req: &HttpRequest) -> Result<Session, PageError> {
+        session_of(req).await?.ok_or(PageError::SignedOut)
+    }
+
+    fn csrf_matches(&self, sent: &str) -> bool {
+        Session::csrf_matches(self, sent)
+    }
+
+    fn bad_form(message: String) -> PageError {
+        PageError::BadForm(message)
+    }
+
+    fn forged() -> PageError {
+        PageError::Csrf
     }
 }
 
