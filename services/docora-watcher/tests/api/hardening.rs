@@ -144,6 +144,11 @@ async fn a_wrong_method_answers_405_with_allow_on_every_path() {
         (Method::GET, format!("/admin/api/deliveries/{id}/redeliver"), "POST"),
         (Method::POST, "/admin/api/queue".to_owned(), "GET"),
         (Method::POST, "/admin/api/overview".to_owned(), "GET"),
+        // The console's pages, as its JSON API.
+        (Method::POST, "/admin".to_owned(), "GET"),
+        (Method::GET, "/admin/logout".to_owned(), "POST"),
+        (Method::DELETE, "/admin/queue".to_owned(), "GET"),
+        (Method::GET, format!("/admin/deliveries/{id}/redeliver"), "POST"),
     ] {
         let res = client.send(client.request(method.clone(), &path)).await;
         assert_eq!(res.status, 405, "{method} {path}: {}", res.text);

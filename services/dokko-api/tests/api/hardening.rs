@@ -300,6 +300,11 @@ async fn a_wrong_method_answers_405_with_allow_on_every_path() {
         (Method::PUT, "/api/v1/repositories".to_owned(), "GET, POST"),
         (Method::POST, format!("/internal/v1/document-sources/{id}/files"), "GET"),
         (Method::GET, format!("/internal/v1/document-sources/{id}/processing"), "PUT"),
+        // The console's pages, as the API.
+        (Method::POST, "/console".to_owned(), "GET"),
+        (Method::GET, "/console/sign-out".to_owned(), "POST"),
+        (Method::DELETE, "/console/token".to_owned(), "GET"),
+        (Method::GET, format!("/console/repositories/{id}/delete"), "POST"),
     ] {
         let res = client.send(client.request(method.clone(), &path)).await;
         assert_eq!(res.status, 405, "{method} {path}: {}", res.text);
