@@ -235,16 +235,8 @@ async fn private_targets_are_refused_unless_the_operator_allows_them() {
 async fn end_to_end_a_registered_repository_reaches_the_app_and_so_does_a_push() {
     let sink = WebhookSink::start().expect("sink");
     let git = testkit::GitServer::start().expect("git server");
-    let work = std::env::temp_dir().join(format!("docora-e2e-{}", uuid::Uuid::new_v4().simple()));
-    let git_url = git.url();
-    let app = crate::TestApp::spawn_with(move |env| {
-        env.with("GIT_BASE_URL", git_url)
-            .with("GIT_WORK_DIR", work.to_string_lossy().into_owned())
-            .with("ALLOW_HTTP_WEBHOOKS", "true")
-            .with("ALLOW_PRIVATE_WEBHOOKS", "true")
-            .with("SCAN_WORKERS", "1")
-            .with("DELIVERY_WORKERS", "2")
-            .with("WORKER_POLL_MILLIS", "50")
+    let app = crate::replicas::live_app(&git, |env| {
+        env.with("SCAN_WORKERS", "1").with("DELIVERY_WORKERS", "2").with("WORKER_POLL_MILLIS", "50")
     })
     .await;
     let (owner_id, _) = app.github.add_user("octo");

@@ -403,14 +403,8 @@ async fn a_links_error_goes_with_the_next_successful_sync() {
 async fn end_to_end_the_workers_report_a_refused_scan_then_deliver_names_that_are_not_utf8() {
     let sink = WebhookSink::start().expect("sink");
     let git = testkit::GitServer::start().expect("git server");
-    let work = std::env::temp_dir().join(format!("docora-stall-{}", uuid::Uuid::new_v4().simple()));
-    let git_url = git.url();
-    let app = crate::TestApp::spawn_with(move |env| {
-        env.with("GIT_BASE_URL", git_url)
-            .with("GIT_WORK_DIR", work.to_string_lossy().into_owned())
-            .with("ALLOW_HTTP_WEBHOOKS", "true")
-            .with("ALLOW_PRIVATE_WEBHOOKS", "true")
-            .with("CIRCUIT_THRESHOLD", "1")
+    let app = crate::replicas::live_app(&git, |env| {
+        env.with("CIRCUIT_THRESHOLD", "1")
             .with("SCAN_WORKERS", "1")
             .with("DELIVERY_WORKERS", "1")
             .with("WORKER_POLL_MILLIS", "50")
