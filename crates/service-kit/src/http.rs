@@ -540,9 +540,10 @@ async fn refuse_nul(
 }
 
 /// The name of the first `name=value` pair of a query string or form body holding a NUL (in its
-/// name or value). Bodies that do not decode are left to the extractors, which say why.
+/// name or value), encoded (`%00`) or as a raw byte (which form decoding also passes through).
+/// Bodies that do not decode are left to the extractors, which say why.
 fn nul_in_pairs(raw: &[u8]) -> Option<String> {
-    if !raw.windows(3).any(|w| w == b"%00") {
+    if !raw.contains(&0) && !raw.windows(3).any(|w| w == b"%00") {
         return None;
     }
     let pairs = serde_urlencoded::from_bytes::<Vec<(String, String)>>(raw).ok()?;
@@ -682,7 +683,16 @@ fn form_config(status: StatusCode) -> web::FormConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::plain_serde_message;
+    use super::{nul_in_pairs, plain_serde_message};
+
+    #[test]
+    fn a_nul_is_found_encoded_or_raw_and_named_by_its_field() {
+        assert_eq!(nul_in_pairs(b"email=a%00b&password=x").as_deref(), Some("email"));
+        assert_eq!(nul_in_pairs(b"email=a\0b&password=x").as_deref(), Some("email"));
+        assert_eq!(nul_in_pairs(b"email=ab&pass\0word=x").as_deref(), Some("\"pass\\\\0word\""));
+        assert_eq!(nul_in_pairs(b"email=a%2500b"), None, "an encoded percent sign is no NUL");
+        assert_eq!(nul_in_pairs(b"email=ab&password=x"), None);
+    }
 
     #[test]
     fn serde_messages_lose_rust_type_names() {
